@@ -1,0 +1,291 @@
+//! MessagingAccount: one LINE channel or one Twilio account with its WhatsApp numbers.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::common::{CredentialSource, SecretKeyReference};
+
+/// One provider account: a LINE Messaging API channel, or a Twilio account that sends and
+/// receives WhatsApp messages. The controller checks its credentials, registers the webhook and
+/// runs one gateway for it.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "switchboard.dev",
+    version = "v1alpha1",
+    kind = "MessagingAccount",
+    namespaced,
+    status = "MessagingAccountStatus",
+    shortname = "msgacct",
+    category = "switchboard",
+    printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider", description = "LINE or TwilioWhatsApp"),
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(name = "Callback", type_ = "string", json_path = ".status.callbackUrl", priority = 1, description = "The URL the provider posts webhooks to"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = kube::core::Rule::new("has(self.line) != has(self.twilioWhatsApp)").message("exactly one of line or twilioWhatsApp must be set").reason(kube::core::Reason::FieldValueInvalid))]
+#[serde(rename_all = "camelCase")]
+pub struct MessagingAccountSpec {
+    /// Human-readable name of the account, shown in events and to the agent desk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub display_name: Option<String>,
+    /// A LINE Messaging API channel. Exactly one of line and twilioWhatsApp is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<LineAccount>,
+    /// A Twilio account used for WhatsApp. Exactly one of line and twilioWhatsApp is set.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "twilioWhatsApp")]
+    pub twilio_whatsapp: Option<TwilioWhatsAppAccount>,
+    /// Where the provider reaches the gateway, and whether the controller registers that URL.
+    pub webhook: WebhookSpec,
+    /// The gateway Deployment the controller runs for this account.
+    #[serde(default)]
+    pub gateway: GatewaySpec,
+    /// Consent that conversation data leaves the cluster for the provider.
+    pub data_transfer: DataTransfer,
+}
+
+/// LINE channel settings, as shown in the LINE Developers console.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineAccount {
+    /// The channel ID (digits only), from the channel's Basic settings.
+    #[schemars(regex(pattern = r"^[0-9]{1,20}$"))]
+    pub channel_id: String,
+    /// The channel secret, used to verify the x-line-signature of webhooks.
+    pub channel_secret: CredentialSource,
+    /// A long-lived channel access token, used for every call to the Messaging API.
+    pub channel_access_token: CredentialSource,
+}
+
+/// Twilio account settings for WhatsApp.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioWhatsAppAccount {
+    /// The Account SID (AC followed by 32 lowercase hex digits).
+    #[schemars(regex(pattern = r"^AC[0-9a-f]{32}$"))]
+    pub account_sid: String,
+    /// The account's Auth Token, used for API calls and to verify X-Twilio-Signature.
+    pub auth_token: CredentialSource,
+    /// A Messaging Service whose number pool holds the numbers; when set, the inbound URL is
+    /// registered on the service instead of on each number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^MG[0-9a-f]{32}$"))]
+    pub messaging_service_sid: Option<String>,
+    /// The WhatsApp-enabled numbers of this account, each with a name workstreams refer to.
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(min = 1, max = 50))]
+    pub numbers: Vec<WhatsAppNumber>,
+    /// True for the Twilio WhatsApp sandbox, whose inbound URL can only be set in the console;
+    /// registration is then always manual.
+    #[serde(default)]
+    pub sandbox: bool,
+}
+
+/// One WhatsApp sender number.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhatsAppNumber {
+    /// Short name workstreams use to pick this number (a DNS label).
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// The number in E.164 form, e.g. +14155550100.
+    #[schemars(regex(pattern = r"^\+[1-9][0-9]{6,14}$"))]
+    pub number: String,
+    /// The WhatsApp Sender SID (XE...) of this number. When set, the webhook is registered on the
+    /// sender through the Senders API rather than on the phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^XE[0-9a-f]{32}$"))]
+    pub sender_sid: Option<String>,
+}
+
+/// How the provider reaches the gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// The public https base URL that routes to the gateway's webhook port, without a path
+    /// (plain http is accepted only for loopback addresses, and only when the controller allows it).
+    #[schemars(length(max = 400), regex(pattern = r"^https?://[^/?#\s]+/?$"))]
+    pub public_base_url: String,
+    /// Automatic: the controller registers the callback URL with the provider. Manual: the
+    /// controller only publishes status.callbackUrl for a person to paste into the console.
+    #[serde(default)]
+    pub registration: Registration,
+}
+
+/// Who registers the callback URL with the provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Registration {
+    /// The controller sets the provider's webhook URL and keeps it set.
+    #[default]
+    Automatic,
+    /// A person sets it; the controller reports the URL to use.
+    Manual,
+}
+
+/// Settings of the gateway Deployment that serves this account.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Number of gateway pods. The embedded store allows one writer, so at most 1 (0 pauses the
+    /// gateway).
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of the gateway container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// A PersistentVolumeClaim for the gateway's store. Without it the store lives on an
+    /// emptyDir and is lost with the pod (the account reports a warning condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<GatewayStorage>,
+    /// An Ingress for the webhook path. Without it, route publicBaseUrl to the gateway Service
+    /// yourself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<GatewayIngress>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The persistent volume of the gateway's store.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStorage {
+    /// Requested size, e.g. 1Gi.
+    pub size: Quantity,
+    /// StorageClass of the claim; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// The Ingress the controller creates for the webhook path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayIngress {
+    /// IngressClass to use; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Host name the Ingress serves; normally the host of webhook.publicBaseUrl.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub host: String,
+    /// Secret holding the TLS certificate for host; no TLS section when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    /// Extra annotations for the Ingress, e.g. for cert-manager.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Acknowledgement that conversation data is sent to the provider.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataTransfer {
+    /// Must be true: messages, profiles and attachments leave the cluster for LINE or Twilio.
+    #[x_kube(validation = kube::core::Rule::new("self == true").message("must be true: conversation data leaves the cluster for the provider"))]
+    pub acknowledged: bool,
+}
+
+/// What the controller observed about a MessagingAccount.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagingAccountStatus {
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// CredentialsValid, WebhookRegistered, GatewayReady and Ready.
+    #[serde(default)]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Which provider this account uses: LINE or TwilioWhatsApp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The URL the provider must post webhooks to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// The LINE bot behind the channel, as LINE reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<LineIdentity>,
+    /// The Twilio account, as Twilio reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<TwilioIdentity>,
+    /// Registration state of each WhatsApp number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["name".into()]))]
+    pub numbers: Vec<NumberStatus>,
+    /// The gateway Deployment serving this account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayStatus>,
+}
+
+/// The LINE bot identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineIdentity {
+    /// The bot's user ID (U...).
+    pub bot_user_id: String,
+    /// The bot's basic ID, e.g. @123abcd.
+    pub basic_id: String,
+    /// The bot's display name.
+    pub display_name: String,
+}
+
+/// The Twilio account identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioIdentity {
+    /// The account's friendly name.
+    pub friendly_name: String,
+    /// active, suspended or closed.
+    pub status: String,
+    /// Trial or Full.
+    #[serde(rename = "type")]
+    pub account_type: String,
+}
+
+/// Registration state of one WhatsApp number.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NumberStatus {
+    /// The number's name in spec.twilioWhatsApp.numbers.
+    pub name: String,
+    /// The number in E.164 form.
+    pub number: String,
+    /// Whether the provider's inbound URL for this number is the callback URL.
+    pub inbound_url_configured: bool,
+}
+
+/// The gateway Deployment's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// Name of the Deployment.
+    pub deployment: String,
+    /// Pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Hash of the configuration the gateway was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+}
+
+impl MessagingAccountSpec {
+    /// The Secret keys this account reads, each with the path of the field that names it.
+    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretKeyReference)> {
+        let mut refs = Vec::new();
+        if let Some(line) = &self.line {
+            refs.push(("spec.line.channelSecret.secretKeyRef", &line.channel_secret.secret_key_ref));
+            refs.push(("spec.line.channelAccessToken.secretKeyRef", &line.channel_access_token.secret_key_ref));
+        }
+        if let Some(twilio) = &self.twilio_whatsapp {
+            refs.push(("spec.twilioWhatsApp.authToken.secretKeyRef", &twilio.auth_token.secret_key_ref));
+        }
+        refs
+    }
+}

@@ -1,0 +1,73 @@
+//! The CustomResourceDefinitions generated from the Rust types: what `switchboard crd` prints
+//! and `crds/` holds.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+use super::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
+
+/// The four kinds of Switchboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// MessagingAccount.
+    MessagingAccount,
+    /// Workstream.
+    Workstream,
+    /// RoutingRule.
+    RoutingRule,
+    /// MessageTemplate.
+    MessageTemplate,
+}
+
+impl Kind {
+    /// Every kind, in the order they are printed.
+    pub const ALL: [Kind; 4] = [Kind::MessagingAccount, Kind::Workstream, Kind::RoutingRule, Kind::MessageTemplate];
+
+    /// The kind named `name`, if it is one of ours.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The kind's name as in `kind:`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::MessagingAccount => "MessagingAccount",
+            Kind::Workstream => "Workstream",
+            Kind::RoutingRule => "RoutingRule",
+            Kind::MessageTemplate => "MessageTemplate",
+        }
+    }
+
+    /// The generated CRD of this kind.
+    pub fn crd(self) -> CustomResourceDefinition {
+        match self {
+            Kind::MessagingAccount => MessagingAccount::crd(),
+            Kind::Workstream => Workstream::crd(),
+            Kind::RoutingRule => RoutingRule::crd(),
+            Kind::MessageTemplate => MessageTemplate::crd(),
+        }
+    }
+
+    /// The file in `crds/` that holds this kind's CRD.
+    pub fn file_name(self) -> String {
+        format!("{}.yaml", self.name().to_lowercase())
+    }
+
+    /// The openAPIV3Schema of this kind, as JSON.
+    pub fn schema(self) -> Value {
+        let crd = self.crd();
+        let schema = crd.spec.versions.into_iter().next().and_then(|v| v.schema).and_then(|s| s.open_api_v3_schema);
+        serde_json::to_value(schema).expect("a JSONSchemaProps always serializes")
+    }
+}
+
+/// The CRD of `kind` as a YAML document, as written to `crds/`.
+pub fn to_yaml(kind: Kind) -> String {
+    serde_yaml::to_string(&kind.crd()).expect("a CRD always serializes")
+}
+
+/// All four CRDs as one multi-document YAML stream.
+pub fn all_yaml() -> String {
+    Kind::ALL.into_iter().map(to_yaml).collect::<Vec<_>>().join("---\n")
+}

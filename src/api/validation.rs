@@ -1,0 +1,374 @@
+//! Validation of one object: what the API server checks with the schema, what the CEL rules
+//! say, and the semantic checks only code can make. `check` runs all three; the controller runs
+//! the last two (the API server has already applied the schema, but clusters older than 1.25
+//! ignore CEL rules).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use kube::core::cel::{CompiledSchema, Validator, compile_schema};
+use regex::Regex;
+use serde_json::Value;
+
+use super::account::MessagingAccountSpec;
+use super::crds::Kind;
+use super::duration;
+use super::routing_rule::RoutingRuleSpec;
+use super::template::MessageTemplateSpec;
+use super::workstream::WorkstreamSpec;
+use crate::routing::compile::compile_match;
+
+/// A problem with one field of an object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FieldError {
+    /// Path of the field, e.g. `spec.routeTo.split`.
+    pub field: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl FieldError {
+    /// Builds a field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Which public URLs are acceptable for webhooks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UrlPolicy {
+    /// Accept plain http when the host is a loopback address (local development).
+    pub allow_http_loopback: bool,
+}
+
+struct KindSchema {
+    json: jsonschema::Validator,
+    cel: CompiledSchema,
+    raw: Value,
+}
+
+fn kind_schema(kind: Kind) -> &'static KindSchema {
+    static SCHEMAS: OnceLock<BTreeMap<Kind, KindSchema>> = OnceLock::new();
+    let all = SCHEMAS.get_or_init(|| {
+        Kind::ALL
+            .into_iter()
+            .map(|k| {
+                let raw = k.schema();
+                let json = jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft4)
+                    .build(&raw)
+                    .expect("the generated CRD schema is a valid JSON schema");
+                (k, KindSchema { cel: compile_schema(&raw), json, raw })
+            })
+            .collect()
+    });
+    &all[&kind]
+}
+
+/// Checks a whole object (apiVersion, kind, metadata, spec) of `kind` against its CRD schema as
+/// the API server would: types, required fields, patterns, enums, bounds and list-map keys,
+/// plus fields the schema does not know (the server would silently drop them).
+pub fn schema_errors(kind: Kind, object: &Value) -> Vec<FieldError> {
+    let schema = kind_schema(kind);
+    // The API server prunes nulls of non-nullable fields before validating.
+    let object = without_nulls(object);
+    let mut errors: Vec<FieldError> = schema.json.iter_errors(&object).map(|e| json_schema_error(&e)).collect();
+    structural_errors(&schema.raw, &object, String::new(), &mut errors);
+    errors.sort();
+    errors.dedup();
+    errors
+}
+
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+fn json_schema_error(e: &jsonschema::ValidationError<'_>) -> FieldError {
+    let path = pointer_to_path(&e.instance_path().to_string());
+    match e.kind() {
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
+            FieldError::new(join(&path, &name), "required field is missing")
+        }
+        _ => FieldError::new(if path.is_empty() { "(root)".to_owned() } else { path }, e.to_string()),
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") }
+}
+
+/// `/spec/queues/0/name` becomes `spec.queues[0].name`.
+fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.split('/').skip(1) {
+        let segment = segment.replace("~1", "/").replace("~0", "~");
+        if segment.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&segment);
+        }
+    }
+    out
+}
+
+/// Walks object and schema together for what JSON Schema cannot say: unknown fields and
+/// duplicate keys in list-maps.
+fn structural_errors(schema: &Value, value: &Value, path: String, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::Object(map) => {
+            let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+                if let Some(inner) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+                    for (k, v) in map {
+                        structural_errors(inner, v, format!("{path}[{k:?}]"), errors);
+                    }
+                }
+                return;
+            };
+            let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool).unwrap_or(false);
+            for (k, v) in map {
+                let child = join(&path, k);
+                match properties.get(k) {
+                    // metadata's schema is the API server's own.
+                    Some(_) if path.is_empty() && k == "metadata" => {}
+                    Some(s) => structural_errors(s, v, child, errors),
+                    None if !preserve => errors.push(FieldError::new(child, "unknown field")),
+                    None => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            let Some(item_schema) = schema.get("items") else { return };
+            if schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
+                let keys: Vec<&str> = schema
+                    .get("x-kubernetes-list-map-keys")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let mut seen = BTreeSet::new();
+                for (i, item) in items.iter().enumerate() {
+                    let key: Vec<String> = keys.iter().map(|k| item.get(*k).map(Value::to_string).unwrap_or_default()).collect();
+                    if !seen.insert(key.clone()) {
+                        errors.push(FieldError::new(format!("{path}[{i}]"), format!("duplicate entry for {}", describe_key(&keys, &key))));
+                    }
+                }
+            }
+            for (i, item) in items.iter().enumerate() {
+                structural_errors(item_schema, item, format!("{path}[{i}]"), errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn describe_key(keys: &[&str], values: &[String]) -> String {
+    keys.iter().zip(values).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Evaluates the kind's CEL rules (`x-kubernetes-validations`) on an object. `old` is the
+/// previous state for transition rules such as immutability.
+pub fn cel_errors(kind: Kind, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let schema = kind_schema(kind);
+    let validator = cel_validator();
+    match validator.validate_compiled(&schema.cel, object, old) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_vec().into_iter().map(|e| FieldError::new(e.field_path, e.message)).collect(),
+    }
+}
+
+fn cel_validator() -> &'static Validator {
+    static VALIDATOR: OnceLock<Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(Validator::new)
+}
+
+/// Semantic checks of a MessagingAccount.
+pub fn account_errors(spec: &MessagingAccountSpec, policy: UrlPolicy) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Err(message) = check_public_base_url(&spec.webhook.public_base_url, policy) {
+        errors.push(FieldError::new("spec.webhook.publicBaseUrl", message));
+    }
+    if let Some(twilio) = &spec.twilio_whatsapp {
+        let mut seen = BTreeMap::new();
+        for (i, n) in twilio.numbers.iter().enumerate() {
+            if let Some(first) = seen.insert(n.number.as_str(), &n.name) {
+                errors.push(FieldError::new(format!("spec.twilioWhatsApp.numbers[{i}].number"), format!("{} is already listed as {first}", n.number)));
+            }
+        }
+    }
+    errors
+}
+
+fn check_public_base_url(text: &str, policy: UrlPolicy) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user information".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".to_owned());
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if policy.allow_http_loopback && is_loopback(&url) => Ok(()),
+        "http" if is_loopback(&url) => Err("must use https (http on loopback only when the controller allows it)".to_owned()),
+        _ => Err("must use https".to_owned()),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The placeholders automated messages and surveys may use.
+pub const PLACEHOLDERS: [&str; 6] = ["CustomerName", "QueueName", "Position", "AgentName", "ConversationId", "SurveyUrl"];
+
+fn placeholder_errors(field: &str, text: &str, allowed: &[&str], errors: &mut Vec<FieldError>) {
+    static PLACEHOLDER: OnceLock<Regex> = OnceLock::new();
+    let re = PLACEHOLDER.get_or_init(|| Regex::new(r"\{([A-Za-z0-9_]*)\}").expect("static regex"));
+    for cap in re.captures_iter(text) {
+        let name = &cap[1];
+        if !allowed.contains(&name) {
+            errors.push(FieldError::new(field, format!("unknown placeholder {{{name}}}; known: {}", allowed.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" "))));
+        }
+    }
+}
+
+/// Semantic checks of a Workstream.
+pub fn workstream_errors(spec: &WorkstreamSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(d) = &spec.distribution.auto_close_after_inactivity
+        && duration::parse(d).is_none_or(|d| d.is_zero())
+    {
+        errors.push(FieldError::new("spec.distribution.autoCloseAfterInactivity", "must be a positive duration such as 24h"));
+    }
+    let wrap_up = spec.distribution.wrap_up.as_str();
+    if wrap_up != "Always" && wrap_up != "None" && duration::parse(wrap_up).is_none() {
+        errors.push(FieldError::new("spec.distribution.wrapUp", "must be Always, None or a duration such as 60s"));
+    }
+    for (i, q) in spec.queues.iter().enumerate() {
+        if let Some(hours) = &q.operating_hours
+            && jiff::tz::TimeZone::get(&hours.time_zone).is_err()
+        {
+            errors.push(FieldError::new(format!("spec.queues[{i}].operatingHours.timeZone"), format!("unknown time zone {:?}", hours.time_zone)));
+        }
+    }
+    for (i, m) in spec.automated_messages.iter().enumerate() {
+        placeholder_errors(&format!("spec.automatedMessages[{i}].text"), &m.text, &PLACEHOLDERS, &mut errors);
+    }
+    if let Some(survey) = &spec.post_conversation_survey {
+        placeholder_errors("spec.postConversationSurvey.url", &survey.url, &["ConversationId"], &mut errors);
+        placeholder_errors("spec.postConversationSurvey.text", &survey.text, &PLACEHOLDERS, &mut errors);
+        if let Err(e) = check_http_url(&survey.url.replace("{ConversationId}", "c")) {
+            errors.push(FieldError::new("spec.postConversationSurvey.url", e));
+        }
+    }
+    if let Err(e) = check_http_url(&spec.delivery.url) {
+        errors.push(FieldError::new("spec.delivery.url", e));
+    }
+    if let Some(bot) = &spec.bot
+        && let Err(e) = check_http_url(&bot.url)
+    {
+        errors.push(FieldError::new("spec.bot.url", e));
+    }
+    errors
+}
+
+fn check_http_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a valid URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http or https URL with a host".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user information; use a Secret reference".to_owned());
+    }
+    Ok(())
+}
+
+/// Semantic checks of a RoutingRule: its conditions must compile.
+pub fn routing_rule_errors(spec: &RoutingRuleSpec) -> Vec<FieldError> {
+    compile_match(spec).err().unwrap_or_default()
+}
+
+/// Semantic checks of a MessageTemplate: variables numbered 1..n in each body, each with a
+/// sample value, and adopted SIDs that look like Content SIDs.
+pub fn template_errors(spec: &MessageTemplateSpec) -> Vec<FieldError> {
+    static VARIABLE: OnceLock<Regex> = OnceLock::new();
+    static CONTENT_SID: OnceLock<Regex> = OnceLock::new();
+    let variable = VARIABLE.get_or_init(|| Regex::new(r"\{\{\s*([^{}]*?)\s*\}\}").expect("static regex"));
+    let content_sid = CONTENT_SID.get_or_init(|| Regex::new(r"^HX[0-9a-f]{32}$").expect("static regex"));
+    let mut errors = Vec::new();
+    let mut used = BTreeSet::new();
+    for (i, l) in spec.localizations.iter().enumerate() {
+        let field = format!("spec.localizations[{i}].body");
+        let mut numbers = BTreeSet::new();
+        for cap in variable.captures_iter(&l.body) {
+            match cap[1].parse::<u32>() {
+                Ok(n) if n >= 1 => {
+                    numbers.insert(n);
+                }
+                _ => errors.push(FieldError::new(&field, format!("variable {{{{{}}}}} must be a number from 1", &cap[1]))),
+            }
+        }
+        if let Some(gap) = (1..=numbers.len() as u32).find(|n| !numbers.contains(n)) {
+            errors.push(FieldError::new(&field, format!("variables must be numbered 1 to {} without gaps; {{{{{gap}}}}} is missing", numbers.len())));
+        }
+        for n in &numbers {
+            if !spec.sample_values.contains_key(&n.to_string()) {
+                errors.push(FieldError::new(&field, format!("variable {{{{{n}}}}} has no entry in spec.sampleValues")));
+            }
+        }
+        used.extend(numbers);
+    }
+    for key in spec.sample_values.keys() {
+        if !key.parse::<u32>().is_ok_and(|n| used.contains(&n)) {
+            errors.push(FieldError::new(format!("spec.sampleValues[{key:?}]"), "no localization uses this variable"));
+        }
+    }
+    for (language, sid) in spec.adopt.iter().flatten() {
+        if !content_sid.is_match(sid) {
+            errors.push(FieldError::new(format!("spec.adopt[{language:?}]"), format!("{sid:?} is not a Content SID (HX followed by 32 hex digits)")));
+        }
+    }
+    errors
+}
+
+/// Every single-object check of `check`: the schema first, and when the object fits it, the
+/// CEL rules and the semantic checks.
+pub fn object_errors(kind: Kind, object: &Value, policy: UrlPolicy) -> Vec<FieldError> {
+    let errors = schema_errors(kind, object);
+    if !errors.is_empty() {
+        return errors;
+    }
+    let mut errors = cel_errors(kind, object, None);
+    let spec = object.get("spec").cloned().unwrap_or(Value::Null);
+    let semantic = match kind {
+        Kind::MessagingAccount => serde_json::from_value(spec).map(|s| account_errors(&s, policy)),
+        Kind::Workstream => serde_json::from_value(spec).map(|s| workstream_errors(&s)),
+        Kind::RoutingRule => serde_json::from_value(spec).map(|s| routing_rule_errors(&s)),
+        Kind::MessageTemplate => serde_json::from_value(spec).map(|s| template_errors(&s)),
+    };
+    match semantic {
+        Ok(found) => errors.extend(found),
+        Err(e) => errors.push(FieldError::new("spec", format!("does not fit the {} type: {e}", kind.name()))),
+    }
+    errors
+}

@@ -1,0 +1,255 @@
+//! `switchboard check`: offline validation of manifests before they reach a cluster — the
+//! schema, the CEL rules, the semantic checks of the controller, and references within the set.
+
+pub mod load;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::crds::Kind;
+use crate::api::references::{self, Missing};
+use crate::api::validation::{self, FieldError, UrlPolicy};
+use crate::api::{GROUP, MessageTemplate, MessagingAccount, RoutingRule, SecretKeyReference, VERSION, Workstream};
+use load::Document;
+
+/// How strict a check is.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Which webhook URLs are acceptable.
+    pub policy: UrlPolicy,
+    /// Whether references to objects outside the set are problems.
+    pub on_missing: Missing,
+}
+
+/// One problem found, attributed to a document.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: String,
+    /// The document's position in the file, from 1.
+    pub document: usize,
+    /// The object's kind, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The object's namespace, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The object's name, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The path of the field at fault.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.file, self.document)?;
+        if let Some(kind) = &self.kind {
+            write!(f, " {kind} {}/{}", self.namespace.as_deref().unwrap_or("?"), self.name.as_deref().unwrap_or("?"))?;
+        }
+        write!(f, ": {}: {}", self.field, self.message)
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Documents read.
+    pub documents: usize,
+    /// Switchboard objects among them.
+    pub objects: usize,
+    /// Everything wrong, in file and document order.
+    pub problems: Vec<Problem>,
+}
+
+/// Where an object came from, for attributing problems.
+#[derive(Clone)]
+struct Origin {
+    order: usize,
+    file: String,
+    index: usize,
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+impl Origin {
+    fn problem(&self, e: FieldError) -> (usize, Problem) {
+        (self.order, Problem {
+            file: self.file.clone(),
+            document: self.index,
+            kind: Some(self.kind.clone()),
+            namespace: Some(self.namespace.clone()),
+            name: Some(self.name.clone()),
+            field: e.field,
+            message: e.message,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Set {
+    accounts: Vec<(Origin, MessagingAccount)>,
+    workstreams: Vec<(Origin, Workstream)>,
+    rules: Vec<(Origin, RoutingRule)>,
+    templates: Vec<(Origin, MessageTemplate)>,
+    /// (namespace, name) of each Secret in the set, with its keys.
+    secrets: BTreeMap<(String, String), BTreeSet<String>>,
+}
+
+/// The longest MessagingAccount name: `<name>-gateway` names a Service, a DNS label of at most
+/// 63 characters.
+const MAX_ACCOUNT_NAME: usize = 55;
+
+/// Checks documents as one set.
+pub fn check(documents: Vec<Document>, options: Options) -> Report {
+    let mut problems = Vec::new();
+    let mut set = Set::default();
+    let mut seen: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    let total = documents.len();
+    let mut objects = 0;
+    for (order, doc) in documents.into_iter().enumerate() {
+        let bare = |field: &str, message: String| {
+            (order, Problem {
+                file: doc.file.clone(),
+                document: doc.index,
+                kind: None,
+                namespace: None,
+                name: None,
+                field: field.to_owned(),
+                message,
+            })
+        };
+        let value = match doc.content {
+            Ok(v) => v,
+            Err(message) => {
+                problems.push(bare("(document)", message));
+                continue;
+            }
+        };
+        let (Some(api_version), Some(kind)) = (value.get("apiVersion").and_then(Value::as_str), value.get("kind").and_then(Value::as_str)) else {
+            problems.push(bare("(document)", "not a Kubernetes object: apiVersion and kind are required".to_owned()));
+            continue;
+        };
+        let namespace = value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_owned();
+        let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let origin = Origin { order, file: doc.file.clone(), index: doc.index, kind: kind.to_owned(), namespace: namespace.clone(), name: name.clone() };
+        if api_version == "v1" && kind == "Secret" {
+            set.secrets.insert((namespace, name), secret_keys(&value));
+            continue;
+        }
+        let Some((group, version)) = api_version.split_once('/').filter(|(g, _)| *g == GROUP) else {
+            continue;
+        };
+        let Some(k) = Kind::from_name(kind) else {
+            problems.push(origin.problem(FieldError::new("kind", format!("{kind} is not a kind of {GROUP}; known kinds: {}", Kind::ALL.map(|k| k.name()).join(", ")))));
+            continue;
+        };
+        if version != VERSION {
+            problems.push(origin.problem(FieldError::new("apiVersion", format!("{group}/{version} is not served; use {GROUP}/{VERSION}"))));
+            continue;
+        }
+        objects += 1;
+        let mut errors = metadata_errors(k, &name);
+        errors.extend(validation::object_errors(k, &value, options.policy));
+        let key = (kind.to_owned(), origin.namespace.clone(), name.clone());
+        if let Some(first) = seen.get(&key).filter(|_| !name.is_empty()) {
+            errors.push(FieldError::new("metadata.name", format!("{kind} {}/{name} is already defined at {first}", origin.namespace)));
+        } else {
+            seen.insert(key, format!("{}#{}", doc.file, doc.index));
+        }
+        if errors.is_empty() {
+            add_typed(&mut set, k, origin, value);
+        } else {
+            problems.extend(errors.into_iter().map(|e| origin.problem(e)));
+        }
+    }
+    problems.extend(cross_checks(&set, options.on_missing));
+    // Cross-object problems join their document's own, in document order (the sort is stable).
+    problems.sort_by_key(|(order, _)| *order);
+    Report { documents: total, objects, problems: problems.into_iter().map(|(_, p)| p).collect() }
+}
+
+fn metadata_errors(kind: Kind, name: &str) -> Vec<FieldError> {
+    let label = |max: usize| {
+        !name.is_empty()
+            && name.len() <= max
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-')
+    };
+    match kind {
+        _ if name.is_empty() => vec![FieldError::new("metadata.name", "required field is missing")],
+        Kind::MessagingAccount if !label(MAX_ACCOUNT_NAME) => vec![FieldError::new(
+            "metadata.name",
+            format!("must be a DNS label of at most {MAX_ACCOUNT_NAME} characters: it names the gateway objects <name>-gateway"),
+        )],
+        _ if !label(253) && !name.contains('.') => vec![FieldError::new("metadata.name", "must be a DNS subdomain name")],
+        _ => Vec::new(),
+    }
+}
+
+fn secret_keys(secret: &Value) -> BTreeSet<String> {
+    ["data", "stringData"]
+        .iter()
+        .filter_map(|f| secret.get(*f).and_then(Value::as_object))
+        .flat_map(|m| m.keys().cloned())
+        .collect()
+}
+
+fn add_typed(set: &mut Set, kind: Kind, origin: Origin, mut value: Value) {
+    // References resolve within a namespace, so every object gets the one it was checked in.
+    value["metadata"]["namespace"] = Value::String(origin.namespace.clone());
+    let parsed = match kind {
+        Kind::MessagingAccount => serde_json::from_value(value).map(|o| set.accounts.push((origin, o))),
+        Kind::Workstream => serde_json::from_value(value).map(|o| set.workstreams.push((origin, o))),
+        Kind::RoutingRule => serde_json::from_value(value).map(|o| set.rules.push((origin, o))),
+        Kind::MessageTemplate => serde_json::from_value(value).map(|o| set.templates.push((origin, o))),
+    };
+    // object_errors already parsed the spec; metadata is the only other part.
+    debug_assert!(parsed.is_ok(), "a schema-valid object parses");
+}
+
+fn objects<T: Clone>(list: &[(Origin, T)]) -> Vec<T> {
+    list.iter().map(|(_, o)| o.clone()).collect()
+}
+
+fn cross_checks(set: &Set, on_missing: Missing) -> Vec<(usize, Problem)> {
+    let accounts: Vec<MessagingAccount> = objects(&set.accounts);
+    let workstreams: Vec<Workstream> = objects(&set.workstreams);
+    let templates: Vec<MessageTemplate> = objects(&set.templates);
+    let mut problems = Vec::new();
+    for (origin, account) in &set.accounts {
+        problems.extend(secret_ref_errors(set, origin, account.spec.secret_refs()).into_iter().map(|e| origin.problem(e)));
+    }
+    for (origin, ws) in &set.workstreams {
+        let mut errors = references::workstream_errors(ws, &accounts, &workstreams, &templates, on_missing);
+        errors.extend(secret_ref_errors(set, origin, ws.spec.secret_refs()));
+        problems.extend(errors.into_iter().map(|e| origin.problem(e)));
+    }
+    for (origin, rule) in &set.rules {
+        problems.extend(references::routing_rule_errors(rule, &workstreams, on_missing).into_iter().map(|e| origin.problem(e)));
+    }
+    for (origin, tpl) in &set.templates {
+        problems.extend(references::template_errors(tpl, &accounts, &templates, on_missing).into_iter().map(|e| origin.problem(e)));
+    }
+    problems
+}
+
+/// A Secret that is part of the set must hold the keys objects reference. Secrets outside the
+/// set (sealed, external, created by hand) are the controller's to check.
+fn secret_ref_errors(set: &Set, origin: &Origin, refs: Vec<(&'static str, &SecretKeyReference)>) -> Vec<FieldError> {
+    refs.into_iter()
+        .filter_map(|(field, r)| {
+            let keys = set.secrets.get(&(origin.namespace.clone(), r.name.clone()))?;
+            (!keys.contains(&r.key)).then(|| {
+                FieldError::new(format!("{field}.key"), format!("Secret {}/{} has no key {:?} (it has: {})", origin.namespace, r.name, r.key, keys.iter().cloned().collect::<Vec<_>>().join(", ")))
+            })
+        })
+        .collect()
+}

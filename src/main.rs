@@ -1,0 +1,99 @@
+//! The `switchboard` command line: parse, dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use switchboard::api::crds::{self, Kind};
+use switchboard::api::references::Missing;
+use switchboard::api::validation::UrlPolicy;
+use switchboard::check::{self, load};
+
+/// Switchboard: customer-service messaging channels (LINE, WhatsApp through Twilio) as
+/// Kubernetes resources.
+#[derive(Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the four CustomResourceDefinitions as YAML, or write one file per kind.
+    Crd {
+        /// Write <kind>.yaml files into this folder instead of printing.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Validate manifests offline: schema, CEL rules, semantic checks and references.
+    Check {
+        /// Manifest files or folders (a folder's .yaml, .yml and .json files).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Also read the subfolders of folders.
+        #[arg(long, short = 'r')]
+        recursive: bool,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Accept http:// webhook URLs on loopback hosts (local development).
+        #[arg(long)]
+        allow_http_loopback: bool,
+        /// Do not report references to objects outside the checked files.
+        #[arg(long)]
+        allow_external_refs: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { dir: None } => {
+            print!("{}", crds::all_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { dir: Some(dir) } => {
+            for kind in Kind::ALL {
+                let path = dir.join(kind.file_name());
+                if let Err(e) = std::fs::write(&path, crds::to_yaml(kind)) {
+                    eprintln!("error: {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Check { paths, recursive, output, allow_http_loopback, allow_external_refs } => {
+            let options = check::Options {
+                policy: UrlPolicy { allow_http_loopback },
+                on_missing: if allow_external_refs { Missing::Ignore } else { Missing::Report },
+            };
+            let documents = load::manifest_files(&paths, recursive).and_then(|files| {
+                files.iter().map(|f| load::read_documents(f)).collect::<Result<Vec<_>, _>>().map(|d| d.into_iter().flatten().collect())
+            });
+            let documents = match documents {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = check::check(documents, options);
+            match output {
+                Output::Text => {
+                    for p in &report.problems {
+                        println!("{p}");
+                    }
+                }
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes")),
+            }
+            if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+    }
+}
