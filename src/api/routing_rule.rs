@@ -152,6 +152,7 @@ pub enum Priority {
 pub struct RouteTo {
     /// The queue (a name in the workstream's queues).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
     pub queue: Option<String>,
     /// A percentage split across up to 5 queues; percentages sum to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -166,6 +167,7 @@ pub struct RouteTo {
 #[serde(rename_all = "camelCase")]
 pub struct SplitTarget {
     /// The queue.
+    #[schemars(length(max = 63))]
     pub queue: String,
     /// Its share, in percent.
     #[schemars(range(min = 1, max = 100))]

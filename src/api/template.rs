@@ -27,8 +27,8 @@ use super::common::LocalObjectReference;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
-    validation = kube::core::Rule::new("self.localizations.exists(l, l.language == self.defaultLanguage)").message("defaultLanguage must be one of the localizations' languages").field_path(".defaultLanguage"),
-    validation = kube::core::Rule::new("!has(self.adopt) || self.adopt.all(k, self.localizations.exists(l, l.language == k))").message("every language in adopt must be one of the localizations' languages").field_path(".adopt")
+    validation = kube::core::Rule::new("self.localizations.exists(l, l.language == self.defaultLanguage)").message("must be the language of one of spec.localizations").field_path(".defaultLanguage"),
+    validation = kube::core::Rule::new("!has(self.adopt) || self.adopt.all(k, self.localizations.exists(l, l.language == k))").message("every key must be the language of one of spec.localizations").field_path(".adopt")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MessageTemplateSpec {
@@ -40,7 +40,7 @@ pub struct MessageTemplateSpec {
     /// WhatsApp template category.
     pub category: TemplateCategory,
     /// Language used when the customer's language has no localization.
-    #[schemars(regex(pattern = r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"))]
+    #[schemars(length(max = 35), regex(pattern = r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"))]
     pub default_language: String,
     /// The template text per language; {{1}}, {{2}}, ... are variables.
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["language".into()]))]
@@ -74,7 +74,7 @@ pub enum TemplateCategory {
 #[serde(rename_all = "camelCase")]
 pub struct Localization {
     /// Language code, e.g. en, tr or pt_BR.
-    #[schemars(regex(pattern = r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"))]
+    #[schemars(length(max = 35), regex(pattern = r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,8})*$"))]
     pub language: String,
     /// The text, with variables {{1}}, {{2}}, ... in order.
     #[schemars(length(min = 1, max = 1024))]

@@ -144,8 +144,8 @@ fn structural_errors(schema: &Value, value: &Value, path: String, errors: &mut V
             for (k, v) in map {
                 let child = join(&path, k);
                 match properties.get(k) {
-                    // metadata's schema is the API server's own.
-                    Some(_) if path.is_empty() && k == "metadata" => {}
+                    // The type meta and metadata are the API server's own.
+                    _ if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") => {}
                     Some(s) => structural_errors(s, v, child, errors),
                     None if !preserve => errors.push(FieldError::new(child, "unknown field")),
                     None => {}

@@ -26,7 +26,7 @@ use super::common::{LocalObjectReference, SecretKeyReference};
     printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-#[x_kube(validation = kube::core::Rule::new("self.queues.exists(q, q.name == self.distribution.fallbackQueue)").message("distribution.fallbackQueue must name one of queues").field_path(".distribution.fallbackQueue"))]
+#[x_kube(validation = kube::core::Rule::new("self.queues.exists(q, q.name == self.distribution.fallbackQueue)").message("must be the name of one of spec.queues").field_path(".distribution.fallbackQueue"))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkstreamSpec {
     /// The MessagingAccount whose conversations this workstream handles.
@@ -69,6 +69,7 @@ pub struct Distribution {
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("distribution.mode is immutable"))]
     pub mode: DistributionMode,
     /// Queue used when no rule matches, a rule fails, or a queue overflows.
+    #[schemars(length(min = 1, max = 63))]
     pub fallback_queue: String,
     /// How many units of an agent's capacity one conversation takes.
     #[serde(default = "default_capacity")]
@@ -110,7 +111,7 @@ pub enum DistributionMode {
 #[serde(rename_all = "camelCase")]
 pub struct Queue {
     /// Name of the queue (a DNS label); rules route to it by this name.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    #[schemars(length(max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
     pub name: String,
     /// Lower numbers are served first when an agent is in several queues.
     #[serde(default)]
@@ -146,10 +147,10 @@ pub struct WeeklyWindow {
     #[schemars(length(min = 1, max = 7))]
     pub days: Vec<Weekday>,
     /// Opening time, HH:MM (24-hour clock), local to the time zone.
-    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    #[schemars(length(max = 5), regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub from: String,
     /// Closing time, HH:MM (24-hour clock, 24:00 for midnight), exclusive.
-    #[schemars(regex(pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"))]
+    #[schemars(length(max = 5), regex(pattern = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"))]
     pub to: String,
 }
 

@@ -203,7 +203,8 @@ fn compile_condition(c: &MatchCondition) -> Result<CompiledCondition, ConditionE
 /// The regex crate's messages span several lines with a caret diagram; one line is enough for a
 /// condition message and a `check` report.
 fn first_line(message: &str) -> String {
-    message.lines().rfind(|l| l.starts_with("error:")).unwrap_or_else(|| message.lines().next().unwrap_or(message)).trim().to_owned()
+    let line = message.lines().rfind(|l| l.starts_with("error:")).unwrap_or_else(|| message.lines().next().unwrap_or(message));
+    line.trim_start_matches("error:").trim().to_owned()
 }
 
 #[cfg(test)]
