@@ -18,6 +18,7 @@ use super::common::{CredentialSource, SecretKeyReference};
     group = "switchboard.dev",
     version = "v1alpha1",
     kind = "MessagingAccount",
+    doc = "A MessagingAccount is one provider account (a LINE channel, or a Twilio account for WhatsApp) with the webhook and gateway that serve it.",
     namespaced,
     status = "MessagingAccountStatus",
     shortname = "msgacct",

@@ -11,11 +11,12 @@ use super::common::LocalObjectReference;
 /// One rule of a workstream: classification rules add attributes, priority and skills;
 /// route-to-queue rules pick the queue. Within a stage rules run by ascending order and the
 /// first match wins.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "switchboard.dev",
     version = "v1alpha1",
     kind = "RoutingRule",
+    doc = "A RoutingRule classifies work items or routes them to a queue of its Workstream.",
     namespaced,
     status = "RoutingRuleStatus",
     shortname = "rr",

@@ -15,6 +15,7 @@ use super::common::LocalObjectReference;
     group = "switchboard.dev",
     version = "v1alpha1",
     kind = "MessageTemplate",
+    doc = "A MessageTemplate is a message agents may send, such as a WhatsApp template for use outside the 24-hour window.",
     namespaced,
     status = "MessageTemplateStatus",
     shortname = "mtpl",

@@ -372,3 +372,116 @@ pub fn object_errors(kind: Kind, object: &Value, policy: UrlPolicy) -> Vec<Field
     }
     errors
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn account(spec: Value) -> Value {
+        json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "MessagingAccount", "metadata": {"name": "a"}, "spec": spec})
+    }
+
+    fn line_spec() -> Value {
+        json!({
+            "line": {"channelId": "1657123456",
+                     "channelSecret": {"secretKeyRef": {"name": "s", "key": "secret"}},
+                     "channelAccessToken": {"secretKeyRef": {"name": "s", "key": "token"}}},
+            "webhook": {"publicBaseUrl": "https://chat.example.com"},
+            "dataTransfer": {"acknowledged": true}
+        })
+    }
+
+    fn messages(errors: &[FieldError]) -> Vec<String> {
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_valid_account_has_no_errors() {
+        assert_eq!(messages(&object_errors(Kind::MessagingAccount, &account(line_spec()), UrlPolicy::default())), Vec::<String>::new());
+    }
+
+    #[test]
+    fn schema_errors_name_the_field() {
+        let mut spec = line_spec();
+        spec["line"]["channelId"] = json!("16571x");
+        spec["webhook"]["registrations"] = json!("Manual");
+        spec["line"].as_object_mut().unwrap().remove("channelSecret");
+        let errors = messages(&schema_errors(Kind::MessagingAccount, &account(spec)));
+        assert_eq!(errors, vec![
+            "spec.line.channelId: \"16571x\" does not match \"^[0-9]{1,20}$\"",
+            "spec.line.channelSecret: required field is missing",
+            "spec.webhook.registrations: unknown field",
+        ]);
+    }
+
+    #[test]
+    fn cel_rules_are_evaluated() {
+        let mut spec = line_spec();
+        spec["twilioWhatsApp"] = json!({"accountSid": "AC0123456789abcdef0123456789abcdef",
+            "authToken": {"secretKeyRef": {"name": "t", "key": "k"}}, "numbers": [{"name": "n", "number": "+14155550100"}]});
+        spec["dataTransfer"]["acknowledged"] = json!(false);
+        let mut errors = messages(&object_errors(Kind::MessagingAccount, &account(spec), UrlPolicy::default()));
+        errors.sort();
+        assert_eq!(errors, vec![
+            "spec.dataTransfer.acknowledged: must be true: conversation data leaves the cluster for the provider",
+            "spec: exactly one of line or twilioWhatsApp must be set",
+        ]);
+    }
+
+    #[test]
+    fn immutable_mode_is_a_transition_rule() {
+        let ws = |mode: &str| {
+            json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "Workstream", "metadata": {"name": "w"}, "spec": {
+                "accountRef": {"name": "a"}, "language": "en", "queues": [{"name": "q"}],
+                "distribution": {"mode": mode, "fallbackQueue": "q"},
+                "delivery": {"url": "http://desk", "signingSecretRef": {"name": "d", "key": "s"}, "agentApiTokenSecretRef": {"name": "d", "key": "t"}}}})
+        };
+        assert!(cel_errors(Kind::Workstream, &ws("Push"), Some(&ws("Push"))).is_empty());
+        assert_eq!(messages(&cel_errors(Kind::Workstream, &ws("Pick"), Some(&ws("Push")))), vec![
+            "spec.distribution.mode: distribution.mode is immutable"
+        ]);
+    }
+
+    #[test]
+    fn webhook_url_policy() {
+        let check = |url: &str, allow: bool| check_public_base_url(url, UrlPolicy { allow_http_loopback: allow });
+        assert!(check("https://chat.example.com", false).is_ok());
+        assert!(check("http://chat.example.com", true).is_err());
+        assert!(check("http://127.0.0.1:8080", true).is_ok());
+        assert!(check("http://localhost:8080", false).is_err());
+        assert!(check("https://user:pw@chat.example.com", false).unwrap_err().contains("user information"));
+        // The message must not echo the credentials it refuses.
+        assert!(!check("https://user:pw@chat.example.com", false).unwrap_err().contains("pw"));
+    }
+
+    proptest! {
+        // Whatever a manifest holds, validation reports problems and never panics.
+        #[test]
+        fn validation_never_panics(spec in arbitrary_json(4), kind in 0usize..4) {
+            let kind = Kind::ALL[kind];
+            let object = json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": kind.name(), "metadata": {"name": "x"}, "spec": spec});
+            let _ = object_errors(kind, &object, UrlPolicy::default());
+        }
+    }
+
+    fn arbitrary_json(depth: u32) -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-zA-Z0-9 .:/+{}-]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(depth, 64, 6, |inner| {
+            let keys = prop_oneof![
+                Just("line".to_owned()), Just("twilioWhatsApp".to_owned()), Just("queues".to_owned()),
+                Just("routeTo".to_owned()), Just("split".to_owned()), Just("name".to_owned()), "[a-z]{1,8}"
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(keys, inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+}

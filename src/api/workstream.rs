@@ -14,6 +14,7 @@ use super::common::{LocalObjectReference, SecretKeyReference};
     group = "switchboard.dev",
     version = "v1alpha1",
     kind = "Workstream",
+    doc = "A Workstream says how the conversations of one channel are queued, routed, answered and closed.",
     namespaced,
     status = "WorkstreamStatus",
     shortname = "ws",
