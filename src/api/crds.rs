@@ -1,7 +1,9 @@
 //! The CustomResourceDefinitions generated from the Rust types: what `switchboard crd` prints
 //! and `crds/` holds.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
@@ -41,6 +43,16 @@ impl Kind {
 
     /// The generated CRD of this kind.
     pub fn crd(self) -> CustomResourceDefinition {
+        let mut crd = self.derived_crd();
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+                drop_null_enum_values(schema);
+            }
+        }
+        crd
+    }
+
+    fn derived_crd(self) -> CustomResourceDefinition {
         match self {
             Kind::MessagingAccount => MessagingAccount::crd(),
             Kind::Workstream => Workstream::crd(),
@@ -59,6 +71,26 @@ impl Kind {
         let crd = self.crd();
         let schema = crd.spec.versions.into_iter().next().and_then(|v| v.schema).and_then(|s| s.open_api_v3_schema);
         serde_json::to_value(schema).expect("a JSONSchemaProps always serializes")
+    }
+}
+
+/// schemars lists `null` among the values of an optional enum. The field is already
+/// `nullable`, and API servers before 1.30 refuse a null enum value in a CRD.
+fn drop_null_enum_values(schema: &mut JSONSchemaProps) {
+    if let Some(values) = &mut schema.enum_ {
+        values.retain(|v| !v.0.is_null());
+    }
+    let children = schema.properties.iter_mut().flat_map(|p| p.values_mut());
+    let items = schema.items.iter_mut().filter_map(|i| match i {
+        JSONSchemaPropsOrArray::Schema(s) => Some(s.as_mut()),
+        JSONSchemaPropsOrArray::Schemas(_) => None,
+    });
+    let additional = schema.additional_properties.iter_mut().filter_map(|a| match a {
+        JSONSchemaPropsOrBool::Schema(s) => Some(s.as_mut()),
+        JSONSchemaPropsOrBool::Bool(_) => None,
+    });
+    for child in children.chain(items).chain(additional) {
+        drop_null_enum_values(child);
     }
 }
 

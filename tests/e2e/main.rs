@@ -1,0 +1,6 @@
+//! End-to-end tests against a real kube-apiserver. The cluster is the one named by
+//! `SWITCHBOARD_TEST_KUBECONFIG` (`tests/run.sh` starts one from `tests/testbed/`); without it
+//! every test prints that it was skipped and why.
+
+mod cluster;
+mod crds;
