@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use switchboard::api::crds::{self, Kind};
-use switchboard::api::references::Missing;
 use switchboard::api::validation::UrlPolicy;
 use switchboard::check::{self, load};
 
@@ -72,7 +71,7 @@ fn main() -> ExitCode {
         Command::Check { paths, recursive, output, allow_http_loopback, allow_external_refs } => {
             let options = check::Options {
                 policy: UrlPolicy { allow_http_loopback },
-                on_missing: if allow_external_refs { Missing::Ignore } else { Missing::Report },
+                external_refs_allowed: allow_external_refs,
             };
             let documents = load::manifest_files(&paths, recursive).and_then(|files| {
                 files.iter().map(|f| load::read_documents(f)).collect::<Result<Vec<_>, _>>().map(|d| d.into_iter().flatten().collect())

@@ -26,7 +26,7 @@ use super::common::{CredentialSource, SecretKeyReference};
     printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider", description = "LINE or TwilioWhatsApp"),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
-    printcolumn(name = "Callback", type_ = "string", json_path = ".status.callbackUrl", priority = 1, description = "The URL the provider posts webhooks to"),
+    printcolumn(name = "Callback", type_ = "string", json_path = ".status.callbackUrl", description = "The URL the provider posts webhooks to"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new("has(self.line) != has(self.twilioWhatsApp)").message("exactly one of line or twilioWhatsApp must be set").reason(kube::core::Reason::FieldValueInvalid))]

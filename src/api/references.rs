@@ -3,6 +3,8 @@
 //! controller's caches later), ordered by precedence (the earlier object holds a contested
 //! channel).
 
+use std::collections::BTreeSet;
+
 use kube::ResourceExt;
 
 use super::account::MessagingAccount;
@@ -11,11 +13,17 @@ use super::template::MessageTemplate;
 use super::validation::FieldError;
 use super::workstream::Workstream;
 
+/// Identifies an object: kind, namespace, name.
+pub type ObjectKey = (String, String, String);
+
 /// What to do about a reference to an object that is not among those passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Missing {
+pub enum Missing<'a> {
     /// Report it: the set is expected to be complete.
     Report,
+    /// Report it unless it is one of these objects, which exist but were left out because they
+    /// are invalid (and reported as such already).
+    ReportExcept(&'a BTreeSet<ObjectKey>),
     /// Skip it: the object may live elsewhere.
     Ignore,
 }
@@ -25,7 +33,12 @@ fn same_ns<'a, K: ResourceExt>(objects: &'a [K], namespace: &str, name: &str) ->
 }
 
 fn missing(field: &str, kind: &str, namespace: &str, name: &str, missing: Missing, errors: &mut Vec<FieldError>) {
-    if missing == Missing::Report {
+    let report = match missing {
+        Missing::Report => true,
+        Missing::ReportExcept(known) => !known.contains(&(kind.to_owned(), namespace.to_owned(), name.to_owned())),
+        Missing::Ignore => false,
+    };
+    if report {
         errors.push(FieldError::new(field, format!("{kind} {namespace}/{name} not found")));
     }
 }

@@ -95,9 +95,32 @@ fn without_nulls(value: &Value) -> Value {
     }
 }
 
+/// Plain words for the patterns of the schema, which people should not have to read.
+const PATTERN_MEANINGS: [(&str, &str); 12] = [
+    (r"^\+[1-9][0-9]{6,14}$", "must be an E.164 number such as +14155550100"),
+    (r"^AC[0-9a-f]{32}$", "must be a Twilio Account SID: AC followed by 32 lowercase hex digits"),
+    (r"^MG[0-9a-f]{32}$", "must be a Messaging Service SID: MG followed by 32 lowercase hex digits"),
+    (r"^XE[0-9a-f]{32}$", "must be a WhatsApp Sender SID: XE followed by 32 lowercase hex digits"),
+    (r"^[0-9]{1,20}$", "must be the numeric channel ID"),
+    (r"^[a-z0-9_]+$", "must use only lowercase letters, digits and underscores"),
+    (r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "must be a DNS label: lowercase letters, digits and '-'"),
+    (r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$", "must be a BCP 47 language tag such as en-US"),
+    (r"^([0-9]+(ms|s|m|h))+$", "must be a duration such as 90s, 15m or 24h"),
+    (r"^(Always|None|([0-9]+(ms|s|m|h))+)$", "must be Always, None or a duration such as 60s"),
+    (r"^([01][0-9]|2[0-3]):[0-5][0-9]$", "must be a time of day as HH:MM"),
+    (
+        r"^(channel|customer\.(id|displayName|language|phoneNumber|isKnown)|message\.(text|type)|attributes\.[A-Za-z0-9_-]{1,63}|time\.withinOperatingHours)$",
+        "is not a field rules can test; use channel, customer.id, customer.displayName, customer.language, customer.phoneNumber, customer.isKnown, message.text, message.type, attributes.<name> or time.withinOperatingHours",
+    ),
+];
+
 fn json_schema_error(e: &jsonschema::ValidationError<'_>) -> FieldError {
     let path = pointer_to_path(&e.instance_path().to_string());
     match e.kind() {
+        ValidationErrorKind::Pattern { pattern } if PATTERN_MEANINGS.iter().any(|(p, _)| p == pattern) => {
+            let meaning = PATTERN_MEANINGS.iter().find(|(p, _)| p == pattern).map(|(_, m)| *m).unwrap_or_default();
+            FieldError::new(path, format!("{} {meaning}", e.instance()))
+        }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
             FieldError::new(join(&path, &name), "required field is missing")
@@ -328,15 +351,16 @@ pub fn template_errors(spec: &MessageTemplateSpec) -> Vec<FieldError> {
                 _ => errors.push(FieldError::new(&field, format!("variable {{{{{}}}}} must be a number from 1", &cap[1]))),
             }
         }
-        if let Some(gap) = (1..=numbers.len() as u32).find(|n| !numbers.contains(n)) {
-            errors.push(FieldError::new(&field, format!("variables must be numbered 1 to {} without gaps; {{{{{gap}}}}} is missing", numbers.len())));
-        }
-        for n in &numbers {
-            if !spec.sample_values.contains_key(&n.to_string()) {
-                errors.push(FieldError::new(&field, format!("variable {{{{{n}}}}} has no entry in spec.sampleValues")));
-            }
+        let highest = numbers.last().copied().unwrap_or(0);
+        if let Some(gap) = (1..highest).find(|n| !numbers.contains(n)) {
+            errors.push(FieldError::new(&field, format!("variables must be numbered from {{{{1}}}} without gaps; {{{{{gap}}}}} is missing")));
         }
         used.extend(numbers);
+    }
+    for n in &used {
+        if !spec.sample_values.contains_key(&n.to_string()) {
+            errors.push(FieldError::new("spec.sampleValues", format!("variable {{{{{n}}}}} has no sample value (WhatsApp review needs one)")));
+        }
     }
     for key in spec.sample_values.keys() {
         if !key.parse::<u32>().is_ok_and(|n| used.contains(&n)) {
@@ -410,7 +434,7 @@ mod tests {
         spec["line"].as_object_mut().unwrap().remove("channelSecret");
         let errors = messages(&schema_errors(Kind::MessagingAccount, &account(spec)));
         assert_eq!(errors, vec![
-            "spec.line.channelId: \"16571x\" does not match \"^[0-9]{1,20}$\"",
+            "spec.line.channelId: \"16571x\" must be the numeric channel ID",
             "spec.line.channelSecret: required field is missing",
             "spec.webhook.registrations: unknown field",
         ]);

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::crds::Kind;
-use crate::api::references::{self, Missing};
+use crate::api::references::{self, Missing, ObjectKey};
 use crate::api::validation::{self, FieldError, UrlPolicy};
 use crate::api::{GROUP, MessageTemplate, MessagingAccount, RoutingRule, SecretKeyReference, VERSION, Workstream};
 use load::Document;
@@ -21,7 +21,7 @@ pub struct Options {
     /// Which webhook URLs are acceptable.
     pub policy: UrlPolicy,
     /// Whether references to objects outside the set are problems.
-    pub on_missing: Missing,
+    pub external_refs_allowed: bool,
 }
 
 /// One problem found, attributed to a document.
@@ -110,7 +110,9 @@ const MAX_ACCOUNT_NAME: usize = 55;
 pub fn check(documents: Vec<Document>, options: Options) -> Report {
     let mut problems = Vec::new();
     let mut set = Set::default();
-    let mut seen: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    let mut seen: BTreeMap<ObjectKey, String> = BTreeMap::new();
+    // Objects present but invalid: references to them are not "not found".
+    let mut invalid: BTreeSet<ObjectKey> = BTreeSet::new();
     let total = documents.len();
     let mut objects = 0;
     for (order, doc) in documents.into_iter().enumerate() {
@@ -140,7 +142,11 @@ pub fn check(documents: Vec<Document>, options: Options) -> Report {
         let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
         let origin = Origin { order, file: doc.file.clone(), index: doc.index, kind: kind.to_owned(), namespace: namespace.clone(), name: name.clone() };
         if api_version == "v1" && kind == "Secret" {
-            set.secrets.insert((namespace, name), secret_keys(&value));
+            if let Some(problem) = duplicate(&mut seen, &origin) {
+                problems.push(origin.problem(problem));
+            } else {
+                set.secrets.insert((namespace, name), secret_keys(&value));
+            }
             continue;
         }
         let Some((group, version)) = api_version.split_once('/').filter(|(g, _)| *g == GROUP) else {
@@ -157,22 +163,34 @@ pub fn check(documents: Vec<Document>, options: Options) -> Report {
         objects += 1;
         let mut errors = metadata_errors(k, &name);
         errors.extend(validation::object_errors(k, &value, options.policy));
-        let key = (kind.to_owned(), origin.namespace.clone(), name.clone());
-        if let Some(first) = seen.get(&key).filter(|_| !name.is_empty()) {
-            errors.push(FieldError::new("metadata.name", format!("{kind} {}/{name} is already defined at {first}", origin.namespace)));
-        } else {
-            seen.insert(key, format!("{}#{}", doc.file, doc.index));
-        }
+        errors.extend(duplicate(&mut seen, &origin));
         if errors.is_empty() {
             add_typed(&mut set, k, origin, value);
         } else {
+            invalid.insert((kind.to_owned(), origin.namespace.clone(), name.clone()));
             problems.extend(errors.into_iter().map(|e| origin.problem(e)));
         }
     }
-    problems.extend(cross_checks(&set, options.on_missing));
+    let on_missing = if options.external_refs_allowed { Missing::Ignore } else { Missing::ReportExcept(&invalid) };
+    problems.extend(cross_checks(&set, on_missing));
     // Cross-object problems join their document's own, in document order (the sort is stable).
     problems.sort_by_key(|(order, _)| *order);
     Report { documents: total, objects, problems: problems.into_iter().map(|(_, p)| p).collect() }
+}
+
+/// A second object of the same kind, namespace and name replaces the first when applied.
+fn duplicate(seen: &mut BTreeMap<ObjectKey, String>, origin: &Origin) -> Option<FieldError> {
+    if origin.name.is_empty() {
+        return None;
+    }
+    let key = (origin.kind.clone(), origin.namespace.clone(), origin.name.clone());
+    match seen.get(&key) {
+        Some(first) => Some(FieldError::new("metadata.name", format!("{} {}/{} is already defined at {first}", origin.kind, origin.namespace, origin.name))),
+        None => {
+            seen.insert(key, format!("{}#{}", origin.file, origin.index));
+            None
+        }
+    }
 }
 
 fn metadata_errors(kind: Kind, name: &str) -> Vec<FieldError> {
