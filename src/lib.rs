@@ -1,5 +1,9 @@
 //! Switchboard: a Kubernetes operator for customer-service messaging channels.
 
+// kube-derive's printcolumn(...) attributes repeat `type_ = "string"`, which this lint takes for
+// a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod api;
 pub mod check;
 pub mod routing;
