@@ -211,7 +211,7 @@ build_binaries() {
     ldflags+=" -X ${pkg}.gitTreeState=archive"
   done
 
-  log "compiling ${BINARIES[*]} (several minutes when cold)"
+  log "compiling ${BINARIES[*]} (about 5 min with a cold Go cache)"
   rm -rf "${out}"
   mkdir -p "${out}"
   local -a pkgs=()

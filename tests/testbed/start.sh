@@ -85,6 +85,8 @@ authorityKeyIdentifier = keyid
 EOF
 # A CA plus a leaf rather than one self-signed leaf: webpki (rustls) refuses a
 # CA certificate as the server's own certificate.
+token="$(openssl rand -hex 32)"
+serial="$(openssl rand -hex 8)"
 (
   cd "${pki}"
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key 2>/dev/null
@@ -92,13 +94,12 @@ EOF
     -subj /CN=switchboard-testbed-ca -out ca.crt
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server.key 2>/dev/null
   openssl req -new -config openssl.cnf -key server.key -subj /CN=kube-apiserver -out server.csr
-  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 8)" \
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -set_serial "0x${serial}" \
     -sha256 -days 3650 -extfile openssl.cnf -extensions server_ext -out server.crt 2>/dev/null
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
   openssl pkey -in sa.key -pubout -out sa.pub
-  printf '%s,admin,admin,"system:masters"\n' "$(openssl rand -hex 32)" >tokens.csv
+  printf '%s,admin,admin,"system:masters"\n' "${token}" >tokens.csv
 )
-token="$(cut -d, -f1 "${pki}/tokens.csv")"
 
 # Ports bound on this machine in any state, IPv4 and IPv6.
 used_ports() {
@@ -193,6 +194,7 @@ start_component kube-apiserver "${BIN}/kube-apiserver" \
   --profiling=false
 
 kubeconfig="${STATE}/kubeconfig"
+ca_data="$(base64 -w0 "${pki}/ca.crt")"
 (
   umask 077
   cat >"${kubeconfig}" <<EOF
@@ -202,7 +204,7 @@ clusters:
 - name: switchboard-testbed
   cluster:
     server: https://127.0.0.1:${api_port}
-    certificate-authority-data: $(base64 -w0 "${pki}/ca.crt")
+    certificate-authority-data: ${ca_data}
 users:
 - name: admin
   user:
