@@ -6,4 +6,6 @@
 
 pub mod api;
 pub mod check;
+pub mod providers;
 pub mod routing;
+pub mod simulator;

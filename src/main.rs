@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use switchboard::api::crds::{self, Kind};
 use switchboard::api::validation::UrlPolicy;
 use switchboard::check::{self, load};
+use switchboard::simulator::cli::{self as simulate, SimulateArgs};
 
 /// Switchboard: customer-service messaging channels (LINE, WhatsApp through Twilio) as
 /// Kubernetes resources.
@@ -43,6 +44,8 @@ enum Command {
         #[arg(long)]
         allow_external_refs: bool,
     },
+    /// Run a local, stateful LINE and Twilio API simulator for development, tests and demos.
+    Simulate(Box<SimulateArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,5 +97,12 @@ fn main() -> ExitCode {
             }
             if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
+        Command::Simulate(args) => match simulate::run(*args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

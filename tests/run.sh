@@ -19,4 +19,8 @@ if [[ -z "${SWITCHBOARD_TEST_KUBECONFIG:-}" ]]; then
   export SWITCHBOARD_TEST_KUBECONFIG
 fi
 
+# The contract tests validate every provider call against the providers' own
+# OpenAPI documents through Prism (installed from npm once, then cached).
+tests/contract/prism.sh install >/dev/null
+
 cargo test --locked "$@"
