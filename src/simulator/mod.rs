@@ -5,7 +5,7 @@
 //! (`/v2/bot/...` for LINE, `/2010-04-01/...`, `/v1/Services/...`, `/v2/Channels/...` and
 //! `/v1/Content/...` for Twilio). Answers follow the providers' OpenAPI documents. An admin API
 //! under `/__sim` records what was sent, injects faults and plays the customer; see
-//! `src/simulator/README.md`.
+//! the README's "Local provider simulator" section.
 
 mod admin;
 mod auth;
