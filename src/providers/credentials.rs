@@ -6,8 +6,10 @@ use std::fmt;
 const REDACTED: &str = "<redacted>";
 
 /// A secret value (a token or password). `Debug` and `Display` print `<redacted>`, and it has no
-/// `Serialize`, so it cannot reach a log line, an error message or a status by accident.
-#[derive(Clone, PartialEq, Eq)]
+/// `Serialize`, so it cannot reach a log line, an error message or a status by accident. It can
+/// be read from configuration files (the simulator's).
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {

@@ -1,7 +1,6 @@
 //! The simulator's configuration: the LINE channels and Twilio accounts it knows, read from a
 //! YAML or JSON file, built from command-line flags, or the built-in demo set.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -9,29 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ids;
 
-/// A credential from the configuration (channel secret, access token, auth token). Its `Debug`
-/// never shows the value, so a config can be logged or printed in a panic message safely.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a credential value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The credential value, for signing and comparing only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// Credentials in the configuration use the providers' redacting secret type.
+pub use crate::providers::Secret;
 
 /// Everything the simulator starts from. Field names are camelCase in files.
 #[derive(Clone, Debug, Deserialize)]
