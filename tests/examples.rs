@@ -135,3 +135,20 @@ fn a_yaml_syntax_error_is_reported_on_its_document() {
     assert!(lines[0].starts_with(&format!("{}#1: ", file.display())), "{got}");
     assert!(lines[0].contains("not valid YAML"), "{got}");
 }
+
+#[test]
+fn metadata_that_does_not_parse_is_reported_not_dropped() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let file = dir.path().join("labels.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: switchboard.dev/v1alpha1\nkind: MessageTemplate\nmetadata: {name: t, namespace: x, labels: {tier: 1}}\n\
+         spec: {accountRef: {name: a}, templateName: hello, category: Utility, defaultLanguage: en, localizations: [{language: en, body: Hi}]}\n",
+    )
+    .expect("write");
+    let out = check(&["--allow-external-refs", file.to_str().expect("a UTF-8 path")]);
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    let got = stdout(&out);
+    assert_eq!(got.lines().count(), 1, "{got}");
+    assert!(got.contains("MessageTemplate x/t: metadata: is not valid object metadata"), "{got}");
+}

@@ -164,10 +164,13 @@ pub fn check(documents: Vec<Document>, options: Options) -> Report {
         let mut errors = metadata_errors(k, &name);
         errors.extend(validation::object_errors(k, &value, options.policy));
         errors.extend(duplicate(&mut seen, &origin));
-        if errors.is_empty() {
-            add_typed(&mut set, k, origin, value);
-        } else {
-            invalid.insert((kind.to_owned(), origin.namespace.clone(), name.clone()));
+        if errors.is_empty()
+            && let Err(e) = add_typed(&mut set, k, origin.clone(), value)
+        {
+            errors.push(FieldError::new("metadata", format!("is not valid object metadata: {e}")));
+        }
+        if !errors.is_empty() {
+            invalid.insert((origin.kind.clone(), origin.namespace.clone(), origin.name.clone()));
             problems.extend(errors.into_iter().map(|e| origin.problem(e)));
         }
     }
@@ -220,17 +223,17 @@ fn secret_keys(secret: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn add_typed(set: &mut Set, kind: Kind, origin: Origin, mut value: Value) {
+/// Adds a valid object to the set. Its spec has been checked already; only metadata (e.g. a
+/// label that is not a string) can still fail to parse.
+fn add_typed(set: &mut Set, kind: Kind, origin: Origin, mut value: Value) -> Result<(), serde_json::Error> {
     // References resolve within a namespace, so every object gets the one it was checked in.
     value["metadata"]["namespace"] = Value::String(origin.namespace.clone());
-    let parsed = match kind {
+    match kind {
         Kind::MessagingAccount => serde_json::from_value(value).map(|o| set.accounts.push((origin, o))),
         Kind::Workstream => serde_json::from_value(value).map(|o| set.workstreams.push((origin, o))),
         Kind::RoutingRule => serde_json::from_value(value).map(|o| set.rules.push((origin, o))),
         Kind::MessageTemplate => serde_json::from_value(value).map(|o| set.templates.push((origin, o))),
-    };
-    // object_errors already parsed the spec; metadata is the only other part.
-    debug_assert!(parsed.is_ok(), "a schema-valid object parses");
+    }
 }
 
 fn objects<T: Clone>(list: &[(Origin, T)]) -> Vec<T> {
