@@ -6,6 +6,8 @@
 
 pub mod api;
 pub mod check;
+pub mod controller;
 pub mod providers;
 pub mod routing;
+pub mod shutdown;
 pub mod simulator;

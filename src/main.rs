@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use switchboard::api::crds::{self, Kind};
 use switchboard::api::validation::UrlPolicy;
 use switchboard::check::{self, load};
+use switchboard::controller::{self, ControllerArgs};
+use switchboard::shutdown;
 use switchboard::simulator::cli::{self as simulate, SimulateArgs};
 
 /// Switchboard: customer-service messaging channels (LINE, WhatsApp through Twilio) as
@@ -44,8 +46,33 @@ enum Command {
         #[arg(long)]
         allow_external_refs: bool,
     },
+    /// Run the operator: reconcile MessagingAccounts and MessageTemplates until SIGTERM.
+    Controller {
+        #[command(flatten)]
+        args: Box<ControllerArgs>,
+        /// Log format.
+        #[arg(long, value_enum, env = "SWITCHBOARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Run a local, stateful LINE and Twilio API simulator for development, tests and demos.
     Simulate(Box<SimulateArgs>),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr; RUST_LOG overrides the default level.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_runtime=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,6 +123,23 @@ fn main() -> ExitCode {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes")),
             }
             if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Command::Controller { args, log_format } => {
+            init_logging(log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(controller::run(*args, shutdown::signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "controller failed");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Simulate(args) => match simulate::run(*args) {
             Ok(()) => ExitCode::SUCCESS,

@@ -277,6 +277,17 @@ pub struct GatewayStatus {
 }
 
 impl MessagingAccountSpec {
+    /// The URL the provider must post this account's webhooks to: the public base URL followed
+    /// by `/switchboard/{namespace}/{name}/webhook`, the path the gateway serves.
+    pub fn callback_url(&self, namespace: &str, name: &str) -> Result<url::Url, url::ParseError> {
+        let mut url = url::Url::parse(&self.webhook.public_base_url)?;
+        url.path_segments_mut()
+            .map_err(|()| url::ParseError::RelativeUrlWithCannotBeABaseBase)?
+            .pop_if_empty()
+            .extend(["switchboard", namespace, name, "webhook"]);
+        Ok(url)
+    }
+
     /// The Secret keys this account reads, each with the path of the field that names it.
     pub fn secret_refs(&self) -> Vec<(&'static str, &SecretKeyReference)> {
         let mut refs = Vec::new();
@@ -288,5 +299,31 @@ impl MessagingAccountSpec {
             refs.push(("spec.twilioWhatsApp.authToken.secretKeyRef", &twilio.auth_token.secret_key_ref));
         }
         refs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(base: &str) -> MessagingAccountSpec {
+        MessagingAccountSpec {
+            display_name: None,
+            line: None,
+            twilio_whatsapp: None,
+            webhook: WebhookSpec { public_base_url: base.into(), ..Default::default() },
+            gateway: GatewaySpec::default(),
+            data_transfer: DataTransfer::default(),
+        }
+    }
+
+    #[test]
+    fn callback_url_appends_the_gateway_path() {
+        let url = spec("https://chat.contoso.example").callback_url("support", "contoso-line").unwrap();
+        assert_eq!(url.as_str(), "https://chat.contoso.example/switchboard/support/contoso-line/webhook");
+        let under_prefix = spec("https://contoso.example/chat/").callback_url("support", "a").unwrap();
+        assert_eq!(under_prefix.as_str(), "https://contoso.example/chat/switchboard/support/a/webhook");
+        assert!(spec("not a url").callback_url("support", "a").is_err());
+        assert!(spec("mailto:ops@contoso.example").callback_url("support", "a").is_err());
     }
 }

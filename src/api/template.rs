@@ -88,7 +88,7 @@ pub enum DeletionPolicy {
     /// Leave the content at the provider.
     #[default]
     Retain,
-    /// Delete the content at the provider.
+    /// Delete the content the controller created at the provider (adopted content is kept).
     Delete,
 }
 
@@ -127,6 +127,11 @@ pub struct LocalizationStatus {
     /// Why WhatsApp rejected the template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
+    /// A digest of what the controller created the Content from (name, category, language,
+    /// body, sample values); absent for adopted Content. A different digest means the
+    /// localization changed, and submitted Content cannot change, so new Content is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
 }
 
 /// WhatsApp approval states, as Twilio reports them, plus NotRequired for LINE.
