@@ -557,11 +557,11 @@ async fn line_webhook_settings_and_profile() {
     let client = line(&base, config(), LINE_TOKEN);
     let hook = Url::parse("https://chat.example/hook").unwrap();
 
-    client.set_webhook_endpoint(&hook).await.unwrap();
-    assert_eq!(
-        mock.seen("PUT /v2/bot/channel/webhook/endpoint")[0].json(),
-        json!({"endpoint": "https://chat.example/hook"})
-    );
+    client.set_webhook_endpoint(Some(&hook)).await.unwrap();
+    client.set_webhook_endpoint(None).await.unwrap();
+    let puts = mock.seen("PUT /v2/bot/channel/webhook/endpoint");
+    assert_eq!(puts[0].json(), json!({"endpoint": "https://chat.example/hook"}));
+    assert_eq!(puts[1].json(), json!({"endpoint": ""}), "clearing sends an empty endpoint");
     let endpoint = client.webhook_endpoint().await.unwrap();
     assert!(endpoint.active);
     assert_eq!(endpoint.endpoint, hook.as_str());
@@ -640,6 +640,41 @@ async fn twilio_incoming_numbers_follow_pages_on_the_api_host() {
 }
 
 #[tokio::test]
+async fn twilio_contents_follow_pages_on_the_content_host() {
+    let (mock, base) = Mock::start().await;
+    let route = "GET /v1/Content";
+    let content = |sid: &str, name: &str| json!({"sid": sid, "account_sid": ACCOUNT_SID, "friendly_name": name, "language": "en", "types": {"twilio/text": {"body": "Hi"}}});
+    let next = format!("{base}v1/Content?PageSize=200&Page=1&PageToken=PAHX01");
+    let meta = |next: Option<&str>| json!({"page": 0, "page_size": 200, "first_page_url": "", "previous_page_url": null, "url": "", "next_page_url": next, "key": "contents"});
+    mock.on(
+        route,
+        [
+            Canned::json(200, json!({"contents": [content("HX01", "reminder_en")], "meta": meta(Some(&next))})),
+            Canned::json(200, json!({"contents": [content("HX02", "reminder_tr")], "meta": meta(None)})),
+        ],
+    );
+    let client = twilio(&base, config(), TWILIO_TOKEN);
+    let contents = client.contents().await.unwrap();
+    let names: Vec<_> = contents.iter().map(|c| (c.sid.as_str(), c.friendly_name.as_deref())).collect();
+    assert_eq!(names, [("HX01", Some("reminder_en")), ("HX02", Some("reminder_tr"))]);
+    let seen = mock.seen(route);
+    assert_eq!(seen[0].query.as_deref(), Some("PageSize=200"));
+    assert_eq!(seen[1].query.as_deref(), Some("PageSize=200&Page=1&PageToken=PAHX01"));
+
+    // A next page on another host would carry the credentials there: refused.
+    mock.on(route, [Canned::json(200, json!({"contents": [], "meta": meta(Some("https://evil.example/v1/Content"))}))]);
+    let err = client.contents().await.unwrap_err();
+    assert!(matches!(err, ProviderError::InvalidResponse { operation: Operation::TwilioListContent, .. }), "{err:?}");
+
+    // A list that never ends is cut off.
+    mock.on(route, [Canned::json(200, json!({"contents": [content("HX01", "again")], "meta": meta(Some(&next))}))]);
+    let before = mock.seen(route).len();
+    let err = client.contents().await.unwrap_err();
+    assert!(matches!(&err, ProviderError::InvalidResponse { detail, .. } if detail.contains("pages")), "{err:?}");
+    assert_eq!(mock.seen(route).len() - before, switchboard::providers::twilio::MAX_LIST_PAGES);
+}
+
+#[tokio::test]
 async fn twilio_webhook_updates() {
     let (mock, base) = Mock::start().await;
     let number_route =
@@ -664,19 +699,28 @@ async fn twilio_webhook_updates() {
     let client = twilio(&base, config(), TWILIO_TOKEN);
     let hook = Url::parse("https://chat.example/hook").unwrap();
 
-    let number = client.set_number_webhook("PN0123456789abcdef0123456789abcdef", &hook).await.unwrap();
+    let number = client.set_number_webhook("PN0123456789abcdef0123456789abcdef", Some(&hook)).await.unwrap();
     assert_eq!(number.sms_url.as_deref(), Some("https://chat.example/hook"));
     let seen = mock.seen(&number_route);
     assert_eq!(seen.len(), 2, "an update of the same fields is retried");
     assert_eq!(seen[1].header("content-type"), Some("application/x-www-form-urlencoded"));
     assert_eq!(seen[1].form(), [("SmsUrl".to_owned(), hook.to_string()), ("SmsMethod".to_owned(), "POST".to_owned())]);
-
-    let service = client.set_service_webhook("MG0123456789abcdef0123456789abcdef", &hook).await.unwrap();
-    assert_eq!(service.inbound_method.as_deref(), Some("POST"));
+    client.set_number_webhook("PN0123456789abcdef0123456789abcdef", None).await.unwrap();
     assert_eq!(
-        mock.seen(service_route)[0].form(),
+        mock.seen(&number_route)[2].form(),
+        [("SmsUrl".to_owned(), String::new())],
+        "clearing sends SmsUrl empty"
+    );
+
+    let service = client.set_service_webhook("MG0123456789abcdef0123456789abcdef", Some(&hook)).await.unwrap();
+    assert_eq!(service.inbound_method.as_deref(), Some("POST"));
+    client.set_service_webhook("MG0123456789abcdef0123456789abcdef", None).await.unwrap();
+    let seen = mock.seen(service_route);
+    assert_eq!(
+        seen[0].form(),
         [("InboundRequestUrl".to_owned(), hook.to_string()), ("InboundMethod".to_owned(), "POST".to_owned())]
     );
+    assert_eq!(seen[1].form(), [("InboundRequestUrl".to_owned(), String::new())]);
 
     let sender = client.set_sender_webhook("XE0123456789abcdef0123456789abcdef", &hook).await.unwrap();
     assert_eq!(sender.status.as_deref(), Some("ONLINE:UPDATING"));
@@ -1056,7 +1100,7 @@ mod simulator {
         let line = sim.line(config(), LINE_TOKEN);
         let hook = Url::parse("https://chat.example/switchboard/support/contoso-line/webhook").unwrap();
         line.bot_info().await.unwrap();
-        line.set_webhook_endpoint(&hook).await.unwrap();
+        line.set_webhook_endpoint(Some(&hook)).await.unwrap();
         assert_eq!(line.webhook_endpoint().await.unwrap().endpoint, hook.as_str());
         let pushed = line
             .push(
@@ -1073,7 +1117,7 @@ mod simulator {
         assert_eq!(twilio.account().await.unwrap().status, AccountStatus::Active);
         let numbers = twilio.incoming_numbers(Some(NUMBER)).await.unwrap();
         assert_eq!(numbers.len(), 1);
-        let number = twilio.set_number_webhook(&numbers[0].sid, &hook).await.unwrap();
+        let number = twilio.set_number_webhook(&numbers[0].sid, Some(&hook)).await.unwrap();
         assert_eq!(number.sms_url.as_deref(), Some(hook.as_str()));
 
         let content = twilio
@@ -1092,5 +1136,54 @@ mod simulator {
         twilio.delete_content(&content.sid).await.unwrap();
         let err = twilio.approval(&content.sid).await.unwrap_err();
         assert!(matches!(err, ProviderError::NotFound { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn webhooks_are_cleared() {
+        let sim = Sim::start().await;
+        let hook = Url::parse("https://chat.example/switchboard/support/contoso/webhook").unwrap();
+
+        let line = sim.line(config(), LINE_TOKEN);
+        line.set_webhook_endpoint(Some(&hook)).await.unwrap();
+        line.set_webhook_endpoint(None).await.unwrap();
+        let err = line.webhook_endpoint().await.unwrap_err();
+        assert!(matches!(err, ProviderError::NotFound { operation: Operation::LineGetWebhook, .. }), "{err:?}");
+
+        let twilio = sim.twilio(config(), TWILIO_TOKEN);
+        let sid = twilio.incoming_numbers(Some(NUMBER)).await.unwrap().remove(0).sid;
+        twilio.set_number_webhook(&sid, Some(&hook)).await.unwrap();
+        let cleared = twilio.set_number_webhook(&sid, None).await.unwrap();
+        assert_eq!(cleared.sms_url, None);
+        assert_eq!(cleared.sms_method.as_deref(), Some("POST"), "clearing leaves the method");
+        assert_eq!(twilio.incoming_numbers(Some(NUMBER)).await.unwrap()[0].sms_url, None);
+    }
+
+    #[tokio::test]
+    async fn contents_are_listed_across_pages() {
+        let sim = Sim::start().await;
+        let twilio = sim.twilio(config(), TWILIO_TOKEN);
+        // More than one page of the client's page size once one is deleted.
+        let mut created = Vec::new();
+        for i in 0..202 {
+            let content = twilio
+                .create_content(&NewContent {
+                    friendly_name: Some(format!("reminder_{i}")),
+                    language: "en".into(),
+                    variables: Default::default(),
+                    types: ContentTypes { text: Some(TextContent { body: "Hi".into() }), media: None },
+                })
+                .await
+                .unwrap();
+            created.push(content.sid);
+        }
+        twilio.delete_content(&created[1]).await.unwrap();
+
+        let listed = twilio.contents().await.unwrap();
+        let sids: Vec<_> = listed.iter().map(|c| c.sid.clone()).collect();
+        let expected: Vec<_> = created.iter().filter(|sid| **sid != created[1]).cloned().collect();
+        assert_eq!(sids, expected, "every content but the deleted one, in creation order");
+        assert_eq!(listed[0].friendly_name.as_deref(), Some("reminder_0"));
+        assert_eq!(listed[0].language.as_deref(), Some("en"));
+        assert_eq!(sim.requests("GET /v1/Content").await.len(), 2, "two pages were read");
     }
 }

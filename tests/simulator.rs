@@ -281,6 +281,14 @@ async fn webhook_endpoint_set_get_and_test() {
 
     let response = sim.line(reqwest::Method::PUT, endpoint).json(&json!({ "endpoint": "not a url" })).send().await.expect("an answer");
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // An empty endpoint clears it: GET answers as for one never set.
+    let response = sim.line(reqwest::Method::PUT, endpoint).json(&json!({ "endpoint": "" })).send().await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = sim.line(get(), endpoint).send().await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.json::<Value>().await.expect("JSON"), json!({ "message": "Not found" }));
+    assert_eq!(sim.admin_get("/__sim/accounts").await["line"][0]["webhookEndpoint"], Value::Null);
 }
 
 #[tokio::test]
@@ -483,6 +491,69 @@ async fn content_approval_by_admin_call() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let response = sim.twilio(get(), &format!("/v1/Content/{rejected}")).send().await.expect("an answer");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+/// Follows a Content list from its first page, `PageSize` per page: each page's friendly names
+/// and its `meta`.
+async fn content_pages(sim: &Sim, page_size: usize) -> Vec<(Vec<String>, Value)> {
+    let mut pages = Vec::new();
+    let mut url = sim.url(&format!("/v1/Content?PageSize={page_size}"));
+    loop {
+        let response = sim.http.get(&url).basic_auth(ACCOUNT, Some(AUTH_TOKEN)).send().await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.expect("JSON");
+        let names = body["contents"].as_array().expect("contents").iter().map(|c| c["friendly_name"].as_str().expect("a name").to_owned()).collect();
+        let next = body["meta"]["next_page_url"].as_str().map(str::to_owned);
+        pages.push((names, body["meta"].clone()));
+        match next {
+            Some(next) => url = next,
+            None => return pages,
+        }
+    }
+}
+
+#[tokio::test]
+async fn content_list_pages_in_creation_order() {
+    let sim = Sim::new().await;
+    let empty = content_pages(&sim, 50).await;
+    assert_eq!(empty.len(), 1);
+    assert!(empty[0].0.is_empty());
+    assert_eq!(empty[0].1["page_size"], 50);
+    let mut sids = Vec::new();
+    for name in ["a", "b", "c", "d", "e"] {
+        sids.push(create_content(&sim, name).await);
+    }
+    let response = sim.twilio(reqwest::Method::DELETE, &format!("/v1/Content/{}", sids[1])).send().await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    let pages = content_pages(&sim, 2).await;
+    let names: Vec<_> = pages.iter().map(|(names, _)| names.clone()).collect();
+    assert_eq!(names, [vec!["a", "c"], vec!["d", "e"]]);
+    let (_, first) = &pages[0];
+    assert_eq!(first["page"], 0);
+    assert_eq!(first["page_size"], 2);
+    assert_eq!(first["key"], "contents");
+    assert_eq!(first["first_page_url"], sim.url("/v1/Content?PageSize=2&Page=0"));
+    assert_eq!(first["url"], first["first_page_url"]);
+    let next_url = first["next_page_url"].as_str().expect("a next page");
+    assert!(next_url.starts_with(&sim.url("/v1/Content?PageSize=2&Page=1&PageToken=")), "{next_url}");
+    let (_, last) = &pages[1];
+    assert_eq!(last["page"], 1);
+    assert_eq!(last["url"], first["next_page_url"]);
+    assert_eq!(last["next_page_url"], Value::Null);
+
+    // Deleting the last content of a page before the next is read skips nothing.
+    let response = sim.twilio(reqwest::Method::DELETE, &format!("/v1/Content/{}", sids[2])).send().await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let next: Value = sim.http.get(next_url).basic_auth(ACCOUNT, Some(AUTH_TOKEN)).send().await.expect("an answer").json().await.expect("JSON");
+    let names: Vec<_> = next["contents"].as_array().expect("contents").iter().map(|c| c["friendly_name"].clone()).collect();
+    assert_eq!(names, [json!("d"), json!("e")]);
+
+    for bad in ["PageSize=0", "PageSize=1001", "Page=-1", "PageToken=nonsense"] {
+        let response = sim.twilio(get(), &format!("/v1/Content?{bad}")).send().await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(response.json::<Value>().await.expect("JSON")["code"], 20001, "{bad}");
+    }
 }
 
 #[tokio::test]
@@ -791,6 +862,35 @@ async fn messaging_service_and_sender_webhooks_are_kept() {
     assert_eq!(accounts["twilio"][0]["senders"][0]["webhook"]["callback_url"], "https://chat.example/hook");
     let text = accounts.to_string();
     assert!(!text.contains(AUTH_TOKEN) && !text.contains(CHANNEL_SECRET) && !text.contains(LINE_TOKEN));
+}
+
+#[tokio::test]
+async fn number_and_service_webhooks_are_cleared_by_empty_urls() {
+    let sim = Sim::new().await;
+    let numbers: Value = sim.twilio(get(), &format!("/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers.json")).send().await.expect("an answer").json().await.expect("JSON");
+    let number = numbers["incoming_phone_numbers"][0]["sid"].as_str().expect("a SID").to_owned();
+    let number_path = format!("/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers/{number}.json");
+    let service_path = format!("/v1/Services/{SERVICE}");
+    let update = |path: &str, params: &[(&str, &str)]| sim.twilio(post(), path).form(params).send();
+
+    let response = update(&number_path, &[("SmsUrl", "https://chat.example/hook"), ("SmsMethod", "GET")]).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = update(&service_path, &[("InboundRequestUrl", "https://chat.example/hook"), ("InboundMethod", "GET")]).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let accounts = sim.admin_get("/__sim/accounts").await;
+    assert_eq!(accounts["twilio"][0]["numbers"][0]["smsUrl"], "https://chat.example/hook");
+    assert_eq!(accounts["twilio"][0]["messagingServices"][0]["inboundRequestUrl"], "https://chat.example/hook");
+
+    let response = update(&number_path, &[("SmsUrl", "")]).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.expect("JSON")["sms_url"], Value::Null);
+    let response = update(&service_path, &[("InboundRequestUrl", "")]).await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.expect("JSON")["inbound_request_url"], Value::Null);
+    let accounts = sim.admin_get("/__sim/accounts").await;
+    let (number, service) = (&accounts["twilio"][0]["numbers"][0], &accounts["twilio"][0]["messagingServices"][0]);
+    assert_eq!((number["smsUrl"].clone(), number["smsMethod"].clone()), (Value::Null, json!("GET")), "only the URL is cleared");
+    assert_eq!((service["inboundRequestUrl"].clone(), service["inboundMethod"].clone()), (Value::Null, json!("GET")));
 }
 
 #[test]

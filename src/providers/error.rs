@@ -34,6 +34,8 @@ pub enum Operation {
     TwilioUpdateSender,
     /// Twilio `POST …/Messages.json`.
     TwilioSendMessage,
+    /// Twilio `GET /v1/Content`.
+    TwilioListContent,
     /// Twilio `POST /v1/Content`.
     TwilioCreateContent,
     /// Twilio `POST /v1/Content/{Sid}/ApprovalRequests/whatsapp`.
@@ -62,6 +64,7 @@ impl Operation {
             Self::TwilioUpdateService => "Twilio update messaging service",
             Self::TwilioUpdateSender => "Twilio update WhatsApp sender",
             Self::TwilioSendMessage => "Twilio send message",
+            Self::TwilioListContent => "Twilio list content",
             Self::TwilioCreateContent => "Twilio create content",
             Self::TwilioSubmitApproval => "Twilio submit WhatsApp approval",
             Self::TwilioApprovalStatus => "Twilio approval status",

@@ -241,13 +241,24 @@ impl LineClient {
         self.send(&call).await?.json(operation, &self.credentials.channel_access_token)
     }
 
-    /// Sets the channel's webhook URL. A PUT of a value, so safe to repeat.
-    pub async fn set_webhook_endpoint(&self, endpoint: &Url) -> Result<(), ProviderError> {
+    /// Sets the channel's webhook URL, or clears it with `None`. A PUT of a value, so safe to
+    /// repeat.
+    ///
+    /// Clearing sends `{"endpoint": ""}`: LINE's OpenAPI document gives `endpoint` a
+    /// `minLength` of 0, but also `format: uri`, which an empty string is not, so validators of
+    /// the document refuse it. How the real LINE treats an empty endpoint is unconfirmed.
+    pub async fn set_webhook_endpoint(&self, endpoint: Option<&Url>) -> Result<(), ProviderError> {
         let operation = Operation::LineSetWebhook;
-        check_webhook_url(operation, endpoint)?;
+        let value = match endpoint {
+            Some(endpoint) => {
+                check_webhook_url(operation, endpoint)?;
+                endpoint.as_str()
+            }
+            None => "",
+        };
         let call = self
             .call(operation, Method::PUT, &["v2", "bot", "channel", "webhook", "endpoint"], Repeat::Safe)
-            .body(Body::Json(json!({ "endpoint": endpoint.as_str() })));
+            .body(Body::Json(json!({ "endpoint": value })));
         self.send(&call).await.map(drop)
     }
 

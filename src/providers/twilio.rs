@@ -4,12 +4,15 @@
 //! Retries: reads, deletes and the updates that set a resource's fields to given values are safe
 //! to repeat and are retried; creating a message, creating Content and submitting Content for
 //! approval are not, and are sent once.
+//!
+//! Lists are read to the end, page by page, up to [`MAX_LIST_PAGES`] pages.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use reqwest::Method;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 use url::Url;
@@ -25,8 +28,12 @@ const API_VERSION: &str = "2010-04-01";
 /// Page size asked for when listing phone numbers.
 const NUMBERS_PAGE_SIZE: &str = "100";
 
-/// Most pages of phone numbers followed, so a paging loop cannot run forever.
-pub const MAX_NUMBER_PAGES: usize = 50;
+/// Page size asked for when listing Content. WhatsApp alone allows 6,000 approved templates per
+/// account; [`MAX_LIST_PAGES`] pages of this size hold 10,000.
+const CONTENT_PAGE_SIZE: &str = "200";
+
+/// Most pages of a list followed, so a paging loop cannot run forever.
+pub const MAX_LIST_PAGES: usize = 50;
 
 /// Most media URLs one message may carry.
 pub const MAX_MEDIA_URLS: usize = 10;
@@ -100,12 +107,52 @@ pub struct IncomingNumber {
     pub sms_application_sid: Option<String>,
 }
 
-/// One page of `IncomingPhoneNumbers.json`.
+/// One page of a Twilio list.
+trait ListPage: DeserializeOwned {
+    /// What the list holds.
+    type Item;
+
+    /// The page's items, and where the next page is when there is one.
+    fn into_parts(self) -> (Vec<Self::Item>, Option<String>);
+}
+
+/// One page of `IncomingPhoneNumbers.json`; the 2010 API gives the next page as a path.
 #[derive(Deserialize)]
 struct NumberPage {
     incoming_phone_numbers: Vec<IncomingNumber>,
     #[serde(default)]
     next_page_uri: Option<String>,
+}
+
+impl ListPage for NumberPage {
+    type Item = IncomingNumber;
+
+    fn into_parts(self) -> (Vec<IncomingNumber>, Option<String>) {
+        (self.incoming_phone_numbers, self.next_page_uri)
+    }
+}
+
+/// One page of `GET /v1/Content`; the newer APIs give the next page as an absolute URL.
+#[derive(Deserialize)]
+struct ContentPage {
+    contents: Vec<Content>,
+    #[serde(default)]
+    meta: Option<PageMeta>,
+}
+
+/// The paging links of a newer Twilio API's list.
+#[derive(Deserialize)]
+struct PageMeta {
+    #[serde(default)]
+    next_page_url: Option<String>,
+}
+
+impl ListPage for ContentPage {
+    type Item = Content;
+
+    fn into_parts(self) -> (Vec<Content>, Option<String>) {
+        (self.contents, self.meta.and_then(|meta| meta.next_page_url))
+    }
 }
 
 /// A Messaging Service and where its inbound messages go.
@@ -251,7 +298,7 @@ pub struct MediaContent {
     pub media: Vec<String>,
 }
 
-/// A created Content resource.
+/// A Content resource, as created or listed.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Content {
     /// The Content SID (`HX…`).
@@ -396,10 +443,9 @@ impl TwilioClient {
         self.send(&call).await?.json(operation, &self.credentials.auth_token)
     }
 
-    /// The account's incoming phone numbers, all pages (at most [`MAX_NUMBER_PAGES`]), optionally
+    /// The account's incoming phone numbers, all pages (at most [`MAX_LIST_PAGES`]), optionally
     /// only those matching `phone_number` (E.164; `*` matches any digit).
     pub async fn incoming_numbers(&self, phone_number: Option<&str>) -> Result<Vec<IncomingNumber>, ProviderError> {
-        let operation = Operation::TwilioListNumbers;
         let mut url = self.account_url(&["IncomingPhoneNumbers.json"]);
         {
             let mut query = url.query_pairs_mut();
@@ -408,28 +454,21 @@ impl TwilioClient {
             }
             query.append_pair("PageSize", NUMBERS_PAGE_SIZE);
         }
-        let mut numbers = Vec::new();
-        for _ in 0..MAX_NUMBER_PAGES {
-            let call = self.call(operation, Method::GET, url, Repeat::Safe);
-            let page: NumberPage = self.send(&call).await?.json(operation, &self.credentials.auth_token)?;
-            numbers.extend(page.incoming_phone_numbers);
-            match page.next_page_uri.filter(|uri| !uri.is_empty()) {
-                Some(next) => url = self.next_page_url(operation, &next)?,
-                None => return Ok(numbers),
-            }
-        }
-        Err(ProviderError::InvalidResponse {
-            operation,
-            detail: format!("the phone number list did not end within {MAX_NUMBER_PAGES} pages"),
-        })
+        self.list::<NumberPage>(Operation::TwilioListNumbers, &self.endpoints.twilio_api, url).await
     }
 
-    /// Points a phone number's inbound messages at `url` (`SmsUrl`, `SmsMethod=POST`). Setting
-    /// the same values again changes nothing, so it is retried.
-    pub async fn set_number_webhook(&self, number_sid: &str, url: &Url) -> Result<IncomingNumber, ProviderError> {
+    /// Points a phone number's inbound messages at `url` (`SmsUrl`, `SmsMethod=POST`), or clears
+    /// its `SmsUrl` with `None` (sent empty, as Twilio clears a field; the OpenAPI document's
+    /// `format: uri` admits no empty value, so validators of the document refuse it). Setting the
+    /// same values again changes nothing, so it is retried.
+    pub async fn set_number_webhook(
+        &self,
+        number_sid: &str,
+        url: Option<&Url>,
+    ) -> Result<IncomingNumber, ProviderError> {
         let operation = Operation::TwilioUpdateNumber;
         let number_file = format!("{number_sid}.json");
-        let form = vec![("SmsUrl", url.to_string()), ("SmsMethod", WEBHOOK_METHOD.to_owned())];
+        let form = webhook_form("SmsUrl", "SmsMethod", url);
         let call = self
             .call(operation, Method::POST, self.account_url(&["IncomingPhoneNumbers", &number_file]), Repeat::Safe)
             .body(Body::Form(form));
@@ -437,10 +476,16 @@ impl TwilioClient {
     }
 
     /// Points a Messaging Service's inbound messages at `url` (`InboundRequestUrl`,
-    /// `InboundMethod=POST`). Idempotent, so retried.
-    pub async fn set_service_webhook(&self, service_sid: &str, url: &Url) -> Result<MessagingService, ProviderError> {
+    /// `InboundMethod=POST`), or clears its `InboundRequestUrl` with `None` (sent empty, as for
+    /// [`Self::set_number_webhook`]). Without the URL, Twilio drops the service's inbound messages
+    /// unless the service uses its numbers' own URLs. Idempotent, so retried.
+    pub async fn set_service_webhook(
+        &self,
+        service_sid: &str,
+        url: Option<&Url>,
+    ) -> Result<MessagingService, ProviderError> {
         let operation = Operation::TwilioUpdateService;
-        let form = vec![("InboundRequestUrl", url.to_string()), ("InboundMethod", WEBHOOK_METHOD.to_owned())];
+        let form = webhook_form("InboundRequestUrl", "InboundMethod", url);
         let url = join(&self.endpoints.twilio_messaging, &["v1", "Services", service_sid]);
         let call = self.call(operation, Method::POST, url, Repeat::Safe).body(Body::Form(form));
         self.send(&call).await?.json(operation, &self.credentials.auth_token)
@@ -466,6 +511,15 @@ impl TwilioClient {
             .call(operation, Method::POST, self.account_url(&["Messages.json"]), Repeat::Never)
             .body(Body::Form(form));
         self.send(&call).await?.json(operation, &self.credentials.auth_token)
+    }
+
+    /// The account's Content resources (templates), all pages (at most [`MAX_LIST_PAGES`]), in
+    /// the order Twilio lists them. This is how Content created by a call whose answer was lost
+    /// is found again, e.g. by its friendly name.
+    pub async fn contents(&self) -> Result<Vec<Content>, ProviderError> {
+        let mut url = join(&self.endpoints.twilio_content, &["v1", "Content"]);
+        url.query_pairs_mut().append_pair("PageSize", CONTENT_PAGE_SIZE);
+        self.list::<ContentPage>(Operation::TwilioListContent, &self.endpoints.twilio_content, url).await
     }
 
     /// Creates a Content resource (a template). Never retried: a repeat could create two.
@@ -527,22 +581,30 @@ impl TwilioClient {
         join(&self.endpoints.twilio_api, &segments)
     }
 
-    /// The absolute URL of a `next_page_uri` (a path and query on the API host). It must stay on
-    /// the configured host: the request carries the account's credentials.
-    fn next_page_url(&self, operation: Operation, next: &str) -> Result<Url, ProviderError> {
-        let invalid = || ProviderError::InvalidResponse {
+    /// Every item of a list on `host`, from the page at `first` on, following the pages' links
+    /// (at most [`MAX_LIST_PAGES`] pages).
+    async fn list<P: ListPage>(
+        &self,
+        operation: Operation,
+        host: &Url,
+        first: Url,
+    ) -> Result<Vec<P::Item>, ProviderError> {
+        let mut url = first;
+        let mut items = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let call = self.call(operation, Method::GET, url, Repeat::Safe);
+            let page: P = self.send(&call).await?.json(operation, &self.credentials.auth_token)?;
+            let (page_items, next) = page.into_parts();
+            items.extend(page_items);
+            match next.filter(|next| !next.is_empty()) {
+                Some(next) => url = next_page_url(operation, host, &next)?,
+                None => return Ok(items),
+            }
+        }
+        Err(ProviderError::InvalidResponse {
             operation,
-            detail: "next_page_uri is not a path on the API host".into(),
-        };
-        if !next.starts_with('/') || next.starts_with("//") {
-            return Err(invalid());
-        }
-        let base = &self.endpoints.twilio_api;
-        let url = Url::parse(&format!("{}{next}", base.as_str().trim_end_matches('/'))).map_err(|_| invalid())?;
-        if url.origin() != base.origin() {
-            return Err(invalid());
-        }
-        Ok(url)
+            detail: format!("the list did not end within {MAX_LIST_PAGES} pages"),
+        })
     }
 
     fn call(&self, operation: Operation, method: Method, url: Url, repeat: Repeat) -> Call {
@@ -552,6 +614,33 @@ impl TwilioClient {
     async fn send(&self, call: &Call) -> Result<Reply, ProviderError> {
         let auth = Auth::Basic { user: &self.credentials.account_sid, password: &self.credentials.auth_token };
         self.transport.execute(&auth, call).await
+    }
+}
+
+/// The absolute URL of a list's next page on `host`: the 2010 API gives a path and query on the
+/// host (`next_page_uri`), the newer APIs an absolute URL (`meta.next_page_url`). Either way it
+/// must stay on the configured host: the request carries the account's credentials.
+fn next_page_url(operation: Operation, host: &Url, next: &str) -> Result<Url, ProviderError> {
+    let invalid =
+        || ProviderError::InvalidResponse { operation, detail: "the next page is not on the API host".into() };
+    let parsed = if next.starts_with('/') && !next.starts_with("//") {
+        Url::parse(&format!("{}{next}", host.as_str().trim_end_matches('/')))
+    } else {
+        Url::parse(next)
+    };
+    let url = parsed.map_err(|_| invalid())?;
+    if url.origin() != host.origin() {
+        return Err(invalid());
+    }
+    Ok(url)
+}
+
+/// The form that points inbound messages at `url` with the gateway's method, or clears the URL
+/// (an empty value; the method is left as it is).
+fn webhook_form(url_field: &'static str, method_field: &'static str, url: Option<&Url>) -> Vec<(&'static str, String)> {
+    match url {
+        Some(url) => vec![(url_field, url.to_string()), (method_field, WEBHOOK_METHOD.to_owned())],
+        None => vec![(url_field, String::new())],
     }
 }
 
@@ -646,6 +735,56 @@ mod tests {
         assert!(message_form(&message(MessageContent::Media { caption: None, urls: Vec::new() })).is_err());
         assert!(message_form(&message(MessageContent::Text("x".repeat(1601)))).is_err());
         assert!(message_form(&message(MessageContent::Text("ü".repeat(1600)))).is_ok());
+    }
+
+    #[test]
+    fn next_pages_stay_on_the_host() {
+        let operation = Operation::TwilioListNumbers;
+        let host = Url::parse("http://127.0.0.1:9000/twilio").unwrap();
+        let next =
+            next_page_url(operation, &host, "/2010-04-01/Accounts/AC1/IncomingPhoneNumbers.json?Page=1").unwrap();
+        assert_eq!(
+            next.as_str(),
+            "http://127.0.0.1:9000/twilio/2010-04-01/Accounts/AC1/IncomingPhoneNumbers.json?Page=1"
+        );
+        let next =
+            next_page_url(operation, &host, "http://127.0.0.1:9000/v1/Content?PageSize=2&PageToken=PA2").unwrap();
+        assert_eq!(next.as_str(), "http://127.0.0.1:9000/v1/Content?PageSize=2&PageToken=PA2");
+        for elsewhere in [
+            "//evil.example/steal",
+            "https://evil.example/v1/Content",
+            "http://127.0.0.1:9001/v1/Content",
+            "https://127.0.0.1:9000/v1/Content",
+            "v1/Content",
+        ] {
+            let err = next_page_url(operation, &host, elsewhere).unwrap_err();
+            assert!(matches!(err, ProviderError::InvalidResponse { .. }), "{elsewhere}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn webhook_forms_set_or_clear() {
+        let url = Url::parse("https://chat.example/hook").unwrap();
+        assert_eq!(
+            webhook_form("SmsUrl", "SmsMethod", Some(&url)),
+            [("SmsUrl", "https://chat.example/hook".to_owned()), ("SmsMethod", "POST".to_owned())]
+        );
+        assert_eq!(webhook_form("InboundRequestUrl", "InboundMethod", None), [("InboundRequestUrl", String::new())]);
+    }
+
+    #[test]
+    fn content_pages_read_their_next_link() {
+        let page: ContentPage = serde_json::from_value(json!({
+            "contents": [{"sid": "HX1", "account_sid": "AC1", "friendly_name": "a", "language": "en", "types": {}}],
+            "meta": {"page": 0, "page_size": 1, "next_page_url": "https://content.twilio.com/v1/Content?PageSize=1&Page=1&PageToken=PA1", "key": "contents"}
+        }))
+        .unwrap();
+        let (contents, next) = page.into_parts();
+        assert_eq!(contents[0].friendly_name.as_deref(), Some("a"));
+        assert_eq!(next.as_deref(), Some("https://content.twilio.com/v1/Content?PageSize=1&Page=1&PageToken=PA1"));
+        let last: ContentPage =
+            serde_json::from_value(json!({"contents": [], "meta": {"next_page_url": null}})).unwrap();
+        assert_eq!(last.into_parts().1, None);
     }
 
     #[test]

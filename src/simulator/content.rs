@@ -1,10 +1,11 @@
-//! Twilio's Content API (content.twilio.com): templates, their WhatsApp approval and its
-//! lifecycle (received, pending, then approved or rejected on a schedule or by an admin call).
+//! Twilio's Content API (content.twilio.com): templates, their list, their WhatsApp approval
+//! and its lifecycle (received, pending, then approved or rejected on a schedule or by an admin
+//! call).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,11 +18,19 @@ use super::auth::TwilioAccountAuth;
 use super::clock;
 use super::config::{ApprovalOutcome, ApprovalSchedule, is_prefixed_hex};
 use super::errors::TwilioError;
+use super::form::Form;
 use super::ids;
 use super::state::App;
 
 /// WhatsApp template categories.
 const CATEGORIES: &[&str] = &["UTILITY", "MARKETING", "AUTHENTICATION"];
+
+/// Content per list page when the request does not say (the document's default).
+const DEFAULT_PAGE_SIZE: usize = 50;
+/// Most Content per list page (the document's maximum).
+const MAX_PAGE_SIZE: usize = 1000;
+/// What a page token starts with; the rest is the `seq` of the previous page's last content.
+const PAGE_TOKEN_PREFIX: &str = "PA";
 
 /// Approval status values as Twilio returns them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +57,9 @@ pub enum ApprovalStatus {
 pub struct Content {
     /// `HX...`.
     pub sid: String,
+    /// Its place in the account's creation order (1 for the first). Page tokens name it, so
+    /// that content deleted between two pages shifts nothing.
+    pub seq: u64,
     /// Friendly name.
     pub friendly_name: String,
     /// Language code.
@@ -156,7 +168,7 @@ impl Content {
 /// The Content API routes.
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/v1/Content", post(create))
+        .route("/v1/Content", get(list).post(create))
         .route("/v1/Content/{sid}", get(fetch).delete(delete))
         .route("/v1/Content/{sid}/ApprovalRequests", get(fetch_approval))
         .route("/v1/Content/{sid}/ApprovalRequests/whatsapp", post(submit))
@@ -193,8 +205,12 @@ async fn create(State(app): State<Arc<App>>, auth: TwilioAccountAuth, body: Byte
     if variables.values().any(|v| !v.is_string()) {
         return Err(TwilioError::invalid_parameter("Variables must map names to string values"));
     }
+    let mut state = app.lock();
+    let account = state.twilio_account(&auth.account_sid).ok_or_else(TwilioError::unauthorized)?;
+    account.contents_created += 1;
     let content = Content {
         sid: ids::sid("HX"),
+        seq: account.contents_created,
         friendly_name: request.friendly_name.unwrap_or_default(),
         language,
         variables,
@@ -203,11 +219,63 @@ async fn create(State(app): State<Arc<App>>, auth: TwilioAccountAuth, body: Byte
         approval: None,
     };
     let body = content.to_json(&app.base_url, &auth.account_sid);
-    let mut state = app.lock();
-    let account = state.twilio_account(&auth.account_sid).ok_or_else(TwilioError::unauthorized)?;
     tracing::debug!(account = %auth.account_sid, sid = %content.sid, "content created");
     account.contents.push(content);
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// An optional query parameter parsed by `parse`, or Twilio's 400 naming what it must be.
+fn query_param<T>(query: &Form, key: &str, must_be: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, TwilioError> {
+    query
+        .get(key)
+        .map(|value| parse(value).ok_or_else(|| TwilioError::invalid_parameter(format!("{key} must be {must_be}"))))
+        .transpose()
+}
+
+/// The account's contents in creation order, `PageSize` per page. A page starts after the
+/// content its `PageToken` names (the first page has none); `Page` is only echoed, as Twilio
+/// documents it "simply for client state". Only `next_page_url` is given: `previous_page_url`
+/// is always null.
+async fn list(State(app): State<Arc<App>>, auth: TwilioAccountAuth, RawQuery(query): RawQuery) -> Result<Response, TwilioError> {
+    auth.require_active()?;
+    let query = Form::parse(query.unwrap_or_default().as_bytes());
+    let page_size = query_param(&query, "PageSize", &format!("an integer from 1 to {MAX_PAGE_SIZE}"), |v| {
+        v.parse().ok().filter(|size| (1..=MAX_PAGE_SIZE).contains(size))
+    })?
+    .unwrap_or(DEFAULT_PAGE_SIZE);
+    let page = query_param(&query, "Page", "a non-negative integer", |v| v.parse::<u64>().ok())?.unwrap_or(0);
+    let token = query_param(&query, "PageToken", "a token from a next_page_url", |v| {
+        v.strip_prefix(PAGE_TOKEN_PREFIX).and_then(|seq| seq.parse::<u64>().ok())
+    })?;
+    let page_url = |page: u64, token: Option<u64>| {
+        let url = format!("{}/v1/Content?PageSize={page_size}&Page={page}", app.base_url);
+        match token {
+            Some(seq) => format!("{url}&PageToken={PAGE_TOKEN_PREFIX}{seq}"),
+            None => url,
+        }
+    };
+    let mut state = app.lock();
+    let account = state.twilio_account(&auth.account_sid).ok_or_else(TwilioError::unauthorized)?;
+    let mut rest = account.contents.iter().filter(|c| token.is_none_or(|seq| c.seq > seq));
+    let listed: Vec<&Content> = rest.by_ref().take(page_size).collect();
+    let next_page_url = match (listed.last(), rest.next()) {
+        (Some(last), Some(_)) => Some(page_url(page.saturating_add(1), Some(last.seq))),
+        _ => None,
+    };
+    let contents: Vec<Value> = listed.iter().map(|c| c.to_json(&app.base_url, &auth.account_sid)).collect();
+    Ok(Json(json!({
+        "contents": contents,
+        "meta": {
+            "page": page,
+            "page_size": page_size,
+            "first_page_url": page_url(0, None),
+            "previous_page_url": null,
+            "url": page_url(page, token),
+            "next_page_url": next_page_url,
+            "key": "contents",
+        },
+    }))
+    .into_response())
 }
 
 /// Runs `f` on the account's content with this SID, or answers Twilio's 404.

@@ -96,11 +96,17 @@ fn check_endpoint(endpoint: &str) -> Result<(), LineError> {
     }
 }
 
+/// Stores the webhook URL; an empty `endpoint` (LINE's schema allows a length of 0) clears it.
 async fn set_endpoint(State(app): State<Arc<App>>, auth: LineChannelAuth, body: Bytes) -> Result<Response, LineError> {
     let request: SetEndpointRequest = parse_body(&body)?;
-    check_endpoint(&request.endpoint)?;
+    let endpoint = if request.endpoint.is_empty() {
+        None
+    } else {
+        check_endpoint(&request.endpoint)?;
+        Some(request.endpoint)
+    };
     let mut state = app.lock();
-    channel(&mut state, &auth)?.webhook_endpoint = Some(request.endpoint);
+    channel(&mut state, &auth)?.webhook_endpoint = endpoint;
     Ok(Json(json!({})).into_response())
 }
 

@@ -171,6 +171,8 @@ pub struct TwilioAccount {
     pub senders: Vec<Sender>,
     /// Content resources, oldest first.
     pub contents: Vec<Content>,
+    /// How many Content resources were created: the `seq` of the last one.
+    pub contents_created: u64,
     /// The last inbound message time per customer address (`whatsapp:+...`).
     pub windows: HashMap<String, Timestamp>,
     /// Media of customer messages, by media SID.
@@ -230,6 +232,7 @@ impl TwilioAccount {
             services,
             senders,
             contents: Vec::new(),
+            contents_created: 0,
             windows: HashMap::new(),
             media: HashMap::new(),
         }
