@@ -63,18 +63,28 @@ pub async fn install_crds(client: &Client) {
 }
 
 /// Polls `probe` until it returns Some, for at most 30 seconds.
-pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    for _ in 0..300 {
+    wait_within(Duration::from_secs(30), probe).await.unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Polls `probe` every 100 ms until it returns Some, or None after `limit`.
+pub async fn wait_within<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         if let Some(v) = probe().await {
-            return v;
+            return Some(v);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}");
+    None
 }
 
 /// Creates the namespace if it does not exist.

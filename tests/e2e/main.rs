@@ -3,4 +3,6 @@
 //! every test prints that it was skipped and why.
 
 mod cluster;
+mod controller;
 mod crds;
+mod harness;
