@@ -129,29 +129,9 @@ pub fn run(args: SimulateArgs) -> Result<(), SimulatorError> {
         let twilio: Vec<&str> = config.twilio.iter().map(|a| a.account_sid.as_str()).collect();
         tracing::info!(line_channels = ?line, twilio_accounts = ?twilio, "simulating");
         let simulator = start(config, args.listen).await?;
-        stop_signal().await;
+        crate::shutdown::signal().await;
         simulator.shutdown().await;
         Ok(())
     })
 }
 
-/// Waits for Ctrl-C, or SIGTERM where there is one (a pod being stopped).
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-                return;
-            }
-            Err(error) => tracing::warn!(%error, "cannot listen for SIGTERM; stop with Ctrl-C"),
-        }
-    }
-    if let Err(error) = tokio::signal::ctrl_c().await {
-        tracing::warn!(%error, "cannot listen for Ctrl-C");
-    }
-}
