@@ -327,3 +327,32 @@ async fn a_restart_never_duplicates_content() {
     assert_eq!(contents(&h, "survey_").await.len(), 2);
     h.assert_no_secrets().await;
 }
+
+#[tokio::test]
+async fn policies_refuse_what_this_controller_cannot_serve() {
+    let Some(h) = Harness::start("ctl-policy", "", &["--cloud-region", "government"]).await else { return };
+    h.secret("contoso-line", &[("channel-secret", LINE_SECRET), ("channel-access-token", LINE_TOKEN)]).await;
+    let (secret, mut manual) = twilio_account();
+    manual["spec"]["webhook"]["registration"] = json!("Manual");
+    let mut insecure = manual.clone();
+    insecure["metadata"]["name"] = json!("plain-http");
+    insecure["spec"]["webhook"]["publicBaseUrl"] = json!("http://127.0.0.1:8080");
+    h.apply(&[secret, line_account("contoso-line"), manual, insecure]).await;
+    let accounts = h.accounts();
+
+    let message = h.wait_condition(&accounts, "contoso-line", "Ready", "False", "RegionNotSupported").await;
+    assert!(message.contains("government"), "{message}");
+    assert_eq!(h.line_endpoint().await, Value::Null, "LINE was never called");
+
+    let message = h.wait_condition(&accounts, "plain-http", "Ready", "False", "InvalidSpec").await;
+    assert!(message.starts_with("spec.webhook.publicBaseUrl: "), "{message}");
+
+    // Manual registration publishes the URL to paste and leaves the provider alone.
+    let message = h.wait_condition(&accounts, "contoso-whatsapp", "WebhookRegistered", "False", "ManualRegistrationRequired").await;
+    let callback = format!("https://chat.contoso.example/switchboard/{}/contoso-whatsapp/webhook", h.namespace);
+    assert!(message.contains(&callback), "{message}");
+    h.wait_condition(&accounts, "contoso-whatsapp", "Ready", "True", "Ready").await;
+    assert_eq!(h.twilio_state().await["messagingServices"][0]["inboundRequestUrl"], Value::Null);
+    assert_eq!(h.requests("POST /**").await, 0, "nothing was changed at Twilio");
+    h.assert_no_secrets().await;
+}
