@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod check;
+pub mod config;
 pub mod controller;
 pub mod providers;
 pub mod routing;

@@ -12,13 +12,15 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use url::Url;
 
+use super::acceptance;
 use super::backoff::jittered;
 use super::cleanup::{self, Abandon};
 use super::context::{CloudRegion, Context, Verified};
+use super::gateway::{self, GATEWAY_READY};
 use super::provider_status::{self, Retry};
 use super::secrets::{self, CredentialError, Credentials};
 use super::status::{self, Notice};
-use super::{Error, FINALIZER, Next, next_action, object_key};
+use super::{Error, FINALIZER, Next, next_action, object_key, retry_delay};
 use crate::api::account::{LineAccount, LineIdentity, NumberStatus, Registration, TwilioIdentity, TwilioWhatsAppAccount};
 use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::crds::Kind;
@@ -55,8 +57,8 @@ struct Outcome {
     ready: Option<Observation>,
     notices: Vec<Notice>,
     next: Next,
-    /// Set when the provider confirmed everything: the fingerprint to remember.
-    verified: Option<String>,
+    /// Set when the provider was consulted: the inputs' fingerprint, remembered with the result.
+    fingerprint: Option<String>,
 }
 
 impl Outcome {
@@ -68,14 +70,14 @@ impl Outcome {
             ready: Some(Observation::new(READY, Status::False, reason, message)),
             notices: Vec::new(),
             next: Next::AwaitChange,
-            verified: None,
+            fingerprint: None,
         }
     }
 
     /// The credentials are not usable: the webhook waits for them.
     fn credentials_failed(credentials: Observation, next: Next) -> Self {
         let webhook = Observation::new(WEBHOOK_REGISTERED, Status::Unknown, "CredentialsNotValid", "waiting for valid credentials");
-        Self { observations: vec![credentials, webhook], ready: None, notices: Vec::new(), next, verified: None }
+        Self { observations: vec![credentials, webhook], ready: None, notices: Vec::new(), next, fingerprint: None }
     }
 
     fn secret_failed(error: &CredentialError) -> Self {
@@ -96,7 +98,7 @@ impl Outcome {
             return outcome;
         }
         so_far.push(observation);
-        Self { observations: so_far, ready: None, notices: Vec::new(), next: Next::Retry(retry), verified: None }
+        Self { observations: so_far, ready: None, notices: Vec::new(), next: Next::Retry(retry), fingerprint: None }
     }
 }
 
@@ -106,8 +108,18 @@ async fn apply(account: &MessagingAccount, api: &Api<MessagingAccount>, ctx: &Co
     let old = account.status.clone().unwrap_or_default();
     let mut status = old.clone();
     let outcome = observe(account, &old, &mut status, ctx).await;
+    let mut observations = outcome.observations;
+    if outcome.ready.is_none() {
+        // The gateway follows the spec, the workstreams, rules and templates: rendered on every
+        // pass, applied server-side (a no-op when nothing changed; puts back hand edits).
+        let gateway = gateway::apply(account, ctx).await?;
+        observations.extend(gateway.observations);
+        if gateway.status.is_some() {
+            status.gateway = gateway.status;
+        }
+    }
     let now = Timestamp::now();
-    for observation in outcome.observations {
+    for observation in observations {
         conditions::set(&mut status.conditions, observation, generation, now);
     }
     let ready = outcome.ready.unwrap_or_else(|| ready(&status.conditions));
@@ -118,38 +130,40 @@ async fn apply(account: &MessagingAccount, api: &Api<MessagingAccount>, ctx: &Co
     notices.extend(status::transitions(&old.conditions, &status.conditions));
     status::write(api, &account.name_any(), account.status.as_ref(), &status).await?;
     status::publish(&ctx.recorder, &account.object_ref(&()), &notices).await;
-    if let (Some(fingerprint), Some(uid)) = (outcome.verified, account.uid()) {
-        let due = Instant::now() + jittered(ctx.settings.recheck_interval);
-        ctx.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, Verified { fingerprint, due });
+    let (action, wait, failed) = match outcome.next {
+        Next::Retry(retry) => {
+            let delay = retry_delay(ctx, &key, retry);
+            (Action::requeue(delay), delay, true)
+        }
+        next => (next_action(ctx, &key, next), jittered(ctx.settings.recheck_interval), false),
+    };
+    if let (Some(fingerprint), Some(uid)) = (outcome.fingerprint, account.uid()) {
+        let due = Instant::now() + wait;
+        ctx.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, Verified { fingerprint, due, failed });
     }
-    Ok(next_action(ctx, &key, outcome.next))
+    Ok(action)
 }
 
-/// Ready follows the credentials and the webhook; a webhook that only a person can register does
-/// not hold Ready back, since the controller cannot tell when it is done (the condition says
-/// what to do).
+/// Ready follows the credentials, the webhook and the gateway; a webhook that only a person can
+/// register does not hold Ready back, since the controller cannot tell when it is done (the
+/// condition says what to do).
 fn ready(current: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> Observation {
     let manual = conditions::find(current, WEBHOOK_REGISTERED).is_some_and(|c| c.reason == MANUAL);
     if manual {
-        let mut ready = conditions::ready(current, &[CREDENTIALS_VALID]);
+        let mut ready = conditions::ready(current, &[CREDENTIALS_VALID, GATEWAY_READY]);
         if ready.status == Status::True {
-            ready.message = "CredentialsValid is True; the webhook URL must be registered by hand (see WebhookRegistered)".to_owned();
+            ready.message = "CredentialsValid, GatewayReady are True; the webhook URL must be registered by hand (see WebhookRegistered)".to_owned();
         }
         ready
     } else {
-        conditions::ready(current, &[CREDENTIALS_VALID, WEBHOOK_REGISTERED])
+        conditions::ready(current, &[CREDENTIALS_VALID, WEBHOOK_REGISTERED, GATEWAY_READY])
     }
 }
 
 /// The spec checks the API server may not have made (CEL rules need 1.25+) and those only code
 /// can make.
 fn spec_errors(account: &MessagingAccount, ctx: &Context) -> Vec<FieldError> {
-    let mut errors = match serde_json::to_value(account) {
-        Ok(object) => validation::cel_errors(Kind::MessagingAccount, &object, None),
-        Err(e) => vec![FieldError::new("spec", e.to_string())],
-    };
-    errors.extend(validation::account_errors(&account.spec, ctx.settings.url_policy));
-    errors
+    acceptance::spec_errors(Kind::MessagingAccount, account, validation::account_errors(&account.spec, ctx.settings.url_policy))
 }
 
 fn joined(errors: &[FieldError]) -> String {
@@ -182,9 +196,10 @@ async fn observe(account: &MessagingAccount, old: &MessagingAccountStatus, statu
         Err(error) => return Outcome::secret_failed(&error),
     };
     let fingerprint = format!("{}|{}", account.metadata.generation.unwrap_or_default(), credentials.versions().join(","));
-    if let Some(remaining) = still_verified(account, old, &fingerprint, ctx) {
-        // Nothing changed since the provider last confirmed it all: keep the status as it is.
-        return Outcome { observations: Vec::new(), ready: None, notices: Vec::new(), next: Next::Recheck(remaining), verified: None };
+    if let Some((remaining, failed)) = still_checked(account, old, &fingerprint, ctx) {
+        // Nothing changed since the provider last answered: keep the status as it is.
+        let next = if failed { Next::Hold(remaining) } else { Next::Recheck(remaining) };
+        return Outcome { observations: Vec::new(), ready: None, notices: Vec::new(), next, fingerprint: None };
     }
     let registered_before = conditions::is_true(&old.conditions, WEBHOOK_REGISTERED) && old.callback_url.as_deref() == Some(callback.as_str());
     let manual = spec.webhook.registration == Registration::Manual;
@@ -199,19 +214,18 @@ async fn observe(account: &MessagingAccount, old: &MessagingAccountStatus, statu
         }
         (None, None) => Outcome::blocked("InvalidSpec", "spec: exactly one of line or twilioWhatsApp must be set".to_owned()),
     };
-    if matches!(outcome.next, Next::Recheck(_)) {
-        outcome.verified = Some(fingerprint);
-    }
+    outcome.fingerprint = Some(fingerprint);
     outcome
 }
 
-/// How long the last verification stays good, when its inputs are unchanged and the status
-/// still shows its result.
-fn still_verified(account: &MessagingAccount, old: &MessagingAccountStatus, fingerprint: &str, ctx: &Context) -> Option<std::time::Duration> {
+/// How long the last provider check stands, and whether it failed, when its inputs are
+/// unchanged and the status still shows its result.
+fn still_checked(account: &MessagingAccount, old: &MessagingAccountStatus, fingerprint: &str, ctx: &Context) -> Option<(std::time::Duration, bool)> {
     let uid = account.uid()?;
-    let verified = ctx.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).cloned()?;
+    let checked = ctx.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).cloned()?;
     let current = old.observed_generation == account.metadata.generation;
-    (verified.fingerprint == fingerprint && current).then(|| verified.due.checked_duration_since(Instant::now())).flatten()
+    let remaining = checked.due.checked_duration_since(Instant::now())?;
+    (checked.fingerprint == fingerprint && current).then_some((remaining, checked.failed))
 }
 
 /// One verification pass against the provider.
@@ -288,7 +302,7 @@ impl Check<'_> {
         if endpoint != self.callback.as_str() {
             let message = format!("LINE reports the webhook URL {endpoint:?} after it was set to {}", self.callback);
             let webhook = Observation::new(WEBHOOK_REGISTERED, Status::False, "EndpointMismatch", message);
-            return Outcome { observations: vec![credentials, webhook], ready: None, notices, next: Next::Retry(Retry::Backoff), verified: None };
+            return Outcome { observations: vec![credentials, webhook], ready: None, notices, next: Next::Retry(Retry::Backoff), fingerprint: None };
         }
         let webhook = if active {
             Observation::new(WEBHOOK_REGISTERED, Status::True, "Registered", format!("LINE sends webhooks to {}", self.callback))
@@ -424,7 +438,7 @@ impl Check<'_> {
     /// attempt soon.
     fn done(&self, credentials: Observation, webhook: Observation, notices: Vec<Notice>) -> Outcome {
         let next = if webhook.reason == "EndpointMismatch" { Next::Retry(Retry::Backoff) } else { Next::Recheck(self.ctx.settings.recheck_interval) };
-        Outcome { observations: vec![credentials, webhook], ready: None, notices, next, verified: None }
+        Outcome { observations: vec![credentials, webhook], ready: None, notices, next, fingerprint: None }
     }
 }
 
@@ -525,8 +539,10 @@ mod tests {
 
     #[test]
     fn ready_needs_credentials_and_webhook() {
-        let ok = conds(&[(CREDENTIALS_VALID, Status::True, "Valid"), (WEBHOOK_REGISTERED, Status::True, "Registered")]);
+        let ok = conds(&[(CREDENTIALS_VALID, Status::True, "Valid"), (WEBHOOK_REGISTERED, Status::True, "Registered"), (GATEWAY_READY, Status::True, "Available")]);
         assert_eq!(ready(&ok).status, Status::True);
+        let rolling = conds(&[(CREDENTIALS_VALID, Status::True, "Valid"), (WEBHOOK_REGISTERED, Status::True, "Registered"), (GATEWAY_READY, Status::Unknown, "Progressing")]);
+        assert_eq!((ready(&rolling).status, ready(&rolling).reason.as_str()), (Status::Unknown, "Progressing"));
         let bad = conds(&[(CREDENTIALS_VALID, Status::False, "Unauthorized"), (WEBHOOK_REGISTERED, Status::Unknown, "CredentialsNotValid")]);
         let r = ready(&bad);
         assert_eq!((r.status, r.reason.as_str()), (Status::False, "Unauthorized"));
@@ -536,7 +552,7 @@ mod tests {
 
     #[test]
     fn manual_registration_does_not_hold_ready_back() {
-        let manual = conds(&[(CREDENTIALS_VALID, Status::True, "Valid"), (WEBHOOK_REGISTERED, Status::False, MANUAL)]);
+        let manual = conds(&[(CREDENTIALS_VALID, Status::True, "Valid"), (WEBHOOK_REGISTERED, Status::False, MANUAL), (GATEWAY_READY, Status::True, "Available")]);
         let r = ready(&manual);
         assert_eq!(r.status, Status::True);
         assert!(r.message.contains("by hand"));

@@ -10,7 +10,9 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
 use super::backoff::{Backoff, Failures};
-use crate::api::MessageTemplate;
+use super::configs::Configs;
+use super::gateway_objects::GatewayImage;
+use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
 use crate::api::validation::UrlPolicy;
 use crate::providers::Providers;
 
@@ -41,6 +43,8 @@ pub struct Settings {
     pub backoff: Backoff,
     /// How long deletion waits for provider-side clean-up before giving up on it.
     pub cleanup_timeout: Duration,
+    /// The image the gateway Deployments run.
+    pub gateway_image: GatewayImage,
 }
 
 /// The shared state of the reconcilers.
@@ -55,19 +59,31 @@ pub struct Context {
     pub settings: Settings,
     /// Consecutive failures per object, for backoff.
     pub failures: Failures,
-    /// Accounts whose credentials and webhook were verified, by object UID.
+    /// When each account's provider checks are next due, by object UID.
     pub verified: Mutex<HashMap<String, Verified>>,
     /// When each Content's approval is next read from the provider, by Content SID.
     pub approval_due: Mutex<HashMap<String, Instant>>,
-    /// Every MessageTemplate the controller sees (for templateName uniqueness).
+    /// Every MessagingAccount the controller sees.
+    pub accounts: Store<MessagingAccount>,
+    /// Every Workstream the controller sees.
+    pub workstreams: Store<Workstream>,
+    /// Every RoutingRule the controller sees.
+    pub rules: Store<RoutingRule>,
+    /// Every MessageTemplate the controller sees.
     pub templates: Store<MessageTemplate>,
+    /// The gateway configurations as written to their ConfigMaps.
+    pub configs: Configs,
 }
 
-/// The last full verification of an account: valid until its inputs change or it is due.
+/// The last provider check of an account: it stands until its inputs change or it is due, so
+/// that other triggers (the gateway's objects changing, say) cause no provider calls: neither
+/// before a re-check nor before a failure's backoff or Retry-After is over.
 #[derive(Clone, Debug)]
 pub struct Verified {
     /// The account's generation and the versions of the Secrets it read.
     pub fingerprint: String,
-    /// When to verify again.
+    /// When to check again.
     pub due: Instant,
+    /// Whether the check failed (the wait is a backoff, and the failure count must stay).
+    pub failed: bool,
 }

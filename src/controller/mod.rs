@@ -2,16 +2,22 @@
 //! [`Context`]. Each reconciler validates, resolves references, talks to the provider, and
 //! writes the status only when it changed; failures back off per object.
 
+mod acceptance;
 pub mod account;
 mod backoff;
 mod cleanup;
+mod configs;
 pub mod context;
+pub mod gateway;
+pub mod gateway_objects;
 mod health;
 mod provider_status;
+pub mod routing_rule;
 mod secrets;
 mod status;
 pub mod template;
 pub mod template_plan;
+pub mod workstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +27,8 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
@@ -33,10 +40,12 @@ use kube::{Api, Client, Config, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::validation::UrlPolicy;
-use crate::api::{MessageTemplate, MessagingAccount, duration};
+use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream, duration};
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
 use backoff::{Backoff, jittered};
+use configs::Configs;
 use context::{CloudRegion, Context, Settings};
+use gateway_objects::GatewayImage;
 use provider_status::Retry;
 
 /// The finalizer on resources with provider-side state to clean up.
@@ -44,6 +53,16 @@ pub const FINALIZER: &str = "switchboard.dev/cleanup";
 
 /// The name the controller reports events under.
 const REPORTER: &str = "switchboard-controller";
+
+/// The image of this release, which runs the gateway too.
+const DEFAULT_GATEWAY_IMAGE: &str = concat!("ghcr.io/switchboard-dev/switchboard:", env!("CARGO_PKG_VERSION"));
+
+/// Selects the objects the controller generates for gateways.
+const GATEWAY_SELECTOR: &str = "app.kubernetes.io/managed-by=switchboard,app.kubernetes.io/name=switchboard-gateway";
+
+/// How long the account controller gathers triggers before rendering a configuration, so that
+/// applying many rules at once renders once, not once per rule.
+const RENDER_DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// Flags of `switchboard controller`.
 #[derive(Clone, Debug, clap::Args)]
@@ -82,6 +101,12 @@ pub struct ControllerArgs {
     /// How long deletion waits for provider-side clean-up during a provider outage.
     #[arg(long, value_parser = parse_duration, default_value = "10m")]
     pub cleanup_timeout: Duration,
+    /// The image the gateway Deployments run (the same binary: `switchboard gateway`).
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_IMAGE", default_value = DEFAULT_GATEWAY_IMAGE)]
+    pub gateway_image: String,
+    /// The gateway containers' imagePullPolicy (default: the cluster's for the tag).
+    #[arg(long, env = "SWITCHBOARD_GATEWAY_IMAGE_PULL_POLICY")]
+    pub gateway_image_pull_policy: Option<String>,
     /// Address of the health endpoints (/healthz, /readyz).
     #[arg(long, env = "SWITCHBOARD_PROBE_ADDR", default_value = "0.0.0.0:8080")]
     pub probe_addr: SocketAddr,
@@ -104,6 +129,7 @@ impl ControllerArgs {
             approval_settled_interval: self.approval_settled_interval,
             backoff: Backoff { min: self.min_backoff, max: self.max_backoff.max(self.min_backoff) },
             cleanup_timeout: self.cleanup_timeout,
+            gateway_image: GatewayImage { image: self.gateway_image.clone(), pull_policy: self.gateway_image_pull_policy.clone() },
         }
     }
 
@@ -167,6 +193,8 @@ pub enum Next {
     AwaitChange,
     /// A failure worth another try.
     Retry(Retry),
+    /// An earlier failure's wait is not over: look again after this long, counting nothing.
+    Hold(Duration),
 }
 
 /// Turns what a reconciler wants into an action, keeping the object's failure count.
@@ -180,15 +208,18 @@ fn next_action(ctx: &Context, key: &str, next: Next) -> Action {
             ctx.failures.succeeded(key);
             Action::await_change()
         }
-        Next::Retry(retry) => {
-            let failures = ctx.failures.failed(key);
-            let backoff = ctx.settings.backoff.delay(failures, fastrand::f64());
-            match retry {
-                Retry::Backoff => Action::requeue(backoff),
-                // The provider said when; a little jitter spreads the objects it told the same.
-                Retry::After(after) => Action::requeue(after + Duration::from_millis(fastrand::u64(0..1000))),
-            }
-        }
+        Next::Hold(after) => Action::requeue(after),
+        Next::Retry(retry) => Action::requeue(retry_delay(ctx, key, retry)),
+    }
+}
+
+/// Counts a failure and says how long to wait before the next attempt.
+fn retry_delay(ctx: &Context, key: &str, retry: Retry) -> Duration {
+    let failures = ctx.failures.failed(key);
+    match retry {
+        Retry::Backoff => ctx.settings.backoff.delay(failures, fastrand::f64()),
+        // The provider said when; a little jitter spreads the objects it told the same.
+        Retry::After(after) => after + Duration::from_millis(fastrand::u64(0..1000)),
     }
 }
 
@@ -239,7 +270,11 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     let client = args.client().await?;
     let providers = Providers::new(args.endpoints.clone(), ClientConfig::default())?;
     let reporter = Reporter { controller: REPORTER.to_owned(), instance: args.instance.clone() };
+    let (accounts, accounts_writer) = reflector::store();
+    let (workstreams, workstreams_writer) = reflector::store();
+    let (rules, rules_writer) = reflector::store();
     let (templates, templates_writer) = reflector::store();
+    let (config_maps, config_maps_writer) = reflector::store();
     let ctx = Arc::new(Context {
         client: client.clone(),
         providers,
@@ -248,36 +283,105 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         failures: Default::default(),
         verified: Default::default(),
         approval_due: Default::default(),
+        accounts: accounts.clone(),
+        workstreams: workstreams.clone(),
+        rules: rules.clone(),
         templates: templates.clone(),
+        configs: Configs::new(config_maps),
     });
     let shutdown = shutdown.shared();
-    let namespace = args.namespace.as_deref();
+    let ns = args.namespace.as_deref();
     let probes = health::serve(args.probe_addr, shutdown.clone()).await?;
-    tracing::info!(namespace = namespace.unwrap_or("<all>"), probes = %probes.local_addr, "controller starting");
+    tracing::info!(namespace = ns.unwrap_or("<all>"), probes = %probes.local_addr, "controller starting");
+    let c = &client;
 
-    let (accounts, accounts_writer) = reflector::store();
-    let account_stream = watch::<MessagingAccount>(&client, namespace, accounts_writer);
-    let secret_stream = watcher(scoped::<PartialObjectMeta<Secret>>(&client, namespace), watcher::Config::default()).default_backoff().touched_objects();
+    let by_account = {
+        let (workstreams, ctx) = (workstreams.clone(), ctx.clone());
+        move |rule: RoutingRule| {
+            let ws = workstreams.get(&ObjectRef::new(&rule.spec.workstream_ref.name).within(&rule.namespace().unwrap_or_default()));
+            let _ = &ctx;
+            ws.map(|ws| ObjectRef::new(&ws.spec.account_ref.name).within(&rule.namespace().unwrap_or_default()))
+        }
+    };
     let lookup = accounts.clone();
-    let account_controller = Controller::for_stream(account_stream, accounts)
-        .watches_stream(secret_stream, move |secret| accounts_using(&lookup, &secret))
+    let account_controller = Controller::for_stream(watch::<MessagingAccount>(c, ns, accounts_writer), accounts.clone())
+        .with_config(kube::runtime::controller::Config::default().debounce(RENDER_DEBOUNCE))
+        .watches_stream(metadata::<Secret>(c, ns, None), move |secret| accounts_using(&lookup, &secret))
+        .watches_stream(objects::<Workstream>(c, ns), |ws| Some(ObjectRef::new(&ws.spec.account_ref.name).within(&ws.namespace().unwrap_or_default())))
+        .watches_stream(objects::<RoutingRule>(c, ns), by_account)
+        .watches_stream(objects::<MessageTemplate>(c, ns), |t| Some(ObjectRef::new(&t.spec.account_ref.name).within(&t.namespace().unwrap_or_default())))
+        .owns_stream(metadata::<Deployment>(c, ns, Some(GATEWAY_SELECTOR)))
+        .owns_stream(metadata::<ConfigMap>(c, ns, Some(GATEWAY_SELECTOR)))
+        .owns_stream(metadata::<Service>(c, ns, Some(GATEWAY_SELECTOR)))
         .graceful_shutdown_on(shutdown.clone())
         .run(account::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let template_stream = watch::<MessageTemplate>(&client, namespace, templates_writer);
-    let account_meta =
-        watcher(scoped::<PartialObjectMeta<MessagingAccount>>(&client, namespace), watcher::Config::default()).default_backoff().touched_objects();
-    let template_controller = Controller::for_stream(template_stream, templates.clone())
-        .watches_stream(account_meta, move |account| templates_of(&templates, &account))
+    let template_lookup = templates.clone();
+    let template_controller = Controller::for_stream(watch::<MessageTemplate>(c, ns, templates_writer), templates.clone())
+        .watches_stream(metadata::<MessagingAccount>(c, ns, None), move |account| templates_of(&template_lookup, &account))
         .graceful_shutdown_on(shutdown.clone())
-        .run(template::reconcile, error_policy, ctx)
+        .run(template::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    tokio::join!(account_controller, template_controller);
+    let config_stream = watcher(labelled::<ConfigMap>(c, ns), gateway_watch()).default_backoff().reflect(config_maps_writer).touched_objects();
+    let (ws_for_account, ws_for_config, ws_for_rule) = (workstreams.clone(), (workstreams.clone(), ctx.clone()), workstreams.clone());
+    let workstream_controller = Controller::for_stream(watch::<Workstream>(c, ns, workstreams_writer), workstreams.clone())
+        .watches_stream(metadata::<MessagingAccount>(c, ns, None), move |account| workstreams_of(&ws_for_account, &account))
+        .watches_stream(config_stream, move |cm| stale_workstreams(&ws_for_config.0, &ws_for_config.1, &cm))
+        .watches_stream(objects::<RoutingRule>(c, ns), move |rule| {
+            ws_for_rule.get(&ObjectRef::new(&rule.spec.workstream_ref.name).within(&rule.namespace().unwrap_or_default())).map(|w| ObjectRef::from_obj(&*w))
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(workstream::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let (rules_for_ws, rules_for_config, rules_for_account) = (rules.clone(), (rules.clone(), ctx.clone()), (rules.clone(), workstreams.clone()));
+    let rule_controller = Controller::for_stream(watch::<RoutingRule>(c, ns, rules_writer), rules.clone())
+        .watches_stream(metadata::<Workstream>(c, ns, None), move |ws| rules_of(&rules_for_ws, &ws))
+        .watches_stream(watcher(labelled::<ConfigMap>(c, ns), gateway_watch()).default_backoff().touched_objects(), move |cm| {
+            stale_rules(&rules_for_config.0, &rules_for_config.1, &cm)
+        })
+        .watches_stream(metadata::<MessagingAccount>(c, ns, None), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(routing_rule::reconcile, error_policy, ctx)
+        .for_each(|_| async {});
+
+    tokio::join!(account_controller, template_controller, workstream_controller, rule_controller);
     probes.stopped().await;
     tracing::info!("controller stopped");
     Ok(())
+}
+
+fn gateway_watch() -> watcher::Config {
+    watcher::Config::default().labels(GATEWAY_SELECTOR)
+}
+
+fn labelled<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    scoped::<K>(client, namespace)
+}
+
+/// Every change of a kind, as full objects, for mapping to the objects it affects.
+fn objects<K>(client: &Client, namespace: Option<&str>) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(scoped::<K>(client, namespace), watcher::Config::default()).default_backoff().touched_objects()
+}
+
+/// Every change of a kind, metadata only, optionally narrowed by a label selector.
+fn metadata<K>(client: &Client, namespace: Option<&str>, selector: Option<&str>) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let config = match selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    watcher(scoped::<PartialObjectMeta<K>>(client, namespace), config).default_backoff().touched_objects()
 }
 
 /// The watch stream of a kind, reflected into `writer`'s store and filtered to the changes
@@ -312,5 +416,63 @@ fn templates_of(templates: &Store<MessageTemplate>, account: &PartialObjectMeta<
         .iter()
         .filter(|t| t.namespace() == namespace && t.spec.account_ref.name == name)
         .map(|t| ObjectRef::from_obj(&**t))
+        .collect()
+}
+
+/// The workstreams of the account.
+fn workstreams_of(workstreams: &Store<Workstream>, account: &PartialObjectMeta<MessagingAccount>) -> Vec<ObjectRef<Workstream>> {
+    let (namespace, name) = (account.namespace(), account.name_any());
+    workstreams.state().iter().filter(|w| w.namespace() == namespace && w.spec.account_ref.name == name).map(|w| ObjectRef::from_obj(&**w)).collect()
+}
+
+/// The rules of the workstream.
+fn rules_of(rules: &Store<RoutingRule>, ws: &PartialObjectMeta<Workstream>) -> Vec<ObjectRef<RoutingRule>> {
+    let (namespace, name) = (ws.namespace(), ws.name_any());
+    rules.state().iter().filter(|r| r.namespace() == namespace && r.spec.workstream_ref.name == name).map(|r| ObjectRef::from_obj(&**r)).collect()
+}
+
+/// The rules of the account's workstreams.
+fn rules_of_account(rules: &Store<RoutingRule>, workstreams: &Store<Workstream>, account: &PartialObjectMeta<MessagingAccount>) -> Vec<ObjectRef<RoutingRule>> {
+    let (namespace, name) = (account.namespace(), account.name_any());
+    let mine: Vec<String> =
+        workstreams.state().iter().filter(|w| w.namespace() == namespace && w.spec.account_ref.name == name).map(|w| w.name_any()).collect();
+    rules
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == namespace && mine.contains(&r.spec.workstream_ref.name))
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
+/// Whether an object's status shows Ready for its current generation; only the others need a
+/// reconcile when a configuration changes (no storm of no-op reconciles for every rule).
+fn ready_now(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], generation: Option<i64>) -> bool {
+    crate::api::conditions::find(conditions, crate::api::conditions::READY).is_some_and(|c| c.status == "True" && c.observed_generation == generation)
+}
+
+/// The account's workstreams whose Ready does not yet reflect the new configuration.
+fn stale_workstreams(workstreams: &Store<Workstream>, ctx: &Context, config_map: &ConfigMap) -> Vec<ObjectRef<Workstream>> {
+    let Some(config) = ctx.configs.parse(config_map) else { return Vec::new() };
+    let namespace = config_map.namespace();
+    workstreams
+        .state()
+        .iter()
+        .filter(|w| w.namespace() == namespace && w.spec.account_ref.name == config.account.name)
+        .filter(|w| !ready_now(w.status.as_ref().map_or(&[][..], |s| &s.conditions), w.metadata.generation))
+        .map(|w| ObjectRef::from_obj(&**w))
+        .collect()
+}
+
+/// The account's rules whose Ready does not yet reflect the new configuration.
+fn stale_rules(rules: &Store<RoutingRule>, ctx: &Context, config_map: &ConfigMap) -> Vec<ObjectRef<RoutingRule>> {
+    let Some(config) = ctx.configs.parse(config_map) else { return Vec::new() };
+    let namespace = config_map.namespace();
+    let mine: Vec<&str> = config.workstreams.iter().map(|w| w.name.as_str()).collect();
+    rules
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == namespace && mine.contains(&r.spec.workstream_ref.name.as_str()))
+        .filter(|r| !ready_now(r.status.as_ref().map_or(&[][..], |s| &s.conditions), r.metadata.generation))
+        .map(|r| ObjectRef::from_obj(&**r))
         .collect()
 }

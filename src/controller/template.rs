@@ -12,6 +12,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
+use super::acceptance;
 use super::account::CREDENTIALS_VALID;
 use super::backoff::jittered;
 use super::cleanup::{self, Abandon};
@@ -149,14 +150,8 @@ impl Sync<'_> {
 
     fn spec_errors(&self) -> Vec<FieldError> {
         let template = self.template;
-        let mut errors = match serde_json::to_value(template) {
-            Ok(object) => validation::cel_errors(Kind::MessageTemplate, &object, None),
-            Err(e) => vec![FieldError::new("spec", e.to_string())],
-        };
-        errors.extend(validation::template_errors(&template.spec));
-        // The oldest template holds a contested templateName.
-        let mut templates = self.ctx.templates.state().iter().map(|t| (**t).clone()).collect::<Vec<_>>();
-        templates.sort_by(|a, b| (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any()).cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any())));
+        let mut errors = acceptance::spec_errors(Kind::MessageTemplate, template, validation::template_errors(&template.spec));
+        let templates = acceptance::by_age(&self.ctx.templates.state());
         errors.extend(references::template_errors(template, &[], &templates, Missing::Ignore));
         errors
     }

@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use switchboard::api::{MessageTemplate, MessagingAccount};
 use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
@@ -54,6 +55,7 @@ pub struct Harness {
     pub sim: RunningSimulator,
     http: reqwest::Client,
     controller: Option<Child>,
+    rollouts: Option<tokio::task::JoinHandle<()>>,
     log: PathBuf,
     _dir: tempfile::TempDir,
     flags: Vec<String>,
@@ -76,12 +78,47 @@ impl Harness {
             sim,
             http: reqwest::Client::new(),
             controller: None,
+            rollouts: None,
             log: dir.path().join("controller.log"),
             _dir: dir,
             flags: flags.iter().map(|f| (*f).to_owned()).collect(),
         };
         harness.start_controller();
+        harness.complete_rollouts(true);
         Some(harness)
+    }
+
+    /// The test server runs no Deployment controller and no kubelet: while on, every gateway
+    /// Deployment of the namespace is reported rolled out and available, as a cluster would
+    /// shortly after the controller applied it.
+    pub fn complete_rollouts(&mut self, on: bool) {
+        if let Some(task) = self.rollouts.take() {
+            task.abort();
+        }
+        if on {
+            let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+            self.rollouts = Some(tokio::spawn(async move {
+                loop {
+                    for deployment in api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+                        let replicas = deployment.spec.replicas.unwrap_or(1);
+                        let generation = deployment.metadata.generation.unwrap_or_default();
+                        let current = deployment.status.as_ref().is_some_and(|s| s.observed_generation == Some(generation) && s.available_replicas == Some(replicas));
+                        if !current {
+                            let _ = mark_available(&api, &deployment.name_any(), generation, replicas).await;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }));
+        }
+    }
+
+    /// Reports a gateway Deployment rolled out and available (what the test server cannot do).
+    pub async fn mark_gateway_available(&self, account: &str) {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
+        let deployment = api.get(&format!("{account}-gateway")).await.unwrap();
+        let replicas = deployment.spec.replicas.unwrap_or(1);
+        mark_available(&api, &deployment.name_any(), deployment.metadata.generation.unwrap_or_default(), replicas).await.unwrap();
     }
 
     /// Starts the controller binary; its stderr is appended to the log.
@@ -262,8 +299,19 @@ impl Harness {
     }
 }
 
+async fn mark_available(api: &Api<Deployment>, name: &str, generation: i64, replicas: i32) -> Result<Deployment, kube::Error> {
+    let status = json!({"status": {
+        "observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
+        "readyReplicas": replicas, "availableReplicas": replicas,
+    }});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
+        if let Some(task) = self.rollouts.take() {
+            task.abort();
+        }
         if let Some(mut child) = self.controller.take() {
             let _ = child.kill();
             let _ = child.wait();

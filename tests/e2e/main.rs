@@ -5,4 +5,5 @@
 mod cluster;
 mod controller;
 mod crds;
+mod gateway;
 mod harness;

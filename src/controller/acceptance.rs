@@ -1,0 +1,177 @@
+//! What the controller accepts: the spec checks the API server may have skipped (CEL rules need
+//! Kubernetes 1.25+), the checks only code can make, and the references between objects. Pure:
+//! callers pass the objects their caches hold. The Workstream and RoutingRule reconcilers report
+//! these verdicts; the account's gateway configuration holds exactly the accepted objects.
+
+use std::sync::Arc;
+
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+
+use crate::api::crds::Kind;
+use crate::api::references::{self, Missing};
+use crate::api::validation::{self, FieldError};
+use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
+
+/// Why an object is not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The condition reason: InvalidSpec or InvalidReference.
+    pub reason: &'static str,
+    /// Every problem, each naming its field.
+    pub errors: Vec<FieldError>,
+}
+
+impl Refusal {
+    /// The problems as one condition message.
+    pub fn message(&self) -> String {
+        self.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// The CEL rules of `kind` evaluated on `object`, followed by the `semantic` checks.
+pub fn spec_errors<K: Serialize>(kind: Kind, object: &K, semantic: Vec<FieldError>) -> Vec<FieldError> {
+    let mut errors = match serde_json::to_value(object) {
+        Ok(value) => validation::cel_errors(kind, &value, None),
+        Err(e) => vec![FieldError::new("spec", e.to_string())],
+    };
+    errors.extend(semantic);
+    errors
+}
+
+/// Objects in precedence order: the oldest holds a contested channel or name; ties go by name.
+pub fn by_age<K: Resource + Clone>(objects: &[Arc<K>]) -> Vec<K> {
+    let mut sorted: Vec<K> = objects.iter().map(|o| (**o).clone()).collect();
+    sorted.sort_by(|a, b| {
+        let key = |o: &K| (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.meta().name.clone());
+        key(a).cmp(&key(b))
+    });
+    sorted
+}
+
+fn verdict(spec: Vec<FieldError>, references: Vec<FieldError>) -> Option<Refusal> {
+    if !spec.is_empty() {
+        Some(Refusal { reason: "InvalidSpec", errors: spec })
+    } else if !references.is_empty() {
+        Some(Refusal { reason: "InvalidReference", errors: references })
+    } else {
+        None
+    }
+}
+
+/// Whether a Workstream is accepted: a valid spec, its account and number exist, its survey
+/// template belongs to the same account, and no older workstream serves the same channel.
+/// `workstreams` must be in precedence order ([`by_age`]).
+pub fn workstream(ws: &Workstream, accounts: &[MessagingAccount], workstreams: &[Workstream], templates: &[MessageTemplate]) -> Option<Refusal> {
+    let spec = spec_errors(Kind::Workstream, ws, validation::workstream_errors(&ws.spec));
+    verdict(spec, references::workstream_errors(ws, accounts, workstreams, templates, Missing::Report))
+}
+
+/// Whether a RoutingRule is accepted: a valid spec whose conditions compile, its workstream
+/// exists, and it routes only to that workstream's queues.
+pub fn rule(rule: &RoutingRule, workstreams: &[Workstream]) -> Option<Refusal> {
+    let spec = spec_errors(Kind::RoutingRule, rule, validation::routing_rule_errors(&rule.spec));
+    verdict(spec, references::routing_rule_errors(rule, workstreams, Missing::Report))
+}
+
+/// The accepted workstreams of `account` and the accepted rules of those workstreams, from one
+/// namespace's objects (workstreams in precedence order).
+pub fn for_account(
+    account: &MessagingAccount,
+    accounts: &[MessagingAccount],
+    workstreams: &[Workstream],
+    rules: &[RoutingRule],
+    templates: &[MessageTemplate],
+) -> (Vec<Workstream>, Vec<RoutingRule>) {
+    let namespace = account.namespace();
+    let name = account.name_any();
+    let accepted: Vec<Workstream> = workstreams
+        .iter()
+        .filter(|ws| ws.namespace() == namespace && ws.spec.account_ref.name == name)
+        .filter(|ws| workstream(ws, accounts, workstreams, templates).is_none())
+        .cloned()
+        .collect();
+    let accepted_rules = rules
+        .iter()
+        .filter(|r| r.namespace() == namespace && accepted.iter().any(|ws| ws.name_any() == r.spec.workstream_ref.name))
+        .filter(|r| rule(r, workstreams).is_none())
+        .cloned()
+        .collect();
+    (accepted, accepted_rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn objects(text: &str) -> Vec<Value> {
+        serde_yaml::Deserializer::from_str(text).map(|d| serde::Deserialize::deserialize(d).unwrap()).filter(|v: &Value| !v.is_null()).collect()
+    }
+
+    fn of_kind<K: serde::de::DeserializeOwned>(docs: &[Value], kind: &str) -> Vec<K> {
+        docs.iter().filter(|d| d["kind"] == kind).map(|d| serde_json::from_value(d.clone()).unwrap()).collect()
+    }
+
+    fn example() -> (Vec<MessagingAccount>, Vec<Workstream>, Vec<RoutingRule>) {
+        let docs = objects(include_str!("../../examples/line-quickstart.yaml"));
+        (of_kind(&docs, "MessagingAccount"), of_kind(&docs, "Workstream"), of_kind(&docs, "RoutingRule"))
+    }
+
+    #[test]
+    fn the_example_is_accepted_whole() {
+        let (accounts, workstreams, rules) = example();
+        let (ws, rs) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[]);
+        assert_eq!(ws.len(), 1);
+        assert_eq!(rs.len(), rules.len());
+        assert_eq!(workstream(&workstreams[0], &accounts, &workstreams, &[]), None);
+    }
+
+    #[test]
+    fn a_second_claimant_is_refused_naming_the_holder() {
+        let (accounts, mut workstreams, _) = example();
+        let mut second = workstreams[0].clone();
+        second.metadata.name = Some("zz-second".into());
+        workstreams.push(second.clone());
+        let refusal = workstream(&second, &accounts, &workstreams, &[]).unwrap();
+        assert_eq!(refusal.reason, "InvalidReference");
+        assert!(refusal.message().contains("already served by Workstream support-line"), "{}", refusal.message());
+        let (ws, _) = for_account(&accounts[0], &accounts, &workstreams, &[], &[]);
+        assert_eq!(ws.iter().map(|w| w.name_any()).collect::<Vec<_>>(), ["support-line"]);
+    }
+
+    #[test]
+    fn a_bad_rule_is_left_out_and_the_others_stay() {
+        let (accounts, workstreams, mut rules) = example();
+        rules[0].spec.match_.all[0].operator = crate::api::routing_rule::Operator::Matches;
+        rules[0].spec.match_.all[0].values = vec!["(unclosed".into()];
+        let refusal = rule(&rules[0], &workstreams).unwrap();
+        assert_eq!(refusal.reason, "InvalidSpec");
+        assert!(refusal.message().starts_with("spec.match.all[0].values"), "{}", refusal.message());
+        let (_, accepted) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[]);
+        assert_eq!(accepted.len(), rules.len() - 1);
+    }
+
+    #[test]
+    fn a_rule_routing_to_an_unknown_queue_is_a_reference_problem() {
+        let (_, workstreams, mut rules) = example();
+        let route = rules.iter_mut().find(|r| r.spec.route_to.is_some()).unwrap();
+        route.spec.route_to.as_mut().unwrap().queue = Some("nowhere".into());
+        let refusal = rule(route, &workstreams).unwrap();
+        assert_eq!(refusal.reason, "InvalidReference");
+        assert!(refusal.message().starts_with("spec.routeTo.queue"));
+    }
+
+    #[test]
+    fn older_objects_come_first() {
+        let (_, workstreams, _) = example();
+        let mut young = workstreams[0].clone();
+        young.metadata.name = Some("aaa".into());
+        young.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::from_second(200).unwrap()));
+        let mut old = workstreams[0].clone();
+        old.metadata.name = Some("zzz".into());
+        old.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap()));
+        let sorted = by_age(&[Arc::new(young), Arc::new(old)]);
+        assert_eq!(sorted.iter().map(|w| w.name_any()).collect::<Vec<_>>(), ["zzz", "aaa"]);
+    }
+}

@@ -1,0 +1,195 @@
+//! One account's gateway: its configuration rendered from the accepted workstreams, rules and
+//! templates, the objects that run it server-side applied (which also puts back hand edits), and
+//! `GatewayReady` from the Deployment's availability.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::acceptance;
+use super::context::Context;
+use super::gateway_objects::{self, FIELD_MANAGER, Inputs};
+use crate::api::account::GatewayStatus;
+use crate::api::conditions::{Observation, Status};
+use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
+use crate::config::{self, SecretEnv};
+
+/// Condition: the gateway Deployment is available.
+pub const GATEWAY_READY: &str = "GatewayReady";
+/// Condition: the gateway's store is on a PersistentVolumeClaim (False: an emptyDir, lost with
+/// the pod).
+pub const STORAGE_PERSISTENT: &str = "StoragePersistent";
+
+/// What applying the gateway found.
+pub struct Gateway {
+    /// GatewayReady and StoragePersistent.
+    pub observations: Vec<Observation>,
+    /// The gateway part of the account's status, when the objects were applied.
+    pub status: Option<GatewayStatus>,
+}
+
+impl Gateway {
+    fn invalid(message: String) -> Self {
+        Self { observations: vec![Observation::new(GATEWAY_READY, Status::False, "InvalidConfiguration", message)], status: None }
+    }
+}
+
+/// Renders and applies the account's gateway.
+pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway, kube::Error> {
+    let namespace = account.namespace().unwrap_or_default();
+    let name = account.name_any();
+    let in_namespace = |o: Option<String>| o.as_deref() == Some(namespace.as_str());
+    let accounts: Vec<MessagingAccount> = acceptance::by_age(&ctx.accounts.state()).into_iter().filter(|a| in_namespace(a.namespace())).collect();
+    let workstreams: Vec<Workstream> = acceptance::by_age(&ctx.workstreams.state()).into_iter().filter(|w| in_namespace(w.namespace())).collect();
+    let rules: Vec<RoutingRule> = ctx.rules.state().iter().filter(|r| in_namespace(r.namespace())).map(|r| (**r).clone()).collect();
+    let templates: Vec<MessageTemplate> = ctx.templates.state().iter().filter(|t| in_namespace(t.namespace())).map(|t| (**t).clone()).collect();
+    let (accepted, accepted_rules) = acceptance::for_account(account, &accounts, &workstreams, &rules, &templates);
+    let own_templates: Vec<MessageTemplate> = templates.into_iter().filter(|t| t.spec.account_ref.name == name).collect();
+
+    let rendered = match config::render(account, &accepted, &accepted_rules, &own_templates) {
+        Ok(rendered) => rendered,
+        Err(e) => return Ok(Gateway::invalid(e.to_string())),
+    };
+    let config_json = rendered.config.to_json();
+    let config_hash = rendered.config.hash();
+    let secret_versions = secret_versions(&ctx.client, &namespace, &rendered.secret_env).await?;
+    let inputs = Inputs {
+        account,
+        config_json: &config_json,
+        config_hash: &config_hash,
+        secret_env: &rendered.secret_env,
+        secret_versions: &secret_versions,
+        image: &ctx.settings.gateway_image,
+    };
+    let objects = match gateway_objects::render(&inputs) {
+        Ok(objects) => objects,
+        Err(e) => return Ok(Gateway::invalid(e.to_string())),
+    };
+    let client = &ctx.client;
+    server_side_apply(client, &namespace, &objects.config_map).await?;
+    server_side_apply(client, &namespace, &objects.service_account).await?;
+    server_side_apply(client, &namespace, &objects.role).await?;
+    server_side_apply(client, &namespace, &objects.role_binding).await?;
+    server_side_apply(client, &namespace, &objects.service).await?;
+    // A PVC that is no longer asked for is kept: deleting it would delete conversations.
+    if let Some(pvc) = &objects.pvc {
+        server_side_apply(client, &namespace, pvc).await?;
+    }
+    match &objects.ingress {
+        Some(ingress) => {
+            server_side_apply(client, &namespace, ingress).await?;
+        }
+        None => delete_owned::<Ingress>(client, &namespace, &gateway_objects::name(&name), account).await?,
+    }
+    let deployment = server_side_apply(client, &namespace, &objects.deployment).await?;
+
+    let wanted = account.spec.gateway.replicas;
+    let ready_replicas = deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or_default();
+    let storage = if gateway_objects::uses_persistent_storage(account) {
+        Observation::new(STORAGE_PERSISTENT, Status::True, "PersistentVolumeClaim", "the store is on a PersistentVolumeClaim")
+    } else {
+        let message = "spec.gateway.storage is not set: the store is on an emptyDir, and conversations and undelivered work are lost when the pod goes";
+        Observation::new(STORAGE_PERSISTENT, Status::False, "EmptyDir", message)
+    };
+    Ok(Gateway {
+        observations: vec![availability(&deployment, wanted), storage],
+        status: Some(GatewayStatus { deployment: deployment.name_any(), ready_replicas, config_hash: Some(config_hash) }),
+    })
+}
+
+/// `name@resourceVersion` of every Secret the gateway reads, sorted (`name@absent` for a
+/// missing one): a pod template annotation, so that a rotated credential rolls the pods.
+async fn secret_versions(client: &Client, namespace: &str, secret_env: &[SecretEnv]) -> Result<String, kube::Error> {
+    let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), namespace);
+    let names: BTreeSet<&str> = secret_env.iter().map(|e| e.secret.name.as_str()).collect();
+    let mut versions = Vec::new();
+    for name in names {
+        let version = api.get_metadata_opt(name).await?.and_then(|m| m.resource_version()).unwrap_or_else(|| "absent".to_owned());
+        versions.push(format!("{name}@{version}"));
+    }
+    Ok(versions.join(","))
+}
+
+async fn server_side_apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.patch(&object.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await
+}
+
+/// Deletes an object of ours the spec no longer asks for; someone else's of the same name stays.
+async fn delete_owned<K>(client: &Client, namespace: &str, name: &str, account: &MessagingAccount) -> Result<(), kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let Some(existing) = api.get_opt(name).await? else { return Ok(()) };
+    let ours = existing.owner_references().iter().any(|o| Some(&o.uid) == account.metadata.uid.as_ref());
+    if ours {
+        api.delete(name, &DeleteParams::default()).await?;
+    }
+    Ok(())
+}
+
+/// GatewayReady from the Deployment: True once the current generation is rolled out and as many
+/// replicas as asked for are available; False when the rollout is stuck.
+pub fn availability(deployment: &Deployment, wanted: i32) -> Observation {
+    let status = deployment.status.clone().unwrap_or_default();
+    let rolled_out = status.observed_generation.unwrap_or_default() >= deployment.metadata.generation.unwrap_or_default();
+    let available = status.available_replicas.unwrap_or_default();
+    let updated = status.updated_replicas.unwrap_or_default();
+    let stuck = status.conditions.iter().flatten().find(|c| c.type_.as_deref() == Some("Progressing") && c.status.as_deref() == Some("False"));
+    if let Some(c) = stuck {
+        let reason = c.reason.clone().unwrap_or_else(|| "ProgressDeadlineExceeded".to_owned());
+        return Observation::new(GATEWAY_READY, Status::False, &reason, c.message.clone().unwrap_or_default());
+    }
+    if wanted == 0 {
+        return Observation::new(GATEWAY_READY, Status::True, "ScaledToZero", "spec.gateway.replicas is 0: no gateway runs");
+    }
+    let message = format!("{available} of {wanted} gateway replicas available");
+    if rolled_out && updated >= wanted && available >= wanted {
+        Observation::new(GATEWAY_READY, Status::True, "Available", message)
+    } else {
+        Observation::new(GATEWAY_READY, Status::Unknown, "Progressing", message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({"metadata": {"name": "a-gateway", "generation": 2}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn available_once_the_current_generation_is_rolled_out() {
+        let ready = deployment(json!({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1, "readyReplicas": 1}));
+        let obs = availability(&ready, 1);
+        assert_eq!((obs.status, obs.reason.as_str()), (Status::True, "Available"));
+        let old = deployment(json!({"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 1}));
+        assert_eq!(availability(&old, 1).reason, "Progressing");
+        let none = deployment(json!({}));
+        let obs = availability(&none, 1);
+        assert_eq!((obs.status, obs.message.as_str()), (Status::Unknown, "0 of 1 gateway replicas available"));
+    }
+
+    #[test]
+    fn a_stuck_rollout_is_false_and_zero_replicas_is_deliberate() {
+        let stuck = deployment(json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]}));
+        let obs = availability(&stuck, 1);
+        assert_eq!((obs.status, obs.reason.as_str()), (Status::False, "ProgressDeadlineExceeded"));
+        assert_eq!(availability(&deployment(json!({})), 0).reason, "ScaledToZero");
+    }
+}
