@@ -24,7 +24,6 @@ use crate::api::routing_rule::{Classification, Match, RouteTo, Stage};
 use crate::api::template::{Approval, LocalizationStatus, TemplateCategory};
 use crate::api::workstream::{AutomatedMessage, DistributionMode, FileAttachments, PostConversationSurvey, Queue};
 use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, SecretKeyReference, Workstream};
-use crate::controller::template_plan;
 
 /// The version of the document this build writes and reads. Fields may be added within a
 /// version (readers ignore fields they do not know); anything else needs a new version.
@@ -557,7 +556,7 @@ fn render_template(template: &MessageTemplate, provider: &ProviderConfig) -> Opt
                 language: l.language.clone(),
                 body: l.body.clone(),
                 content_sid: status.content_sid.clone(),
-                variables: template_plan::variables(spec, &l.body),
+                variables: spec.variables(&l.body),
             })
         })
         .collect();

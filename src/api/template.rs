@@ -147,3 +147,11 @@ pub enum Approval {
     Disabled,
     NotRequired,
 }
+
+impl MessageTemplateSpec {
+    /// The sample values of the variables `body` uses (`{{1}}`, `{{2}}`, …): what Content is
+    /// created with and what the gateway fills in by default.
+    pub fn variables(&self, body: &str) -> BTreeMap<String, String> {
+        self.sample_values.iter().filter(|(key, _)| body.contains(&format!("{{{{{key}}}}}"))).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}

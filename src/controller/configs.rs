@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::ResourceExt;
+use kube::{Api, Client, ResourceExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::gateway_objects::{self, CONFIG_KEY};
@@ -32,6 +32,14 @@ impl Configs {
         let name = gateway_objects::name(account);
         let config_map = self.store.get(&ObjectRef::new(&name).within(namespace))?;
         parse(&self.parsed, &config_map, namespace, account)
+    }
+
+    /// The configuration of `account` as the API server has it now: for when the watch cache may
+    /// lag behind the ConfigMap change that triggered a reconcile.
+    pub async fn fresh(&self, client: &Client, namespace: &str, account: &str) -> Result<Option<Arc<GatewayConfig>>, kube::Error> {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        let config_map = api.get_opt(&gateway_objects::name(account)).await?;
+        Ok(config_map.and_then(|cm| parse(&self.parsed, &cm, namespace, account)))
     }
 
     /// The configuration a ConfigMap from the watch holds.

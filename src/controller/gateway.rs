@@ -29,6 +29,10 @@ pub const GATEWAY_READY: &str = "GatewayReady";
 /// the pod).
 pub const STORAGE_PERSISTENT: &str = "StoragePersistent";
 
+/// The most configuration one ConfigMap holds: the API server refuses more than 1 MiB of data,
+/// and the hash annotation and metadata need a little room.
+const MAX_CONFIG_BYTES: usize = (1 << 20) - 4096;
+
 /// What applying the gateway found.
 pub struct Gateway {
     /// GatewayReady and StoragePersistent.
@@ -60,6 +64,14 @@ pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway,
         Err(e) => return Ok(Gateway::invalid(e.to_string())),
     };
     let config_json = rendered.config.to_json();
+    if config_json.len() > MAX_CONFIG_BYTES {
+        let rules: usize = rendered.config.workstreams.iter().map(|w| w.rules.classification.len() + w.rules.route_to_queue.len()).sum();
+        return Ok(Gateway::invalid(format!(
+            "the gateway configuration ({} workstreams, {rules} rules) is {} bytes, over the {MAX_CONFIG_BYTES} a ConfigMap can hold; the gateway keeps its last configuration",
+            rendered.config.workstreams.len(),
+            config_json.len()
+        )));
+    }
     let config_hash = rendered.config.hash();
     let secret_versions = secret_versions(&ctx.client, &namespace, &rendered.secret_env).await?;
     let inputs = Inputs {

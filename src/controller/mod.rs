@@ -60,6 +60,10 @@ const DEFAULT_GATEWAY_IMAGE: &str = concat!("ghcr.io/switchboard-dev/switchboard
 /// Selects the objects the controller generates for gateways.
 const GATEWAY_SELECTOR: &str = "app.kubernetes.io/managed-by=switchboard,app.kubernetes.io/name=switchboard-gateway";
 
+/// Reconciles of workstreams or rules at once: each only reports, and a thousand rules waking
+/// together should not hold a thousand copies of their namespace's objects.
+const REPORTER_CONCURRENCY: u16 = 8;
+
 /// How long the account controller gathers triggers before rendering a configuration, so that
 /// applying many rules at once renders once, not once per rule.
 const RENDER_DEBOUNCE: Duration = Duration::from_millis(500);
@@ -327,7 +331,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     let config_stream = watcher(labelled::<ConfigMap>(c, ns), gateway_watch()).default_backoff().reflect(config_maps_writer).touched_objects();
     let (ws_for_account, ws_for_config, ws_for_rule) = (workstreams.clone(), (workstreams.clone(), ctx.clone()), workstreams.clone());
     let workstream_controller = Controller::for_stream(watch::<Workstream>(c, ns, workstreams_writer), workstreams.clone())
-        .watches_stream(metadata::<MessagingAccount>(c, ns, None), move |account| workstreams_of(&ws_for_account, &account))
+        .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
+        .watches_stream(readiness_changes(c, ns), move |account| workstreams_of(&ws_for_account, &account))
         .watches_stream(config_stream, move |cm| stale_workstreams(&ws_for_config.0, &ws_for_config.1, &cm))
         .watches_stream(objects::<RoutingRule>(c, ns), move |rule| {
             ws_for_rule.get(&ObjectRef::new(&rule.spec.workstream_ref.name).within(&rule.namespace().unwrap_or_default())).map(|w| ObjectRef::from_obj(&*w))
@@ -338,11 +343,12 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
 
     let (rules_for_ws, rules_for_config, rules_for_account) = (rules.clone(), (rules.clone(), ctx.clone()), (rules.clone(), workstreams.clone()));
     let rule_controller = Controller::for_stream(watch::<RoutingRule>(c, ns, rules_writer), rules.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
         .watches_stream(metadata::<Workstream>(c, ns, None), move |ws| rules_of(&rules_for_ws, &ws))
         .watches_stream(watcher(labelled::<ConfigMap>(c, ns), gateway_watch()).default_backoff().touched_objects(), move |cm| {
             stale_rules(&rules_for_config.0, &rules_for_config.1, &cm)
         })
-        .watches_stream(metadata::<MessagingAccount>(c, ns, None), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
+        .watches_stream(readiness_changes(c, ns), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
         .graceful_shutdown_on(shutdown.clone())
         .run(routing_rule::reconcile, error_policy, ctx)
         .for_each(|_| async {});
@@ -351,6 +357,24 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     probes.stopped().await;
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// Accounts, passed on only when their Ready status changes: workstreams and rules depend on
+/// that alone, and an account's status also changes with every new configuration hash (which
+/// would otherwise wake every rule of the account).
+fn readiness_changes(client: &Client, namespace: Option<&str>) -> impl futures::Stream<Item = Result<MessagingAccount, watcher::Error>> + Send + 'static {
+    let ready = |account: &MessagingAccount| {
+        let status = account.status.as_ref().and_then(|s| crate::api::conditions::find(&s.conditions, crate::api::conditions::READY));
+        Some(match status.map(|c| c.status.as_str()) {
+            Some("True") => 1,
+            Some("False") => 2,
+            _ => 3,
+        })
+    };
+    watcher(scoped::<MessagingAccount>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(ready, PredicateConfig::default())
 }
 
 fn gateway_watch() -> watcher::Config {
@@ -420,7 +444,7 @@ fn templates_of(templates: &Store<MessageTemplate>, account: &PartialObjectMeta<
 }
 
 /// The workstreams of the account.
-fn workstreams_of(workstreams: &Store<Workstream>, account: &PartialObjectMeta<MessagingAccount>) -> Vec<ObjectRef<Workstream>> {
+fn workstreams_of(workstreams: &Store<Workstream>, account: &MessagingAccount) -> Vec<ObjectRef<Workstream>> {
     let (namespace, name) = (account.namespace(), account.name_any());
     workstreams.state().iter().filter(|w| w.namespace() == namespace && w.spec.account_ref.name == name).map(|w| ObjectRef::from_obj(&**w)).collect()
 }
@@ -432,7 +456,7 @@ fn rules_of(rules: &Store<RoutingRule>, ws: &PartialObjectMeta<Workstream>) -> V
 }
 
 /// The rules of the account's workstreams.
-fn rules_of_account(rules: &Store<RoutingRule>, workstreams: &Store<Workstream>, account: &PartialObjectMeta<MessagingAccount>) -> Vec<ObjectRef<RoutingRule>> {
+fn rules_of_account(rules: &Store<RoutingRule>, workstreams: &Store<Workstream>, account: &MessagingAccount) -> Vec<ObjectRef<RoutingRule>> {
     let (namespace, name) = (account.namespace(), account.name_any());
     let mine: Vec<String> =
         workstreams.state().iter().filter(|w| w.namespace() == namespace && w.spec.account_ref.name == name).map(|w| w.name_any()).collect();

@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use super::acceptance;
 use super::context::Context;
 use super::status;
-use super::workstream::verdict;
+use super::workstream::{held_generation, verdict};
 use super::{Error, object_key};
 use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::{MessagingAccount, RoutingRule, Workstream};
@@ -30,9 +30,13 @@ pub async fn reconcile(rule: Arc<RoutingRule>, ctx: Arc<Context>) -> Result<Acti
     let account = workstream.and_then(|w| accounts.iter().find(|a| a.name_any() == w.spec.account_ref.name));
     let refusal = acceptance::rule(&rule, &workstreams);
     let generation = rule.metadata.generation;
-    let held = account
-        .and_then(|a| ctx.configs.of(&namespace, &a.name_any()))
-        .and_then(|c| c.rule_generation(&rule.spec.workstream_ref.name, &rule.name_any()));
+    let held = match account {
+        Some(a) => {
+            let (ws_name, rule_name) = (&rule.spec.workstream_ref.name, rule.name_any());
+            held_generation(&ctx, &namespace, &a.name_any(), generation, |c| c.rule_generation(ws_name, &rule_name)).await?
+        }
+        None => None,
+    };
     let (accepted, mut ready) = verdict(refusal.as_ref(), account, generation, held, "gateway configuration");
     if refusal.is_none()
         && let Some(ws) = workstream

@@ -254,7 +254,7 @@ impl Sync<'_> {
         let content = NewContent {
             friendly_name: Some(planned.friendly_name.clone()),
             language: planned.language.clone(),
-            variables: template_plan::variables(spec, &body),
+            variables: spec.variables(&body),
             types: ContentTypes { text: Some(TextContent { body }), media: None },
         };
         let created = client.create_content(&content).await?;

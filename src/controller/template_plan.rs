@@ -2,7 +2,6 @@
 //! Content each localization uses (adopted, created before, or to be created), which Content is
 //! no longer used, and how the approvals add up to the Approved condition.
 
-use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
@@ -97,18 +96,13 @@ fn content_hash(spec: &MessageTemplateSpec, language: &str, body: &str, uid: &st
         hasher.update(part.as_bytes());
         hasher.update([0]);
     }
-    for (key, value) in variables(spec, body) {
+    for (key, value) in spec.variables(body) {
         hasher.update(key.as_bytes());
         hasher.update([0]);
         hasher.update(value.as_bytes());
         hasher.update([0]);
     }
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The sample values of the variables `body` uses (`{{1}}`, `{{2}}`, …).
-pub fn variables(spec: &MessageTemplateSpec, body: &str) -> BTreeMap<String, String> {
-    spec.sample_values.iter().filter(|(key, _)| body.contains(&format!("{{{{{key}}}}}"))).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn category_name(category: TemplateCategory) -> &'static str {
@@ -276,8 +270,8 @@ mod tests {
     #[test]
     fn variables_are_the_ones_the_body_uses() {
         let s = spec(&[]);
-        assert_eq!(variables(&s, "Hi {{2}}"), [("2".to_owned(), "10:00".to_owned())].into());
-        assert!(variables(&s, "Hi").is_empty());
+        assert_eq!(s.variables("Hi {{2}}"), [("2".to_owned(), "10:00".to_owned())].into());
+        assert!(s.variables("Hi").is_empty());
     }
 
     fn with(language: &str, approval: Approval, reason: Option<&str>) -> LocalizationStatus {

@@ -17,6 +17,7 @@ use super::status;
 use super::{Error, object_key};
 use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::{MessagingAccount, Workstream};
+use crate::config::GatewayConfig;
 
 /// Condition: the spec is valid and its references resolve.
 pub const ACCEPTED: &str = "Accepted";
@@ -42,7 +43,10 @@ pub async fn reconcile(ws: Arc<Workstream>, ctx: Arc<Context>) -> Result<Action,
     new.routing_rules = Some(i32::try_from(accepted_rules).unwrap_or(i32::MAX));
 
     let generation = ws.metadata.generation;
-    let held = account.and_then(|a| ctx.configs.of(&namespace, &a.name_any())).and_then(|c| c.workstream_generation(&ws.name_any()));
+    let held = match account {
+        Some(a) => held_generation(&ctx, &namespace, &a.name_any(), generation, |c| c.workstream_generation(&ws.name_any())).await?,
+        None => None,
+    };
     let (accepted, ready) = verdict(refusal.as_ref(), account, generation, held, "gateway configuration");
     let now = Timestamp::now();
     conditions::set(&mut new.conditions, accepted, generation, now);
@@ -56,6 +60,22 @@ pub async fn reconcile(ws: Arc<Workstream>, ctx: Arc<Context>) -> Result<Action,
     status::publish(&ctx.recorder, &ws.object_ref(&()), &notices).await;
     ctx.failures.succeeded(&object_key(&*ws));
     Ok(Action::await_change())
+}
+
+/// The generation of an object the account's configuration holds: from the watch cache, or,
+/// when that does not hold `generation` yet, from the API server (the cache may lag).
+pub async fn held_generation(
+    ctx: &Context,
+    namespace: &str,
+    account: &str,
+    generation: Option<i64>,
+    lookup: impl Fn(&GatewayConfig) -> Option<i64>,
+) -> Result<Option<i64>, Error> {
+    let cached = ctx.configs.of(namespace, account).and_then(|c| lookup(&c));
+    if cached.is_some() && cached == generation {
+        return Ok(cached);
+    }
+    Ok(ctx.configs.fresh(&ctx.client, namespace, account).await?.and_then(|c| lookup(&c)))
 }
 
 /// Accepted and Ready of an object that the account's gateway configuration carries: accepted

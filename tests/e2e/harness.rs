@@ -167,6 +167,12 @@ impl Harness {
         child.wait().unwrap();
     }
 
+    /// The running controller's process ID (the cluster_rules bench reads its peak memory).
+    #[allow(dead_code)]
+    pub fn controller_pid(&self) -> Option<u32> {
+        self.controller.as_ref().map(Child::id)
+    }
+
     /// The controller's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
