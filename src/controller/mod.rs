@@ -300,19 +300,19 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     let c = &client;
 
     let by_account = {
-        let (workstreams, ctx) = (workstreams.clone(), ctx.clone());
+        let workstreams = workstreams.clone();
         move |rule: RoutingRule| {
-            let ws = workstreams.get(&ObjectRef::new(&rule.spec.workstream_ref.name).within(&rule.namespace().unwrap_or_default()));
-            let _ = &ctx;
-            ws.map(|ws| ObjectRef::new(&ws.spec.account_ref.name).within(&rule.namespace().unwrap_or_default()))
+            let namespace = rule.namespace().unwrap_or_default();
+            let ws = workstreams.get(&ObjectRef::new(&rule.spec.workstream_ref.name).within(&namespace));
+            ws.map(|ws| ObjectRef::new(&ws.spec.account_ref.name).within(&namespace))
         }
     };
     let lookup = accounts.clone();
     let account_controller = Controller::for_stream(watch::<MessagingAccount>(c, ns, accounts_writer), accounts.clone())
         .with_config(kube::runtime::controller::Config::default().debounce(RENDER_DEBOUNCE))
         .watches_stream(metadata::<Secret>(c, ns, None), move |secret| accounts_using(&lookup, &secret))
-        .watches_stream(objects::<Workstream>(c, ns), |ws| Some(ObjectRef::new(&ws.spec.account_ref.name).within(&ws.namespace().unwrap_or_default())))
-        .watches_stream(objects::<RoutingRule>(c, ns), by_account)
+        .watches_stream(spec_changes::<Workstream>(c, ns), |ws| Some(ObjectRef::new(&ws.spec.account_ref.name).within(&ws.namespace().unwrap_or_default())))
+        .watches_stream(spec_changes::<RoutingRule>(c, ns), by_account)
         .watches_stream(objects::<MessageTemplate>(c, ns), |t| Some(ObjectRef::new(&t.spec.account_ref.name).within(&t.namespace().unwrap_or_default())))
         .owns_stream(metadata::<Deployment>(c, ns, Some(GATEWAY_SELECTOR)))
         .owns_stream(metadata::<ConfigMap>(c, ns, Some(GATEWAY_SELECTOR)))
@@ -359,17 +359,16 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     Ok(())
 }
 
-/// Accounts, passed on only when their Ready status changes: workstreams and rules depend on
+/// Accounts, passed on only when their Ready status or reason changes: workstreams and rules depend on
 /// that alone, and an account's status also changes with every new configuration hash (which
 /// would otherwise wake every rule of the account).
 fn readiness_changes(client: &Client, namespace: Option<&str>) -> impl futures::Stream<Item = Result<MessagingAccount, watcher::Error>> + Send + 'static {
     let ready = |account: &MessagingAccount| {
-        let status = account.status.as_ref().and_then(|s| crate::api::conditions::find(&s.conditions, crate::api::conditions::READY));
-        Some(match status.map(|c| c.status.as_str()) {
-            Some("True") => 1,
-            Some("False") => 2,
-            _ => 3,
-        })
+        use std::hash::{Hash, Hasher};
+        let ready = account.status.as_ref().and_then(|s| crate::api::conditions::find(&s.conditions, crate::api::conditions::READY));
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        ready.map(|c| (&c.status, &c.reason)).hash(&mut hasher);
+        Some(hasher.finish())
     };
     watcher(scoped::<MessagingAccount>(client, namespace), watcher::Config::default())
         .default_backoff()
@@ -394,6 +393,31 @@ where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     watcher(scoped::<K>(client, namespace), watcher::Config::default()).default_backoff().touched_objects()
+}
+
+/// Objects of a kind whose spec changed (a new generation), and deleted ones: what changes a
+/// gateway configuration. Their own status writes are left out, or every Ready written would
+/// re-render the account's configuration.
+fn spec_changes<K>(client: &Client, namespace: Option<&str>) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
+    watcher(scoped::<K>(client, namespace), watcher::Config::default()).default_backoff().filter_map(move |event| {
+        let changed = match event {
+            Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                let generation = object.meta().generation;
+                (seen.insert(object.meta().uid.clone().unwrap_or_default(), generation) != Some(generation)).then_some(Ok(object))
+            }
+            Ok(watcher::Event::Delete(object)) => {
+                seen.remove(object.meta().uid.as_deref().unwrap_or_default());
+                Some(Ok(object))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(error) => Some(Err(error)),
+        };
+        futures::future::ready(changed)
+    })
 }
 
 /// Every change of a kind, metadata only, optionally narrowed by a label selector.
