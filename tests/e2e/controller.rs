@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kube::ResourceExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ListParams;
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
+use switchboard::api::{RoutingRule, Workstream};
 
 use crate::cluster;
 use crate::harness::{Harness, LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, WRONG_TOKEN};
@@ -116,9 +119,18 @@ async fn examples_become_ready_and_then_stay_quiet() {
     assert!(reminder.localizations.iter().all(|l| l.content_sid.as_deref().is_some_and(|s| s.starts_with("HX"))));
 
     // The quiet period: nothing to do, so no writes to the API server and no provider calls.
+    let workstreams: Api<Workstream> = Api::namespaced(h.client.clone(), &h.namespace);
+    let rules: Api<RoutingRule> = Api::namespaced(h.client.clone(), &h.namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(h.client.clone(), &h.namespace);
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), &h.namespace);
     let snapshot = || async {
-        let mut all: Vec<String> = accounts.list(&ListParams::default()).await.unwrap().iter().map(|a| a.resource_version().unwrap()).collect();
-        all.extend(templates.list(&ListParams::default()).await.unwrap().iter().map(|t| t.resource_version().unwrap()));
+        let lp = ListParams::default();
+        let mut all: Vec<String> = accounts.list(&lp).await.unwrap().iter().map(|a| a.resource_version().unwrap()).collect();
+        all.extend(templates.list(&lp).await.unwrap().iter().map(|o| o.resource_version().unwrap()));
+        all.extend(workstreams.list(&lp).await.unwrap().iter().map(|o| o.resource_version().unwrap()));
+        all.extend(rules.list(&lp).await.unwrap().iter().map(|o| o.resource_version().unwrap()));
+        all.extend(config_maps.list(&lp).await.unwrap().iter().map(|o| o.resource_version().unwrap()));
+        all.extend(deployments.list(&lp).await.unwrap().iter().map(|o| o.resource_version().unwrap()));
         (all, h.events().await.len())
     };
     h.sim_delete("/__sim/requests").await;
