@@ -28,7 +28,9 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
@@ -317,6 +319,11 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         .owns_stream(metadata::<Deployment>(c, ns, Some(GATEWAY_SELECTOR)))
         .owns_stream(metadata::<ConfigMap>(c, ns, Some(GATEWAY_SELECTOR)))
         .owns_stream(metadata::<Service>(c, ns, Some(GATEWAY_SELECTOR)))
+        .owns_stream(metadata::<ServiceAccount>(c, ns, Some(GATEWAY_SELECTOR)))
+        .owns_stream(metadata::<Role>(c, ns, Some(GATEWAY_SELECTOR)))
+        .owns_stream(metadata::<RoleBinding>(c, ns, Some(GATEWAY_SELECTOR)))
+        .owns_stream(metadata::<PersistentVolumeClaim>(c, ns, Some(GATEWAY_SELECTOR)))
+        .owns_stream(metadata::<Ingress>(c, ns, Some(GATEWAY_SELECTOR)))
         .graceful_shutdown_on(shutdown.clone())
         .run(account::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});

@@ -137,6 +137,11 @@ async fn the_gateway_follows_its_account() {
     })
     .await;
 
+    // The gateway's Role is put back too.
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(h.client.clone(), &h.namespace);
+    roles.delete("contoso-line-gateway", &DeleteParams::default()).await.unwrap();
+    cluster::wait_for("the Role to come back", || async { roles.get_opt("contoso-line-gateway").await.unwrap().map(|_| ()) }).await;
+
     // A rotated credential rolls the pods.
     h.secret("contoso-line", &[("channel-secret", LINE_SECRET), ("channel-access-token", LINE_TOKEN), ("spare", "x")]).await;
     let before = pod_template(&deployments.get("contoso-line-gateway").await.unwrap());
