@@ -25,8 +25,13 @@ pub struct Refusal {
 impl Refusal {
     /// The problems as one condition message.
     pub fn message(&self) -> String {
-        self.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        describe(&self.errors)
     }
+}
+
+/// Field errors as one condition message.
+pub fn describe(errors: &[FieldError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 /// The CEL rules of `kind` evaluated on `object`, followed by the `semantic` checks.
@@ -39,9 +44,10 @@ pub fn spec_errors<K: Serialize>(kind: Kind, object: &K, semantic: Vec<FieldErro
     errors
 }
 
-/// Objects in precedence order: the oldest holds a contested channel or name; ties go by name.
-pub fn by_age<K: Resource + Clone>(objects: &[Arc<K>]) -> Vec<K> {
-    let mut sorted: Vec<K> = objects.iter().map(|o| (**o).clone()).collect();
+/// The objects of one namespace in precedence order: the oldest holds a contested channel or
+/// name; ties go by name. Only those objects are cloned.
+pub fn in_namespace<K: Resource + Clone>(objects: &[Arc<K>], namespace: &str) -> Vec<K> {
+    let mut sorted: Vec<K> = objects.iter().filter(|o| o.meta().namespace.as_deref() == Some(namespace)).map(|o| (**o).clone()).collect();
     sorted.sort_by(|a, b| {
         let key = |o: &K| (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.meta().name.clone());
         key(a).cmp(&key(b))
@@ -61,7 +67,7 @@ fn verdict(spec: Vec<FieldError>, references: Vec<FieldError>) -> Option<Refusal
 
 /// Whether a Workstream is accepted: a valid spec, its account and number exist, its survey
 /// template belongs to the same account, and no older workstream serves the same channel.
-/// `workstreams` must be in precedence order ([`by_age`]).
+/// `workstreams` must be in precedence order ([`in_namespace`]).
 pub fn workstream(ws: &Workstream, accounts: &[MessagingAccount], workstreams: &[Workstream], templates: &[MessageTemplate]) -> Option<Refusal> {
     let spec = spec_errors(Kind::Workstream, ws, validation::workstream_errors(&ws.spec));
     verdict(spec, references::workstream_errors(ws, accounts, workstreams, templates, Missing::Report))
@@ -163,15 +169,19 @@ mod tests {
     }
 
     #[test]
-    fn older_objects_come_first() {
+    fn a_namespace_s_objects_come_oldest_first() {
         let (_, workstreams, _) = example();
         let mut young = workstreams[0].clone();
+        young.metadata.namespace = Some("support".into());
         young.metadata.name = Some("aaa".into());
         young.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::from_second(200).unwrap()));
+        let mut elsewhere = workstreams[0].clone();
+        elsewhere.metadata.namespace = Some("other".into());
         let mut old = workstreams[0].clone();
+        old.metadata.namespace = Some("support".into());
         old.metadata.name = Some("zzz".into());
         old.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::from_second(100).unwrap()));
-        let sorted = by_age(&[Arc::new(young), Arc::new(old)]);
+        let sorted = in_namespace(&[Arc::new(young), Arc::new(elsewhere), Arc::new(old)], "support");
         assert_eq!(sorted.iter().map(|w| w.name_any()).collect::<Vec<_>>(), ["zzz", "aaa"]);
     }
 }

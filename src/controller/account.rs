@@ -8,7 +8,6 @@ use std::time::Instant;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use url::Url;
 
@@ -20,7 +19,7 @@ use super::gateway::{self, GATEWAY_READY};
 use super::provider_status::{self, Retry};
 use super::secrets::{self, CredentialError, Credentials};
 use super::status::{self, Notice};
-use super::{Error, FINALIZER, Next, next_action, object_key, retry_delay};
+use super::{Error, Next, next_action, object_key, retry_delay, with_finalizer};
 use crate::api::account::{LineAccount, LineIdentity, NumberStatus, Registration, TwilioIdentity, TwilioWhatsAppAccount};
 use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::crds::Kind;
@@ -38,16 +37,7 @@ const MANUAL: &str = "ManualRegistrationRequired";
 
 /// Reconciles one MessagingAccount.
 pub async fn reconcile(account: Arc<MessagingAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = account.namespace().ok_or(Error::NotNamespaced)?;
-    let api: Api<MessagingAccount> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, account, |event| async {
-        match event {
-            FinalizerEvent::Apply(account) => apply(&account, &api, &ctx).await,
-            FinalizerEvent::Cleanup(account) => cleanup(&account, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    with_finalizer(account, &ctx, apply, cleanup).await
 }
 
 /// What one pass found, before it is written into the status.
@@ -166,10 +156,6 @@ fn spec_errors(account: &MessagingAccount, ctx: &Context) -> Vec<FieldError> {
     acceptance::spec_errors(Kind::MessagingAccount, account, validation::account_errors(&account.spec, ctx.settings.url_policy))
 }
 
-fn joined(errors: &[FieldError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-}
-
 async fn observe(account: &MessagingAccount, old: &MessagingAccountStatus, status: &mut MessagingAccountStatus, ctx: &Context) -> Outcome {
     let spec = &account.spec;
     let namespace = account.namespace().unwrap_or_default();
@@ -177,7 +163,7 @@ async fn observe(account: &MessagingAccount, old: &MessagingAccountStatus, statu
 
     let errors = spec_errors(account, ctx);
     if !errors.is_empty() {
-        return Outcome::blocked("InvalidSpec", joined(&errors));
+        return Outcome::blocked("InvalidSpec", acceptance::describe(&errors));
     }
     if spec.line.is_some() && ctx.settings.region == CloudRegion::Government {
         return Outcome::blocked(

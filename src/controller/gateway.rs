@@ -20,7 +20,7 @@ use super::context::Context;
 use super::gateway_objects::{self, FIELD_MANAGER, Inputs};
 use crate::api::account::GatewayStatus;
 use crate::api::conditions::{Observation, Status};
-use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
+use crate::api::{MessageTemplate, MessagingAccount};
 use crate::config::{self, SecretEnv};
 
 /// Condition: the gateway Deployment is available.
@@ -51,11 +51,10 @@ impl Gateway {
 pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway, kube::Error> {
     let namespace = account.namespace().unwrap_or_default();
     let name = account.name_any();
-    let in_namespace = |o: Option<String>| o.as_deref() == Some(namespace.as_str());
-    let accounts: Vec<MessagingAccount> = acceptance::by_age(&ctx.accounts.state()).into_iter().filter(|a| in_namespace(a.namespace())).collect();
-    let workstreams: Vec<Workstream> = acceptance::by_age(&ctx.workstreams.state()).into_iter().filter(|w| in_namespace(w.namespace())).collect();
-    let rules: Vec<RoutingRule> = ctx.rules.state().iter().filter(|r| in_namespace(r.namespace())).map(|r| (**r).clone()).collect();
-    let templates: Vec<MessageTemplate> = ctx.templates.state().iter().filter(|t| in_namespace(t.namespace())).map(|t| (**t).clone()).collect();
+    let accounts = acceptance::in_namespace(&ctx.accounts.state(), &namespace);
+    let workstreams = acceptance::in_namespace(&ctx.workstreams.state(), &namespace);
+    let rules = acceptance::in_namespace(&ctx.rules.state(), &namespace);
+    let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
     let (accepted, accepted_rules) = acceptance::for_account(account, &accounts, &workstreams, &rules, &templates);
     let own_templates: Vec<MessageTemplate> = templates.into_iter().filter(|t| t.spec.account_ref.name == name).collect();
 

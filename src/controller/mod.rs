@@ -36,6 +36,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Config, Resource, ResourceExt};
@@ -229,6 +230,29 @@ fn retry_delay(ctx: &Context, key: &str, retry: Retry) -> Duration {
     }
 }
 
+/// Runs `apply`, or `cleanup` once the object is being deleted, behind the finalizer
+/// [`FINALIZER`] (added before the first apply, removed after a successful clean-up).
+async fn with_finalizer<K>(
+    object: Arc<K>,
+    ctx: &Context,
+    apply: impl AsyncFnOnce(&K, &Api<K>, &Context) -> Result<Action, Error>,
+    cleanup: impl AsyncFnOnce(&K, &Context) -> Result<Action, Error>,
+) -> Result<Action, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let namespace = object.namespace().ok_or(Error::NotNamespaced)?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, object, |event| async {
+        match event {
+            FinalizerEvent::Apply(object) => apply(&object, &api, ctx).await,
+            FinalizerEvent::Cleanup(object) => cleanup(&object, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
 /// Names an object in logs and in the failure counts.
 fn object_key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), object.meta().namespace.as_deref().unwrap_or_default(), object.meta().name.as_deref().unwrap_or_default())
@@ -335,7 +359,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         .run(template::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let config_stream = watcher(labelled::<ConfigMap>(c, ns), gateway_watch()).default_backoff().reflect(config_maps_writer).touched_objects();
+    let config_stream = watcher(scoped::<ConfigMap>(c, ns), gateway_watch()).default_backoff().reflect(config_maps_writer).touched_objects();
     let (ws_for_account, ws_for_config, ws_for_rule) = (workstreams.clone(), (workstreams.clone(), ctx.clone()), workstreams.clone());
     let workstream_controller = Controller::for_stream(watch::<Workstream>(c, ns, workstreams_writer), workstreams.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
@@ -352,7 +376,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     let rule_controller = Controller::for_stream(watch::<RoutingRule>(c, ns, rules_writer), rules.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
         .watches_stream(metadata::<Workstream>(c, ns, None), move |ws| rules_of(&rules_for_ws, &ws))
-        .watches_stream(watcher(labelled::<ConfigMap>(c, ns), gateway_watch()).default_backoff().touched_objects(), move |cm| {
+        .watches_stream(watcher(scoped::<ConfigMap>(c, ns), gateway_watch()).default_backoff().touched_objects(), move |cm| {
             stale_rules(&rules_for_config.0, &rules_for_config.1, &cm)
         })
         .watches_stream(readiness_changes(c, ns), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
@@ -385,13 +409,6 @@ fn readiness_changes(client: &Client, namespace: Option<&str>) -> impl futures::
 
 fn gateway_watch() -> watcher::Config {
     watcher::Config::default().labels(GATEWAY_SELECTOR)
-}
-
-fn labelled<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
-{
-    scoped::<K>(client, namespace)
 }
 
 /// Every change of a kind, as full objects, for mapping to the objects it affects.

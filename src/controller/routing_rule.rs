@@ -17,14 +17,13 @@ use super::status;
 use super::workstream::{held_generation, verdict};
 use super::{Error, object_key};
 use crate::api::conditions::{self, Observation, READY, Status};
-use crate::api::{MessagingAccount, RoutingRule, Workstream};
+use crate::api::RoutingRule;
 
 /// Reconciles one RoutingRule.
 pub async fn reconcile(rule: Arc<RoutingRule>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = rule.namespace().ok_or(Error::NotNamespaced)?;
-    let in_namespace = |o: &Option<String>| o.as_deref() == Some(namespace.as_str());
-    let accounts: Vec<MessagingAccount> = acceptance::by_age(&ctx.accounts.state()).into_iter().filter(|a| in_namespace(&a.namespace())).collect();
-    let workstreams: Vec<Workstream> = acceptance::by_age(&ctx.workstreams.state()).into_iter().filter(|w| in_namespace(&w.namespace())).collect();
+    let accounts = acceptance::in_namespace(&ctx.accounts.state(), &namespace);
+    let workstreams = acceptance::in_namespace(&ctx.workstreams.state(), &namespace);
 
     let workstream = workstreams.iter().find(|w| w.name_any() == rule.spec.workstream_ref.name);
     let account = workstream.and_then(|w| accounts.iter().find(|a| a.name_any() == w.spec.account_ref.name));
@@ -41,7 +40,7 @@ pub async fn reconcile(rule: Arc<RoutingRule>, ctx: Arc<Context>) -> Result<Acti
     if refusal.is_none()
         && let Some(ws) = workstream
     {
-        let templates: Vec<_> = ctx.templates.state().iter().filter(|t| in_namespace(&t.namespace())).map(|t| (**t).clone()).collect();
+        let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
         if let Some(ws_refusal) = acceptance::workstream(ws, &accounts, &workstreams, &templates) {
             let message = format!("Workstream {} is not accepted: {}", ws.name_any(), ws_refusal.message());
             ready = Observation::new(READY, Status::False, "WorkstreamNotAccepted", message);

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::acceptance;
@@ -21,7 +20,7 @@ use super::provider_status::{self, Retry};
 use super::secrets;
 use super::status::{self, Notice};
 use super::template_plan::{self, APPROVED, Planned, Source};
-use super::{Error, FINALIZER, Next, next_action, object_key};
+use super::{Error, Next, next_action, object_key, with_finalizer};
 use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::crds::Kind;
 use crate::api::references::{self, Missing};
@@ -36,16 +35,7 @@ pub const SYNCED: &str = "Synced";
 
 /// Reconciles one MessageTemplate.
 pub async fn reconcile(template: Arc<MessageTemplate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = template.namespace().ok_or(Error::NotNamespaced)?;
-    let api: Api<MessageTemplate> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, template, |event| async {
-        match event {
-            FinalizerEvent::Apply(template) => apply(&template, &api, &ctx).await,
-            FinalizerEvent::Cleanup(template) => cleanup(&template, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    with_finalizer(template, &ctx, apply, cleanup).await
 }
 
 /// What one pass found.
@@ -77,8 +67,8 @@ async fn apply(template: &MessageTemplate, api: &Api<MessageTemplate>, ctx: &Con
     let generation = template.metadata.generation;
     let old = template.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let mut sync = Sync { template, api, ctx, written: old.clone() };
-    let outcome = sync.observe(&mut status).await?;
+    let mut pass = Pass { template, api, ctx, written: old.clone() };
+    let outcome = pass.observe(&mut status).await?;
     let now = Timestamp::now();
     for observation in outcome.observations {
         conditions::set(&mut status.conditions, observation, generation, now);
@@ -89,28 +79,27 @@ async fn apply(template: &MessageTemplate, api: &Api<MessageTemplate>, ctx: &Con
 
     let mut notices = outcome.notices;
     notices.extend(status::transitions(&old.conditions, &status.conditions));
-    status::write(api, &template.name_any(), Some(&sync.written), &status).await?;
+    status::write(api, &template.name_any(), Some(&pass.written), &status).await?;
     status::publish(&ctx.recorder, &template.object_ref(&()), &notices).await;
     Ok(next_action(ctx, &key, outcome.next))
 }
 
 /// One pass over a template; `written` is the status as last written, since a pass writes
 /// Content SIDs as soon as they exist.
-struct Sync<'a> {
+struct Pass<'a> {
     template: &'a MessageTemplate,
     api: &'a Api<MessageTemplate>,
     ctx: &'a Context,
     written: MessageTemplateStatus,
 }
 
-impl Sync<'_> {
+impl Pass<'_> {
     async fn observe(&mut self, status: &mut MessageTemplateStatus) -> Result<Outcome, Error> {
         let template = self.template;
         let namespace = template.namespace().unwrap_or_default();
         let errors = self.spec_errors();
         if !errors.is_empty() {
-            let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            return Ok(Outcome::blocked("InvalidSpec", message, Next::AwaitChange));
+            return Ok(Outcome::blocked("InvalidSpec", acceptance::describe(&errors), Next::AwaitChange));
         }
         let account_name = &template.spec.account_ref.name;
         let accounts: Api<MessagingAccount> = Api::namespaced(self.ctx.client.clone(), &namespace);
@@ -151,7 +140,7 @@ impl Sync<'_> {
     fn spec_errors(&self) -> Vec<FieldError> {
         let template = self.template;
         let mut errors = acceptance::spec_errors(Kind::MessageTemplate, template, validation::template_errors(&template.spec));
-        let templates = acceptance::by_age(&self.ctx.templates.state());
+        let templates = acceptance::in_namespace(&self.ctx.templates.state(), &template.namespace().unwrap_or_default());
         errors.extend(references::template_errors(template, &[], &templates, Missing::Ignore));
         errors
     }

@@ -25,11 +25,10 @@ pub const ACCEPTED: &str = "Accepted";
 /// Reconciles one Workstream.
 pub async fn reconcile(ws: Arc<Workstream>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = ws.namespace().ok_or(Error::NotNamespaced)?;
-    let in_namespace = |o: &Option<String>| o.as_deref() == Some(namespace.as_str());
-    let accounts: Vec<MessagingAccount> = acceptance::by_age(&ctx.accounts.state()).into_iter().filter(|a| in_namespace(&a.namespace())).collect();
-    let workstreams: Vec<Workstream> = acceptance::by_age(&ctx.workstreams.state()).into_iter().filter(|w| in_namespace(&w.namespace())).collect();
-    let templates: Vec<_> = ctx.templates.state().iter().filter(|t| in_namespace(&t.namespace())).map(|t| (**t).clone()).collect();
-    let rules: Vec<_> = ctx.rules.state().iter().filter(|r| in_namespace(&r.namespace())).map(|r| (**r).clone()).collect();
+    let accounts = acceptance::in_namespace(&ctx.accounts.state(), &namespace);
+    let workstreams = acceptance::in_namespace(&ctx.workstreams.state(), &namespace);
+    let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
+    let rules = acceptance::in_namespace(&ctx.rules.state(), &namespace);
 
     let account = accounts.iter().find(|a| a.name_any() == ws.spec.account_ref.name);
     let refusal = acceptance::workstream(&ws, &accounts, &workstreams, &templates);

@@ -2,8 +2,6 @@
 //! Ready and then stay quiet, credentials follow their Secrets, outages back off, templates go
 //! through review, deletion cleans up, and restarts never duplicate provider-side objects.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,29 +12,7 @@ use serde_json::{Value, json};
 use switchboard::api::{RoutingRule, Workstream};
 
 use crate::cluster;
-use crate::harness::{Harness, LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, WRONG_TOKEN};
-
-/// The example manifests with the simulator's credentials in their Secrets.
-fn examples(files: &[&str]) -> Vec<Value> {
-    let real: BTreeMap<&str, &str> =
-        [("channel-secret", LINE_SECRET), ("channel-access-token", LINE_TOKEN), ("auth-token", TWILIO_TOKEN)].into();
-    let mut docs = Vec::new();
-    for file in files {
-        for mut doc in cluster::documents(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(file)) {
-            if doc["kind"] == "Secret"
-                && let Some(data) = doc["stringData"].as_object_mut()
-            {
-                for (key, value) in data.iter_mut() {
-                    if let Some(real) = real.get(key.as_str()) {
-                        *value = json!(real);
-                    }
-                }
-            }
-            docs.push(doc);
-        }
-    }
-    docs
-}
+use crate::harness::{Harness, LINE_SECRET, LINE_TOKEN, WRONG_TOKEN, examples};
 
 /// Documents of one kind (and name, when given) from a list.
 fn only(docs: &[Value], kind: &str, name: Option<&str>) -> Vec<Value> {

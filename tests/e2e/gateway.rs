@@ -2,8 +2,6 @@
 //! configuration in its ConfigMap, the Deployment, Service, PVC and Ingress, live configuration
 //! changes, drift repair, and the Ready chain from the Deployment to the rules.
 
-use std::path::Path;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -14,24 +12,7 @@ use switchboard::api::{RoutingRule, Workstream};
 use switchboard::config::GatewayConfig;
 
 use crate::cluster;
-use crate::harness::{Harness, LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN};
-
-fn examples(files: &[&str]) -> Vec<Value> {
-    let mut docs = Vec::new();
-    for file in files {
-        for mut doc in cluster::documents(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(file)) {
-            if doc["kind"] == "Secret" {
-                for (key, value) in [("channel-secret", LINE_SECRET), ("channel-access-token", LINE_TOKEN), ("auth-token", TWILIO_TOKEN)] {
-                    if doc["stringData"].get(key).is_some() {
-                        doc["stringData"][key] = json!(value);
-                    }
-                }
-            }
-            docs.push(doc);
-        }
-    }
-    docs
-}
+use crate::harness::{Harness, LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, examples};
 
 async fn config(h: &Harness, account: &str) -> Option<(GatewayConfig, String)> {
     let api: Api<ConfigMap> = Api::namespaced(h.client.clone(), &h.namespace);

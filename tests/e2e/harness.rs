@@ -2,8 +2,9 @@
 //! the test cluster, calling an in-process provider simulator. It can be stopped (SIGTERM),
 //! killed (a crash) and started again; its log is kept for inspection.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -46,6 +47,28 @@ twilio:
         numbers: ["+14155550100", "+14155550101"]
 {extra}"#
     )
+}
+
+/// The example manifests with the simulator's credentials in their Secrets.
+pub fn examples(files: &[&str]) -> Vec<Value> {
+    let real: BTreeMap<&str, &str> =
+        [("channel-secret", LINE_SECRET), ("channel-access-token", LINE_TOKEN), ("auth-token", TWILIO_TOKEN)].into();
+    let mut docs = Vec::new();
+    for file in files {
+        for mut doc in cluster::documents(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(file)) {
+            if doc["kind"] == "Secret"
+                && let Some(data) = doc["stringData"].as_object_mut()
+            {
+                for (key, value) in data.iter_mut() {
+                    if let Some(real) = real.get(key.as_str()) {
+                        *value = json!(real);
+                    }
+                }
+            }
+            docs.push(doc);
+        }
+    }
+    docs
 }
 
 /// A namespace, a simulator and a controller for one test.
