@@ -8,6 +8,7 @@ use switchboard::api::crds::{self, Kind};
 use switchboard::api::validation::UrlPolicy;
 use switchboard::check::{self, load};
 use switchboard::controller::{self, ControllerArgs};
+use switchboard::gateway::{self, GatewayArgs};
 use switchboard::shutdown;
 use switchboard::simulator::cli::{self as simulate, SimulateArgs};
 
@@ -50,6 +51,14 @@ enum Command {
     Controller {
         #[command(flatten)]
         args: Box<ControllerArgs>,
+        /// Log format.
+        #[arg(long, value_enum, env = "SWITCHBOARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Run an account's gateway: verified webhooks in, conversations routed, work to the desk.
+    Gateway {
+        #[command(flatten)]
+        args: Box<GatewayArgs>,
         /// Log format.
         #[arg(long, value_enum, env = "SWITCHBOARD_LOG_FORMAT", default_value_t = LogFormat::Text)]
         log_format: LogFormat,
@@ -124,23 +133,8 @@ fn main() -> ExitCode {
             }
             if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
-        Command::Controller { args, log_format } => {
-            init_logging(log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match runtime.block_on(controller::run(*args, shutdown::signal())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "controller failed");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Controller { args, log_format } => serve("controller", log_format, controller::run(*args, shutdown::signal())),
+        Command::Gateway { args, log_format } => serve("gateway", log_format, gateway::run(*args, shutdown::signal())),
         Command::Simulate(args) => match simulate::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -148,5 +142,24 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// Runs a long-lived process (controller or gateway) on a multi-threaded runtime until it ends.
+fn serve<E: std::fmt::Display>(name: &str, log_format: LogFormat, process: impl std::future::Future<Output = Result<(), E>>) -> ExitCode {
+    init_logging(log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(process) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{name} failed");
+            ExitCode::from(2)
+        }
     }
 }

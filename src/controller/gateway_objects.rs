@@ -58,7 +58,6 @@ struct Port {
 }
 
 const WEBHOOK: Port = Port { name: "webhook", number: 8080 };
-const AGENT_API: Port = Port { name: "agent-api", number: 8081 };
 const METRICS: Port = Port { name: "metrics", number: 9090 };
 
 /// The gateway's container image.
@@ -98,7 +97,7 @@ pub struct GatewayObjects {
     pub role: Role,
     /// Grants the Role to the ServiceAccount.
     pub role_binding: RoleBinding,
-    /// The webhook, agent API and metrics ports inside the cluster.
+    /// The webhook and metrics ports inside the cluster.
     pub service: Service,
     /// The gateway pods.
     pub deployment: Deployment,
@@ -338,7 +337,7 @@ fn service(owner: &Owner) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(labels(&owner.account)),
-            ports: Some(vec![port(WEBHOOK), port(AGENT_API), port(METRICS)]),
+            ports: Some(vec![port(WEBHOOK), port(METRICS)]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -426,8 +425,6 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         format!("{STORE_DIR}/gateway.db"),
         "--webhook-addr".to_owned(),
         listen(WEBHOOK),
-        "--agent-api-addr".to_owned(),
-        listen(AGENT_API),
         "--metrics-addr".to_owned(),
         listen(METRICS),
     ];
@@ -458,7 +455,7 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         image_pull_policy: inputs.image.pull_policy.clone(),
         args: Some(args.to_vec()),
         env: Some(fixed_env().into_iter().chain(credentials).collect()),
-        ports: Some(vec![port(WEBHOOK), port(AGENT_API), port(METRICS)]),
+        ports: Some(vec![port(WEBHOOK), port(METRICS)]),
         liveness_probe: Some(probe("/healthz")),
         readiness_probe: Some(probe("/readyz")),
         // After a crash the store may recover its journal before the server answers; liveness
@@ -513,9 +510,8 @@ fn pvc(owner: &Owner, storage: &GatewayStorage) -> PersistentVolumeClaim {
     }
 }
 
-/// Routes the account's webhook path, and only it, to the Service. The agent API and the
-/// metrics stay in-cluster: the agent API sends messages in the account's name and the metrics
-/// describe its traffic, and neither has a reason to be reachable by the provider.
+/// Routes the account's webhook path, and only it, to the Service. The metrics stay
+/// in-cluster: they describe the account's traffic and the provider has no reason to reach them.
 fn ingress(owner: &Owner, spec: &GatewayIngress) -> Ingress {
     let path = HTTPIngressPath {
         path: Some(format!("/switchboard/{}/{}/webhook", owner.namespace, owner.account)),
@@ -826,7 +822,6 @@ spec:
             to_json(&spec.ports),
             json!([
                 {"name": "webhook", "port": 8080, "targetPort": "webhook", "protocol": "TCP"},
-                {"name": "agent-api", "port": 8081, "targetPort": "agent-api", "protocol": "TCP"},
                 {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
             ])
         );
@@ -846,7 +841,7 @@ spec:
             container["args"],
             json!([
                 "gateway", "--config-map", "contoso-line-gateway", "--store", "/var/lib/switchboard/gateway.db",
-                "--webhook-addr", "0.0.0.0:8080", "--agent-api-addr", "0.0.0.0:8081", "--metrics-addr", "0.0.0.0:9090",
+                "--webhook-addr", "0.0.0.0:8080", "--metrics-addr", "0.0.0.0:9090",
             ])
         );
         assert_eq!(container["livenessProbe"], json!({"httpGet": {"path": "/healthz", "port": "metrics"}}));

@@ -141,15 +141,21 @@ impl ControllerArgs {
     }
 
     async fn client(&self) -> Result<Client, ControllerError> {
-        let config = match &self.kubeconfig {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path).map_err(kube::Error::from)?;
-                Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(kube::Error::from)?
-            }
-            None => Config::infer().await?,
-        };
-        Ok(Client::try_from(config)?)
+        Ok(kube_client(self.kubeconfig.as_deref()).await?)
     }
+}
+
+/// A client from a kubeconfig file, or else the in-cluster configuration or $KUBECONFIG (the
+/// gateway connects the same way).
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<Client, kube::Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(kube::Error::from)?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(kube::Error::from)?
+        }
+        None => Config::infer().await.map_err(kube::Error::InferConfig)?,
+    };
+    Client::try_from(config)
 }
 
 /// Why the controller could not start.

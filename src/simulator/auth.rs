@@ -10,9 +10,9 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::signing::constant_time_eq;
 use super::config::AccountStatus;
 use super::errors::{LineError, TwilioError};
-use super::signing::constant_time_eq;
 use super::state::App;
 
 /// The LINE channel whose access token the request carries.

@@ -9,12 +9,12 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::signing;
 use super::admin::AdminError;
 use super::clock;
 use super::config::{LineUserConfig, is_e164};
 use super::ids;
 use super::outbound;
-use super::signing;
 use super::state::{App, Blob, LineChannel, ReplyToken};
 
 /// A 1×1 PNG, the image a simulated customer sends when no content is given.

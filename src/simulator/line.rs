@@ -14,12 +14,12 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::signing;
 use super::auth::LineChannelAuth;
 use super::clock;
 use super::errors::{LineError, LineErrorDetail, Provider};
 use super::ids;
 use super::outbound::{self, Failure};
-use super::signing;
 use super::state::{AcceptedPush, App, LineChannel, SentMessage, State as SimState, Via};
 
 /// The request header that carries a push's retry key.

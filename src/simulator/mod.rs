@@ -24,7 +24,6 @@ mod messaging;
 mod outbound;
 mod pattern;
 mod requests;
-mod signing;
 mod state;
 mod twilio;
 

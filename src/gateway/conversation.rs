@@ -1,0 +1,235 @@
+//! Conversations: what the gateway keeps per (workstream, customer), and its lifecycle.
+//!
+//! Open (routed to a queue, waiting for an agent) → Active (an agent is working it) → Waiting
+//! (the agent is waiting for the customer) → Closed. The customer writing to a waiting
+//! conversation makes it active again. A conversation without messages for the workstream's
+//! `autoCloseAfterInactivity` is closed. One conversation per (workstream, customer) is not
+//! closed at any time; the store enforces it with a unique index.
+//!
+//! Pure code: the processor loads and saves conversations, this decides what happens to them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::routing_rule::Priority;
+
+/// Where a conversation is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    /// In a queue, not yet taken by an agent.
+    Open,
+    /// An agent is working on it.
+    Active,
+    /// The agent is waiting for the customer.
+    Waiting,
+    /// Finished; a new message from the customer starts a new conversation.
+    Closed,
+}
+
+impl State {
+    /// The name stored and shown to the desk.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Open => "Open",
+            State::Active => "Active",
+            State::Waiting => "Waiting",
+            State::Closed => "Closed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Open" => State::Open,
+            "Active" => State::Active,
+            "Waiting" => State::Waiting,
+            "Closed" => State::Closed,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a conversation was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CloseReason {
+    /// No message for the workstream's inactivity limit.
+    Inactivity,
+    /// The routed queue was full and its overflow action is Decline.
+    QueueOverflow,
+    /// The customer blocked the account (LINE unfollow).
+    CustomerBlocked,
+}
+
+/// The customer as the conversation knows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerProfile {
+    /// The provider's ID of the customer.
+    pub id: String,
+    /// Display name (LINE profile, WhatsApp ProfileName).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Language (LINE profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Phone number in E.164 form (WhatsApp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    /// WhatsApp ID (the number without `+`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// Picture (LINE profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture_url: Option<String>,
+    /// Whether the customer had an earlier conversation in this workstream.
+    pub is_known: bool,
+}
+
+/// Where routing put a conversation, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Routing {
+    /// The queue; absent when the conversation was declined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Attributes set by classification.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Priority set by classification.
+    #[serde(default)]
+    pub priority: Priority,
+    /// Skills an agent needs.
+    #[serde(default)]
+    pub skills: Vec<String>,
+    /// The classification rules that matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classified_by: Vec<String>,
+    /// The route-to-queue rule that chose the queue; absent when the fallback queue was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_by: Option<String>,
+    /// Set when the chosen queue was full and the conversation went to the fallback queue
+    /// instead (or was declined): the queue that was full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overflowed_from: Option<String>,
+    /// Whether the queue was within its operating hours when routed.
+    pub within_operating_hours: bool,
+}
+
+/// One conversation, as stored (the `data` column) and as the desk sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    /// The gateway's ID of the conversation.
+    pub id: String,
+    /// The workstream.
+    pub workstream: String,
+    /// LINE or WhatsApp.
+    pub channel: String,
+    /// The state.
+    pub state: State,
+    /// The customer.
+    pub customer: CustomerProfile,
+    /// The routing result.
+    pub routing: Routing,
+    /// When it started (ms since the epoch).
+    pub created_ms: i64,
+    /// When the customer last wrote.
+    pub last_customer_ms: i64,
+    /// When it was closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_ms: Option<i64>,
+    /// Why it was closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_reason: Option<CloseReason>,
+}
+
+/// What the customer writing did to a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustomerWrote {
+    /// Nothing changed but the time of the last message.
+    Continued,
+    /// A waiting conversation became active again.
+    Reopened,
+}
+
+impl Conversation {
+    /// The customer wrote at `at_ms` to this conversation (which is not closed).
+    pub fn customer_wrote(&mut self, at_ms: i64) -> CustomerWrote {
+        self.last_customer_ms = self.last_customer_ms.max(at_ms);
+        match self.state {
+            State::Waiting => {
+                self.state = State::Active;
+                CustomerWrote::Reopened
+            }
+            State::Open | State::Active | State::Closed => CustomerWrote::Continued,
+        }
+    }
+
+    /// Whether the conversation has been quiet for longer than `limit_ms` at `now_ms`.
+    pub fn inactive(&self, now_ms: i64, limit_ms: i64) -> bool {
+        self.state != State::Closed && now_ms.saturating_sub(self.last_customer_ms) >= limit_ms
+    }
+
+    /// Closes the conversation; closing a closed one changes nothing and returns false.
+    pub fn close(&mut self, at_ms: i64, reason: CloseReason) -> bool {
+        if self.state == State::Closed {
+            return false;
+        }
+        self.state = State::Closed;
+        self.closed_ms = Some(at_ms);
+        self.close_reason = Some(reason);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conversation(state: State) -> Conversation {
+        Conversation {
+            id: "c1".into(),
+            workstream: "ws".into(),
+            channel: "LINE".into(),
+            state,
+            customer: CustomerProfile::default(),
+            routing: Routing::default(),
+            created_ms: 1_000,
+            last_customer_ms: 1_000,
+            closed_ms: None,
+            close_reason: None,
+        }
+    }
+
+    #[test]
+    fn writing_to_a_waiting_conversation_reopens_it() {
+        let mut c = conversation(State::Waiting);
+        assert_eq!(c.customer_wrote(2_000), CustomerWrote::Reopened);
+        assert_eq!(c.state, State::Active);
+        assert_eq!(c.last_customer_ms, 2_000);
+        let mut open = conversation(State::Open);
+        assert_eq!(open.customer_wrote(500), CustomerWrote::Continued);
+        assert_eq!((open.state, open.last_customer_ms), (State::Open, 1_000), "an older event does not move the clock back");
+    }
+
+    #[test]
+    fn inactivity_and_closing() {
+        let mut c = conversation(State::Active);
+        assert!(!c.inactive(1_999, 1_000));
+        assert!(c.inactive(2_000, 1_000));
+        assert!(c.close(2_000, CloseReason::Inactivity));
+        assert!(!c.close(3_000, CloseReason::CustomerBlocked), "closing twice changes nothing");
+        assert_eq!((c.state, c.closed_ms, c.close_reason), (State::Closed, Some(2_000), Some(CloseReason::Inactivity)));
+        assert!(!c.inactive(10_000, 1_000));
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in [State::Open, State::Active, State::Waiting, State::Closed] {
+            assert_eq!(State::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(State::parse("open"), None);
+    }
+}

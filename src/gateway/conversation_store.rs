@@ -1,0 +1,130 @@
+//! Conversations, their messages and their desk events in the store. Functions take the
+//! connection of a store job, so that a caller can change a conversation and queue the events
+//! that tell the desk about it in one transaction.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::conversation::{CloseReason, Conversation};
+use super::desk_event::{AccountRef, DeskEvent, EventType};
+use super::event::Message;
+use super::store::StoreError;
+
+/// Reads a conversation's stored document.
+fn decode(data: String) -> Result<Conversation, StoreError> {
+    Ok(serde_json::from_str(&data)?)
+}
+
+/// The conversation of a customer in a workstream that is not closed, if any.
+pub fn load_open(c: &Connection, workstream: &str, customer_id: &str) -> Result<Option<Conversation>, StoreError> {
+    let data: Option<String> = c
+        .prepare_cached("SELECT data FROM conversations WHERE workstream = ?1 AND customer_id = ?2 AND state != 'Closed'")?
+        .query_row(params![workstream, customer_id], |r| r.get(0))
+        .optional()?;
+    data.map(decode).transpose()
+}
+
+/// Whether the customer had a conversation in the workstream before.
+pub fn customer_known(c: &Connection, workstream: &str, customer_id: &str) -> Result<bool, StoreError> {
+    Ok(c.prepare_cached("SELECT EXISTS (SELECT 1 FROM conversations WHERE workstream = ?1 AND customer_id = ?2)")?
+        .query_row(params![workstream, customer_id], |r| r.get(0))?)
+}
+
+/// How many conversations wait in a queue for an agent.
+pub fn waiting_in(c: &Connection, workstream: &str, queue: &str) -> Result<i64, StoreError> {
+    Ok(c.prepare_cached("SELECT count(*) FROM conversations WHERE workstream = ?1 AND queue = ?2 AND state = 'Open'")?
+        .query_row(params![workstream, queue], |r| r.get(0))?)
+}
+
+/// Stores a new conversation.
+pub fn insert(c: &Connection, conv: &Conversation) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, closed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        conv.id,
+        conv.workstream,
+        conv.customer.id,
+        conv.state.as_str(),
+        conv.routing.queue,
+        serde_json::to_string(conv)?,
+        conv.created_ms,
+        conv.last_customer_ms,
+        conv.closed_ms
+    ])?;
+    Ok(())
+}
+
+/// Saves a changed conversation.
+pub fn update(c: &Connection, conv: &Conversation) -> Result<(), StoreError> {
+    c.prepare_cached("UPDATE conversations SET state = ?2, queue = ?3, data = ?4, last_customer_ms = ?5, closed_ms = ?6 WHERE id = ?1")?
+        .execute(params![
+            conv.id,
+            conv.state.as_str(),
+            conv.routing.queue,
+            serde_json::to_string(conv)?,
+            conv.last_customer_ms,
+            conv.closed_ms
+        ])?;
+    Ok(())
+}
+
+/// Conversations of a workstream that are not closed and whose customer last wrote before
+/// `before_ms`, oldest first.
+pub fn quiet_since(c: &Connection, workstream: &str, before_ms: i64, limit: usize) -> Result<Vec<Conversation>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT data FROM conversations WHERE state != 'Closed' AND last_customer_ms < ?2 AND workstream = ?1 ORDER BY last_customer_ms LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![workstream, before_ms, limit as i64], |r| r.get::<_, String>(0))?;
+    rows.map(|r| decode(r?)).collect()
+}
+
+/// Keeps a message of a conversation.
+pub fn record_message(c: &Connection, conversation_id: &str, direction: &str, message: &Message, at_ms: i64) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT INTO messages (conversation_id, direction, provider_id, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?
+        .execute(params![conversation_id, direction, message.id, serde_json::to_string(message)?, at_ms])?;
+    Ok(())
+}
+
+/// An event for the desk about a conversation, before it is queued.
+pub struct Pending<'a> {
+    /// What happened.
+    pub event_type: EventType,
+    /// The message, for `message.received`.
+    pub message: Option<&'a Message>,
+    /// The reason, for `conversation.closed`.
+    pub reason: Option<CloseReason>,
+}
+
+/// Queues an event for the desk in the conversation's order, and returns its ID.
+pub fn enqueue(c: &Connection, account: AccountRef<'_>, conv: &Conversation, pending: Pending<'_>, now_ms: i64) -> Result<String, StoreError> {
+    let sequence: i64 = c
+        .prepare_cached("UPDATE conversations SET next_sequence = next_sequence + 1 WHERE id = ?1 RETURNING next_sequence - 1")?
+        .query_row([&conv.id], |r| r.get(0))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let created_at = jiff::Timestamp::from_millisecond(now_ms).map(|t| t.to_string()).unwrap_or_default();
+    let event = DeskEvent {
+        id: &id,
+        event_type: pending.event_type,
+        created_at,
+        sequence,
+        account,
+        conversation: conv,
+        message: pending.message,
+        reason: pending.reason,
+    };
+    c.prepare_cached("INSERT INTO outbox (event_id, workstream, conversation_id, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
+        params![id, conv.workstream, conv.id, serde_json::to_string(&event)?, now_ms],
+    )?;
+    Ok(id)
+}
+
+/// Closes a conversation and queues `conversation.closed`; false when it was closed already.
+pub fn close(c: &Connection, account: AccountRef<'_>, conv: &mut Conversation, reason: CloseReason, now_ms: i64) -> Result<bool, StoreError> {
+    if !conv.close(now_ms, reason) {
+        return Ok(false);
+    }
+    update(c, conv)?;
+    enqueue(c, account, conv, Pending { event_type: EventType::ConversationClosed, message: None, reason: Some(reason) }, now_ms)?;
+    Ok(true)
+}

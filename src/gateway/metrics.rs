@@ -1,0 +1,215 @@
+//! The gateway's Prometheus metrics, served as text on the metrics port's `/metrics`.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The provider a webhook came from.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(missing_docs)]
+pub enum ProviderLabel {
+    Line,
+    Twilio,
+}
+
+/// How a webhook request ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum RequestOutcome {
+    /// Verified and recorded (or already recorded): 200.
+    Accepted,
+    /// Missing or wrong signature: 401 or 403.
+    Unauthorized,
+    /// Not a webhook body: 400.
+    BadRequest,
+    /// Body over the limit: 413.
+    TooLarge,
+    /// No configuration or store yet, or the store failed: 503.
+    Unavailable,
+}
+
+/// Labels of webhook requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The provider.
+    pub provider: ProviderLabel,
+    /// The outcome.
+    pub outcome: RequestOutcome,
+}
+
+/// Labels with only a provider.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// The provider.
+    pub provider: ProviderLabel,
+}
+
+/// Whether an event was new.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(missing_docs)]
+pub enum EventOutcome {
+    Recorded,
+    Duplicate,
+}
+
+/// Labels of recorded events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// New or redelivered.
+    pub outcome: EventOutcome,
+}
+
+/// How one attempt to hand something on ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum AttemptOutcome {
+    /// Accepted by the receiver.
+    Delivered,
+    /// The receiver answered with an error status; retried.
+    Rejected,
+    /// No answer (connection refused, timeout); retried.
+    Failed,
+}
+
+/// Labels of delivery attempts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// The outcome.
+    pub outcome: AttemptOutcome,
+}
+
+/// Whether a configuration was taken.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(missing_docs)]
+pub enum ReloadOutcome {
+    Applied,
+    Rejected,
+}
+
+/// Labels of configuration loads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// The outcome.
+    pub outcome: ReloadOutcome,
+}
+
+/// Every metric of the gateway.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Webhook requests by provider and outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Webhooks refused for a missing or wrong signature.
+    pub signature_failures: Family<ProviderLabels, Counter>,
+    /// Events in verified webhooks, new or redelivered.
+    pub events: Family<EventLabels, Counter>,
+    /// Time of each store commit.
+    pub commit_seconds: Histogram,
+    /// Jobs per store commit (the group commit's batch size).
+    pub commit_batch: Histogram,
+    /// Events waiting in the outbox for the desk.
+    pub outbox_depth: Gauge,
+    /// Age in seconds of the oldest event waiting in the outbox.
+    pub outbox_oldest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Attempts to deliver events to the desk, by outcome.
+    pub deliveries: Family<AttemptLabels, Counter>,
+    /// Attempts to send automated messages through the provider, by outcome.
+    pub sends: Family<AttemptLabels, Counter>,
+    /// Configuration loads by outcome.
+    pub config_reloads: Family<ReloadLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("switchboard_gateway");
+        let requests = Family::default();
+        registry.register("webhook_requests", "Webhook requests by provider and outcome", requests.clone());
+        let signature_failures = Family::default();
+        registry.register("signature_failures", "Webhooks refused for a missing or wrong signature", signature_failures.clone());
+        let events = Family::default();
+        registry.register("events", "Events in verified webhooks, new or redelivered", events.clone());
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register("store_commit_seconds", "Time of each store commit", commit_seconds.clone());
+        let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 10));
+        registry.register("store_commit_batch_size", "Jobs per store commit", commit_batch.clone());
+        let outbox_depth = Gauge::default();
+        registry.register("outbox_depth", "Events waiting in the outbox for the desk", outbox_depth.clone());
+        let outbox_oldest_seconds = Gauge::default();
+        registry.register("outbox_oldest_age_seconds", "Age of the oldest event waiting in the outbox", outbox_oldest_seconds.clone());
+        let deliveries = Family::default();
+        registry.register("delivery_attempts", "Attempts to deliver events to the desk, by outcome", deliveries.clone());
+        let sends = Family::default();
+        registry.register("provider_send_attempts", "Attempts to send automated messages through the provider", sends.clone());
+        let config_reloads = Family::default();
+        registry.register("config_loads", "Configuration loads by outcome", config_reloads.clone());
+        Self {
+            registry,
+            requests,
+            signature_failures,
+            events,
+            commit_seconds,
+            commit_batch,
+            outbox_depth,
+            outbox_oldest_seconds,
+            deliveries,
+            sends,
+            config_reloads,
+        }
+    }
+}
+
+impl Metrics {
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    /// Counts a webhook request.
+    pub fn request(&self, provider: ProviderLabel, outcome: RequestOutcome) {
+        self.requests.get_or_create(&RequestLabels { provider, outcome }).inc();
+    }
+
+    /// Records one store commit.
+    pub fn commit(&self, jobs: usize, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.commit_batch.observe(jobs as f64);
+    }
+
+    /// Counts a delivery attempt to the desk.
+    pub fn delivery(&self, outcome: AttemptOutcome) {
+        self.deliveries.get_or_create(&AttemptLabels { outcome }).inc();
+    }
+
+    /// Counts a send attempt through the provider.
+    pub fn send(&self, outcome: AttemptOutcome) {
+        self.sends.get_or_create(&AttemptLabels { outcome }).inc();
+    }
+
+    /// Counts a configuration load.
+    pub fn config_load(&self, outcome: ReloadOutcome) {
+        self.config_reloads.get_or_create(&ReloadLabels { outcome }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format_names_every_family() {
+        let m = Metrics::default();
+        m.request(ProviderLabel::Line, RequestOutcome::Unauthorized);
+        m.signature_failures.get_or_create(&ProviderLabels { provider: ProviderLabel::Twilio }).inc();
+        m.commit(3, Duration::from_millis(2));
+        let text = m.encode();
+        assert!(text.contains(r#"switchboard_gateway_webhook_requests_total{provider="Line",outcome="Unauthorized"} 1"#), "{text}");
+        assert!(text.contains(r#"switchboard_gateway_signature_failures_total{provider="Twilio"} 1"#), "{text}");
+        assert!(text.contains("switchboard_gateway_store_commit_seconds_count 1"), "{text}");
+        assert!(text.contains("switchboard_gateway_outbox_depth 0"), "{text}");
+    }
+}

@@ -1,0 +1,219 @@
+//! The gateway: the data plane the controller deploys per MessagingAccount. It receives the
+//! provider's webhooks, records them durably before answering, keeps conversations, routes them
+//! to queues and hands work to the agent desk from a durable outbox.
+//!
+//! Tasks: the webhook server; the processor (recorded events → conversations, routing, desk
+//! events, greetings); delivery (outbox → desk); the sender (greetings → provider); the
+//! inactivity sweeper; the configuration loader; the metrics and health server. They meet only
+//! in the store and in the current [`runtime::Runtime`].
+
+pub mod config_source;
+pub mod conversation;
+pub mod conversation_store;
+pub mod delivery;
+pub mod desk_event;
+pub mod event;
+pub mod inactivity;
+pub mod intake;
+pub mod line_webhook;
+pub mod metrics;
+pub mod probes;
+pub mod processor;
+pub mod route;
+pub mod runtime;
+pub mod sender;
+pub mod signature;
+pub mod store;
+pub mod twilio_webhook;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::api::duration;
+use crate::controller::kube_client;
+use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
+use config_source::{Loader, Source};
+use metrics::Metrics;
+use processor::Wakers;
+use store::{Store, StoreError};
+
+/// How often processed events older than the retention are forgotten.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Flags of `switchboard gateway`.
+#[derive(Clone, Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["config", "config_map"])))]
+pub struct GatewayArgs {
+    /// Read the configuration from this JSON file (re-read when it changes).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Read the configuration from this ConfigMap's `config.json` (watched).
+    #[arg(long)]
+    pub config_map: Option<String>,
+    /// Namespace of the ConfigMap (the pod's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kubeconfig file to use; without it, the in-cluster configuration, else $KUBECONFIG.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The store's database file (SQLite); its folder must exist.
+    #[arg(long, default_value = "/var/lib/switchboard/gateway.db")]
+    pub store: PathBuf,
+    /// Address of the webhook server.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub webhook_addr: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Provider base URLs (point them at `switchboard simulate` for development).
+    #[command(flatten)]
+    pub endpoints: ProviderEndpoints,
+    /// Largest webhook body taken, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub body_limit: usize,
+    /// Limit of one delivery to the desk.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub delivery_timeout: Duration,
+    /// First retry delay of a failed delivery or send; it doubles per failure.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub retry_min: Duration,
+    /// Longest retry delay of a failed delivery or send.
+    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    pub retry_max: Duration,
+    /// How often inactive conversations are looked for.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub sweep_interval: Duration,
+    /// How long a processed event's ID is remembered to recognise a redelivery.
+    #[arg(long, value_parser = parse_duration, default_value = "168h")]
+    pub dedup_retention: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration::parse(text).ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m or 6h"))
+}
+
+/// Why the gateway could not start or stopped.
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    /// The store could not be opened.
+    #[error("cannot open the store {path}: {source}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// A server could not listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A server failed while serving.
+    #[error("serving failed: {0}")]
+    Serve(std::io::Error),
+    /// The provider HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+    /// The Kubernetes client could not be configured.
+    #[error("kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+    /// `--config-map` without a namespace.
+    #[error("--config-map needs --namespace or POD_NAMESPACE")]
+    NoNamespace,
+}
+
+/// Runs the gateway until `shutdown` completes; requests in flight are finished first.
+pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
+    let metrics = Arc::new(Metrics::default());
+    let observer = Arc::clone(&metrics);
+    let store = Store::open(&args.store, Box::new(move |jobs, took| observer.commit(jobs, took)))
+        .map_err(|source| GatewayError::Store { path: args.store.clone(), source })?;
+    let providers = Providers::new(args.endpoints.clone(), ClientConfig::default())?;
+    let source = match (&args.config, &args.config_map) {
+        (Some(path), _) => Source::File(path.clone()),
+        (None, Some(name)) => {
+            let namespace = args.namespace.clone().ok_or(GatewayError::NoNamespace)?;
+            Source::ConfigMap { client: kube_client(args.kubeconfig.as_deref()).await?, namespace, name: name.clone() }
+        }
+        (None, None) => unreachable!("clap requires --config or --config-map"),
+    };
+    let (publish, runtime) = watch::channel(None);
+    let wakers = Wakers::default();
+    let backoff = (args.retry_min, args.retry_max.max(args.retry_min));
+    let desk_client = reqwest::Client::builder()
+        .timeout(args.delivery_timeout)
+        .connect_timeout(args.delivery_timeout)
+        .build()
+        .map_err(|e| GatewayError::Client(ClientBuildError::from(e)))?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(Loader { publish, providers, metrics: Arc::clone(&metrics) }.follow(source));
+    tasks.spawn(processor::Processor { store: store.clone(), runtime: runtime.clone(), wakers: wakers.clone() }.run());
+    tasks.spawn(
+        delivery::Delivery {
+            store: store.clone(),
+            runtime: runtime.clone(),
+            metrics: Arc::clone(&metrics),
+            wake: Arc::clone(&wakers.delivery),
+            http: desk_client,
+            backoff,
+        }
+        .run(),
+    );
+    tasks.spawn(
+        sender::Sender { store: store.clone(), runtime: runtime.clone(), metrics: Arc::clone(&metrics), wake: Arc::clone(&wakers.sender), backoff }
+            .run(),
+    );
+    tasks.spawn(
+        inactivity::Sweeper { store: store.clone(), runtime: runtime.clone(), delivery: Arc::clone(&wakers.delivery), interval: args.sweep_interval }
+            .run(),
+    );
+    tasks.spawn(prune(store.clone(), args.dedup_retention));
+
+    let webhook_state = Arc::new(webhook::WebhookState {
+        store: store.clone(),
+        runtime: runtime.clone(),
+        metrics: Arc::clone(&metrics),
+        processor: Arc::clone(&wakers.processor),
+        body_limit: args.body_limit,
+    });
+    let probe_state = Arc::new(probes::ProbeState { store, runtime, metrics });
+    let webhooks = listen(args.webhook_addr).await?;
+    let probes = listen(args.metrics_addr).await?;
+    tracing::info!(webhook = %args.webhook_addr, metrics = %args.metrics_addr, "gateway listening");
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let serve_webhooks = axum::serve(webhooks, webhook::router(webhook_state)).with_graceful_shutdown(shutdown.clone());
+    let serve_probes = axum::serve(probes, probes::router(probe_state)).with_graceful_shutdown(shutdown);
+    let served = tokio::try_join!(async { serve_webhooks.await }, async { serve_probes.await });
+    tasks.abort_all();
+    served.map_err(GatewayError::Serve)?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Listen { addr, source })
+}
+
+/// Forgets old processed events now and then.
+async fn prune(store: Store, retention: Duration) {
+    let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let before = processor::now_ms().saturating_sub(retention.as_millis() as i64);
+        match store.run(move |c| intake::prune(c, before)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "forgot processed events past the deduplication retention"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune processed events"),
+        }
+    }
+}

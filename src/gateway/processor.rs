@@ -1,0 +1,337 @@
+//! Turns recorded webhook events into conversations, routing decisions, desk events and
+//! greetings. Events are taken in the order they were recorded; everything one batch does —
+//! conversations, messages, outbox rows, sends, and marking the events processed — is one
+//! transaction, so a crash either did all of it or none, and a restart carries on where it was.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{Notify, watch};
+
+use super::conversation::{CloseReason, Conversation, CustomerProfile, CustomerWrote, State};
+use super::conversation_store::{self as conversations, Pending};
+use super::desk_event::{AccountRef, EventType};
+use super::event::{EventKind, InboundEvent, Message};
+use super::intake::{self, InboundState};
+use super::route::route;
+use super::runtime::{Provider, Runtime, Workstream, fill_placeholders};
+use super::sender::{self, NewSend};
+use super::store::{Store, StoreError};
+use crate::api::workstream::Trigger;
+use crate::config::ChannelConfig;
+
+/// Events taken per transaction.
+const BATCH: usize = 256;
+/// LINE profiles are fetched again after a day.
+const PROFILE_MAX_AGE_MS: i64 = 24 * 3600 * 1000;
+/// Profile fetches at once.
+const PROFILE_CONCURRENCY: usize = 8;
+/// A reply token is used only this long after its event, leaving a margin to LINE's minute.
+const REPLY_TOKEN_LIFETIME_MS: i64 = 50_000;
+/// How long the processor waits after a store failure.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// What a batch left for the other workers.
+#[derive(Clone, Copy, Debug, Default)]
+struct Effects {
+    outbox: usize,
+    sends: usize,
+}
+
+/// Wakes the workers that act on what the processor wrote.
+#[derive(Clone, Debug, Default)]
+pub struct Wakers {
+    /// New events were recorded.
+    pub processor: Arc<Notify>,
+    /// New desk events are in the outbox.
+    pub delivery: Arc<Notify>,
+    /// New messages are waiting to be sent to customers.
+    pub sender: Arc<Notify>,
+}
+
+/// The processing loop.
+pub struct Processor {
+    /// The store.
+    pub store: Store,
+    /// The current configuration.
+    pub runtime: watch::Receiver<Option<Arc<Runtime>>>,
+    /// Wakers of this and the other workers.
+    pub wakers: Wakers,
+}
+
+impl Processor {
+    /// Processes events until the process ends.
+    pub async fn run(mut self) {
+        let mut applied: Option<String> = None;
+        loop {
+            let current = self.runtime.borrow_and_update().clone();
+            let Some(rt) = current else {
+                let _ = self.runtime.changed().await;
+                continue;
+            };
+            if applied.as_ref() != Some(&rt.hash) {
+                // Events no workstream took may belong to one the new configuration has.
+                match self.store.run(intake::release_held).await {
+                    Ok(n) if n > 0 => tracing::info!(events = n, "configuration changed; processing held events again"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot release held events"),
+                }
+                applied = Some(rt.hash.clone());
+            }
+            match self.step(&rt).await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = self.wakers.processor.notified() => {}
+                        _ = self.runtime.changed() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "processing recorded events failed; retrying");
+                    tokio::time::sleep(RETRY_AFTER_FAILURE).await;
+                }
+            }
+        }
+    }
+
+    /// Processes one batch; returns how many events it took.
+    async fn step(&self, rt: &Arc<Runtime>) -> Result<usize, StoreError> {
+        let batch = self.store.run(|c| intake::pending(c, BATCH)).await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let profiles = self.fetch_profiles(rt, &batch).await?;
+        let taken = batch.len();
+        let rt = Arc::clone(rt);
+        let effects = self.store.run(move |c| apply(c, &rt, &batch, &profiles, now_ms())).await?;
+        if effects.outbox > 0 {
+            self.wakers.delivery.notify_one();
+        }
+        if effects.sends > 0 {
+            self.wakers.sender.notify_one();
+        }
+        Ok(taken)
+    }
+
+    /// LINE profiles of the batch's customers that are not cached or are old. A customer whose
+    /// profile cannot be fetched is routed without it; nothing waits for LINE.
+    async fn fetch_profiles(&self, rt: &Runtime, batch: &[(i64, InboundEvent)]) -> Result<HashMap<String, CustomerProfile>, StoreError> {
+        let Provider::Line { client, .. } = &rt.provider else { return Ok(HashMap::new()) };
+        let mut wanted: Vec<String> = batch
+            .iter()
+            .filter(|(_, e)| matches!(e.kind, EventKind::Message(_) | EventKind::Postback { .. }))
+            .filter_map(|(_, e)| e.customer.as_ref().map(|c| c.id.clone()))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        let since = now_ms() - PROFILE_MAX_AGE_MS;
+        let missing = self
+            .store
+            .run(move |c| {
+                let mut stmt = c.prepare_cached("SELECT 1 FROM profiles WHERE customer_id = ?1 AND fetched_ms >= ?2")?;
+                let mut missing = Vec::new();
+                for id in wanted {
+                    if stmt.query_row(params![id, since], |_| Ok(())).optional()?.is_none() {
+                        missing.push(id);
+                    }
+                }
+                Ok(missing)
+            })
+            .await?;
+        let fetched = futures::stream::iter(missing)
+            .map(|id| async move {
+                match client.profile(&id).await {
+                    Ok(p) => Some((
+                        id.clone(),
+                        CustomerProfile {
+                            id,
+                            display_name: Some(p.display_name),
+                            language: p.language,
+                            picture_url: p.picture_url,
+                            ..CustomerProfile::default()
+                        },
+                    )),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot fetch a LINE profile; routing without it");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(PROFILE_CONCURRENCY)
+            .filter_map(|p| async move { p })
+            .collect()
+            .await;
+        Ok(fetched)
+    }
+}
+
+/// The time now in milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+fn apply(
+    c: &Connection,
+    rt: &Runtime,
+    batch: &[(i64, InboundEvent)],
+    fetched: &HashMap<String, CustomerProfile>,
+    now: i64,
+) -> Result<Effects, StoreError> {
+    for (id, profile) in fetched {
+        c.prepare_cached("INSERT OR REPLACE INTO profiles (customer_id, profile, fetched_ms) VALUES (?1, ?2, ?3)")?
+            .execute(params![id, serde_json::to_string(profile)?, now])?;
+    }
+    let mut effects = Effects::default();
+    for (seq, event) in batch {
+        let state = handle(c, rt, event, now, &mut effects)?;
+        intake::mark(c, *seq, state)?;
+    }
+    Ok(effects)
+}
+
+/// The account as desk events name it.
+fn account(rt: &Runtime) -> AccountRef<'_> {
+    AccountRef { namespace: &rt.config.account.namespace, name: &rt.config.account.name }
+}
+
+fn handle(c: &Connection, rt: &Runtime, event: &InboundEvent, now: i64, effects: &mut Effects) -> Result<InboundState, StoreError> {
+    let Some(customer) = &event.customer else { return Ok(InboundState::Done) };
+    let postback;
+    let message = match &event.kind {
+        EventKind::Message(m) => m,
+        EventKind::Postback { data } => {
+            postback = Message { id: event.provider_event_id.clone(), message_type: "postback".into(), text: Some(data.clone()), ..Message::default() };
+            &postback
+        }
+        EventKind::Unfollow => {
+            if let Some(ws) = rt.workstream_for(event.to.as_deref())
+                && let Some(mut conv) = conversations::load_open(c, &ws.config.name, &customer.id)?
+                && conversations::close(c, account(rt), &mut conv, CloseReason::CustomerBlocked, now)?
+            {
+                effects.outbox += 1;
+            }
+            return Ok(InboundState::Done);
+        }
+        EventKind::Follow | EventKind::Other { .. } => return Ok(InboundState::Done),
+    };
+    let Some(ws) = rt.workstream_for(event.to.as_deref()) else {
+        tracing::warn!(to = event.to.as_deref().unwrap_or("LINE"), "no workstream takes this event; it is held until the configuration has one");
+        return Ok(InboundState::Held);
+    };
+    let name = &ws.config.name;
+    let conv = match conversations::load_open(c, name, &customer.id)? {
+        Some(mut conv) => {
+            let wrote = conv.customer_wrote(event.timestamp_ms);
+            conversations::update(c, &conv)?;
+            if wrote == CustomerWrote::Reopened {
+                enqueue(c, rt, &conv, EventType::ConversationReopened, None, now, effects)?;
+            }
+            conv
+        }
+        None => start(c, rt, ws, event, message, now, effects)?,
+    };
+    conversations::record_message(c, &conv.id, "in", message, event.timestamp_ms)?;
+    enqueue(c, rt, &conv, EventType::MessageReceived, Some(message), now, effects)?;
+    Ok(InboundState::Done)
+}
+
+fn enqueue(
+    c: &Connection,
+    rt: &Runtime,
+    conv: &Conversation,
+    event_type: EventType,
+    message: Option<&Message>,
+    now: i64,
+    effects: &mut Effects,
+) -> Result<(), StoreError> {
+    conversations::enqueue(c, account(rt), conv, Pending { event_type, message, reason: None }, now)?;
+    effects.outbox += 1;
+    Ok(())
+}
+
+/// Starts a conversation: profile, routing, `conversation.created`, and the greeting (or the
+/// closing, when the queue is full and declines).
+fn start(
+    c: &Connection,
+    rt: &Runtime,
+    ws: &Workstream,
+    event: &InboundEvent,
+    message: &Message,
+    now: i64,
+    effects: &mut Effects,
+) -> Result<Conversation, StoreError> {
+    let name = &ws.config.name;
+    let from_webhook = event.customer.clone().unwrap_or_default();
+    let cached: Option<String> =
+        c.prepare_cached("SELECT profile FROM profiles WHERE customer_id = ?1")?.query_row([&from_webhook.id], |r| r.get(0)).optional()?;
+    let mut customer = match cached {
+        Some(json) => serde_json::from_str(&json)?,
+        None => CustomerProfile { id: from_webhook.id.clone(), display_name: from_webhook.display_name.clone(), ..CustomerProfile::default() },
+    };
+    if let Some(phone) = &from_webhook.phone_number {
+        customer.wa_id = Some(phone.trim_start_matches('+').to_owned());
+        customer.phone_number = Some(phone.clone());
+    }
+    customer.is_known = conversations::customer_known(c, name, &customer.id)?;
+    let id = uuid::Uuid::new_v4();
+    let now_ts = Timestamp::from_millisecond(now).unwrap_or_else(|_| Timestamp::now());
+    let mut db_error = None;
+    let routing = route(ws, &customer, message, &id, now_ts, &mut |queue| {
+        conversations::waiting_in(c, name, queue).unwrap_or_else(|e| {
+            db_error = Some(e);
+            0
+        })
+    });
+    if let Some(e) = db_error {
+        return Err(e);
+    }
+    let mut conv = Conversation {
+        id: id.to_string(),
+        workstream: name.clone(),
+        channel: ws.channel_name().to_owned(),
+        state: State::Open,
+        customer,
+        routing,
+        created_ms: event.timestamp_ms.min(now),
+        last_customer_ms: event.timestamp_ms,
+        closed_ms: None,
+        close_reason: None,
+    };
+    conversations::insert(c, &conv)?;
+    enqueue(c, rt, &conv, EventType::ConversationCreated, None, now, effects)?;
+    if conv.routing.queue.is_none() {
+        conversations::close(c, account(rt), &mut conv, CloseReason::QueueOverflow, now)?;
+        effects.outbox += 1;
+        return Ok(conv);
+    }
+    if let Some(text) = ws.automated_message(Trigger::Greeting, conv.customer.language.as_deref()) {
+        let text = fill_placeholders(text, &[
+            ("CustomerName", conv.customer.display_name.as_deref().unwrap_or("")),
+            ("ConversationId", &conv.id),
+            ("QueueName", conv.routing.queue.as_deref().unwrap_or("")),
+        ]);
+        let sender = match &ws.config.channel {
+            ChannelConfig::Line => None,
+            ChannelConfig::WhatsApp { number, .. } => Some(format!("whatsapp:{number}")),
+        };
+        sender::enqueue(
+            c,
+            &NewSend {
+                conversation_id: &conv.id,
+                workstream: name,
+                recipient: &conv.customer.id,
+                sender: sender.as_deref(),
+                texts: &[text],
+                reply_token: event.reply_token.as_deref(),
+                reply_until_ms: event.timestamp_ms + REPLY_TOKEN_LIFETIME_MS,
+            },
+            now,
+        )?;
+        effects.sends += 1;
+    }
+    Ok(conv)
+}

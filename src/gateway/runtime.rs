@@ -1,0 +1,226 @@
+//! The configuration the gateway runs on: the compiled document from the controller with its
+//! rules and operating hours compiled, its credentials read from the environment, and provider
+//! clients made. A new document is built into a new [`Runtime`] beside the old one and swapped
+//! in whole; requests in flight keep the one they started with.
+
+use std::collections::HashMap;
+
+use thiserror::Error;
+
+use crate::api::workstream::Trigger;
+use crate::config::{
+    ChannelConfig, ConfigError, GatewayConfig, LINE_CHANNEL_ACCESS_TOKEN_ENV, LINE_CHANNEL_SECRET_ENV, ProviderConfig, SecretEnvRef,
+    TWILIO_AUTH_TOKEN_ENV, WorkstreamConfig,
+};
+use crate::providers::{LineClient, LineCredentials, Providers, Secret, TwilioClient, TwilioCredentials};
+use crate::routing::evaluate::{CompiledRules, RuleCompileError, compile_rules};
+use crate::routing::hours::{self, CompiledHours, HoursError};
+
+/// Why a configuration cannot be run; the gateway keeps running the previous one.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The document is not a configuration this build reads.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A credential's environment variable is not set (the Deployment lacks it).
+    #[error("environment variable {0} is not set or empty")]
+    MissingEnv(String),
+    /// A rule does not compile (only possible when the ConfigMap was edited by hand).
+    #[error("workstream {workstream}: {error}")]
+    Rules {
+        /// The workstream.
+        workstream: String,
+        /// What is wrong.
+        error: RuleCompileError,
+    },
+    /// A queue's operating hours cannot be used.
+    #[error("workstream {workstream}: queue {queue}: {error}")]
+    Hours {
+        /// The workstream.
+        workstream: String,
+        /// The queue.
+        queue: String,
+        /// What is wrong.
+        error: HoursError,
+    },
+}
+
+/// The provider side of the account: its client and the secret its webhooks are signed with.
+#[derive(Clone, Debug)]
+pub enum Provider {
+    /// A LINE channel.
+    Line {
+        /// Client for the Messaging API.
+        client: LineClient,
+        /// Key of `x-line-signature`.
+        channel_secret: Secret,
+    },
+    /// A Twilio account.
+    Twilio {
+        /// Client for the REST API.
+        client: TwilioClient,
+        /// Key of `X-Twilio-Signature`.
+        auth_token: Secret,
+    },
+}
+
+/// One workstream, ready to route.
+#[derive(Debug)]
+pub struct Workstream {
+    /// The workstream as configured.
+    pub config: WorkstreamConfig,
+    /// Its rules, compiled.
+    pub rules: CompiledRules,
+    /// Operating hours of the queues that have them, by queue name.
+    pub hours: HashMap<String, CompiledHours>,
+    /// Key of the signature on deliveries to the desk.
+    pub signing_secret: Secret,
+}
+
+/// Everything the gateway needs from one configuration.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The document.
+    pub config: GatewayConfig,
+    /// Its hash, to tell documents apart in logs and metrics.
+    pub hash: String,
+    /// The provider.
+    pub provider: Provider,
+    /// The workstreams, as in the document.
+    pub workstreams: Vec<Workstream>,
+}
+
+impl Runtime {
+    /// Builds a runtime from a document, reading credentials through `env`.
+    pub fn build(config: GatewayConfig, env: &dyn Fn(&str) -> Option<String>, providers: &Providers) -> Result<Self, LoadError> {
+        let secret = |name: &str| -> Result<Secret, LoadError> {
+            env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(Secret::new).ok_or_else(|| LoadError::MissingEnv(name.to_owned()))
+        };
+        let provider = match &config.account.provider {
+            ProviderConfig::Line { .. } => Provider::Line {
+                client: providers.line(LineCredentials { channel_access_token: secret(LINE_CHANNEL_ACCESS_TOKEN_ENV)? }),
+                channel_secret: secret(LINE_CHANNEL_SECRET_ENV)?,
+            },
+            ProviderConfig::TwilioWhatsApp { account_sid, .. } => {
+                let auth_token = secret(TWILIO_AUTH_TOKEN_ENV)?;
+                Provider::Twilio {
+                    client: providers.twilio(TwilioCredentials { account_sid: account_sid.clone(), auth_token: auth_token.clone() }),
+                    auth_token,
+                }
+            }
+        };
+        let workstreams = config
+            .workstreams
+            .iter()
+            .map(|ws| {
+                let rules = compile_rules(&ws.rules).map_err(|error| LoadError::Rules { workstream: ws.name.clone(), error })?;
+                let hours = ws
+                    .queues
+                    .iter()
+                    .filter_map(|q| q.operating_hours.as_ref().map(|h| (q, h)))
+                    .map(|(q, h)| {
+                        let compiled = hours::compile(h).map_err(|error| LoadError::Hours { workstream: ws.name.clone(), queue: q.name.clone(), error })?;
+                        Ok((q.name.clone(), compiled))
+                    })
+                    .collect::<Result<HashMap<_, _>, LoadError>>()?;
+                let SecretEnvRef { env: signing_env } = &ws.delivery.signing_secret;
+                Ok(Workstream { config: ws.clone(), rules, hours, signing_secret: secret(signing_env)? })
+            })
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        let hash = config.hash();
+        Ok(Self { config, hash, provider, workstreams })
+    }
+
+    /// The workstream an event belongs to: the account's LINE workstream, or the one serving
+    /// the WhatsApp number the event was sent to.
+    pub fn workstream_for(&self, to: Option<&str>) -> Option<&Workstream> {
+        self.workstreams.iter().find(|ws| match (&ws.config.channel, to) {
+            (ChannelConfig::Line, _) => matches!(self.provider, Provider::Line { .. }),
+            (ChannelConfig::WhatsApp { number, .. }, Some(to)) => number == to,
+            (ChannelConfig::WhatsApp { .. }, None) => false,
+        })
+    }
+
+    /// A workstream by name.
+    pub fn workstream(&self, name: &str) -> Option<&Workstream> {
+        self.workstreams.iter().find(|ws| ws.config.name == name)
+    }
+}
+
+impl Workstream {
+    /// The channel's name as routing rules test it.
+    pub fn channel_name(&self) -> &'static str {
+        match self.config.channel {
+            ChannelConfig::Line => "LINE",
+            ChannelConfig::WhatsApp { .. } => "WhatsApp",
+        }
+    }
+
+    /// The automated message for `trigger` in the customer's locale: an exact match, else the
+    /// same language (`en` for `en-GB`), else the workstream's language, else any text for it.
+    pub fn automated_message(&self, trigger: Trigger, locale: Option<&str>) -> Option<&str> {
+        let texts: Vec<_> = self.config.automated_messages.iter().filter(|m| m.trigger == trigger).collect();
+        let language = |l: &str| l.split(['-', '_']).next().unwrap_or(l).to_ascii_lowercase();
+        let exact = |want: &str| texts.iter().find(|m| m.locale.eq_ignore_ascii_case(want));
+        let same_language = |want: &str| texts.iter().find(|m| language(&m.locale) == language(want));
+        locale
+            .and_then(exact)
+            .or_else(|| locale.and_then(same_language))
+            .or_else(|| exact(&self.config.language))
+            .or_else(|| same_language(&self.config.language))
+            .or_else(|| texts.first())
+            .map(|m| m.text.as_str())
+    }
+
+    /// Whether a queue is open now; a queue without operating hours always is.
+    pub fn queue_open(&self, queue: &str, now: jiff::Timestamp) -> bool {
+        self.hours.get(queue).is_none_or(|h| h.is_open(now))
+    }
+}
+
+/// Fills `{Name}` placeholders of an automated message; unknown placeholders stay as written,
+/// so that a typo shows in the message rather than silently vanishing.
+pub fn fill_placeholders(text: &str, values: &[(&str, &str)]) -> String {
+    let mut out = text.to_owned();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::workstream::AutomatedMessage;
+
+    fn workstream(messages: &[(&str, &str)]) -> Workstream {
+        let config: WorkstreamConfig = serde_json::from_value(serde_json::json!({
+            "name": "support", "generation": 1, "channel": {"type": "Line"}, "language": "en-US",
+            "distribution": {"mode": "Push", "fallbackQueue": "general", "capacityPerConversation": 1, "wrapUp": {"type": "None"}},
+            "delivery": {"url": "http://desk", "signingSecret": {"env": "S"}, "agentApiToken": {"env": "T"}},
+        }))
+        .unwrap();
+        let mut config = config;
+        config.automated_messages = messages
+            .iter()
+            .map(|(locale, text)| AutomatedMessage { trigger: Trigger::Greeting, locale: (*locale).into(), text: (*text).into() })
+            .collect();
+        Workstream { config, rules: CompiledRules::default(), hours: HashMap::new(), signing_secret: Secret::new("s") }
+    }
+
+    #[test]
+    fn automated_message_falls_back_by_language_then_workstream() {
+        let ws = workstream(&[("en-US", "Hello"), ("tr", "Merhaba"), ("pt-BR", "Olá")]);
+        assert_eq!(ws.automated_message(Trigger::Greeting, Some("tr-TR")), Some("Merhaba"));
+        assert_eq!(ws.automated_message(Trigger::Greeting, Some("pt-br")), Some("Olá"));
+        assert_eq!(ws.automated_message(Trigger::Greeting, Some("ja")), Some("Hello"));
+        assert_eq!(ws.automated_message(Trigger::Greeting, None), Some("Hello"));
+        assert_eq!(ws.automated_message(Trigger::QueueOverflow, None), None);
+        assert_eq!(workstream(&[]).automated_message(Trigger::Greeting, Some("en")), None);
+    }
+
+    #[test]
+    fn placeholders_are_filled_and_unknown_ones_kept() {
+        assert_eq!(fill_placeholders("Hi {CustomerName}, {Unknown}", &[("CustomerName", "Ann")]), "Hi Ann, {Unknown}");
+    }
+}
