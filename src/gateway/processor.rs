@@ -223,7 +223,7 @@ fn handle(c: &Connection, rt: &Runtime, event: &InboundEvent, now: i64, effects:
         return Ok(InboundState::Held);
     };
     let name = &ws.config.name;
-    let conv = match conversations::load_open(c, name, &customer.id)? {
+    let mut conv = match conversations::load_open(c, name, &customer.id)? {
         Some(mut conv) => {
             let wrote = conv.customer_wrote(event.timestamp_ms);
             conversations::update(c, &conv)?;
@@ -236,6 +236,9 @@ fn handle(c: &Connection, rt: &Runtime, event: &InboundEvent, now: i64, effects:
     };
     conversations::record_message(c, &conv.id, "in", message, event.timestamp_ms)?;
     enqueue(c, rt, &conv, EventType::MessageReceived, Some(message), now, effects)?;
+    if conv.routing.queue.is_none() && conversations::close(c, account(rt), &mut conv, CloseReason::QueueOverflow, now)? {
+        effects.outbox += 1;
+    }
     Ok(InboundState::Done)
 }
 
@@ -253,8 +256,8 @@ fn enqueue(
     Ok(())
 }
 
-/// Starts a conversation: profile, routing, `conversation.created`, and the greeting (or the
-/// closing, when the queue is full and declines).
+/// Starts a conversation: profile, routing, `conversation.created`, and the greeting unless the
+/// routed queue declined it.
 fn start(
     c: &Connection,
     rt: &Runtime,
@@ -289,7 +292,7 @@ fn start(
     if let Some(e) = db_error {
         return Err(e);
     }
-    let mut conv = Conversation {
+    let conv = Conversation {
         id: id.to_string(),
         workstream: name.clone(),
         channel: ws.channel_name().to_owned(),
@@ -304,8 +307,7 @@ fn start(
     conversations::insert(c, &conv)?;
     enqueue(c, rt, &conv, EventType::ConversationCreated, None, now, effects)?;
     if conv.routing.queue.is_none() {
-        conversations::close(c, account(rt), &mut conv, CloseReason::QueueOverflow, now)?;
-        effects.outbox += 1;
+        // Declined: the caller closes it once the message is recorded; no greeting.
         return Ok(conv);
     }
     if let Some(text) = ws.automated_message(Trigger::Greeting, conv.customer.language.as_deref()) {
@@ -334,4 +336,129 @@ fn start(
         effects.sends += 1;
     }
     Ok(conv)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::GatewayConfig;
+    use crate::gateway::event::Customer;
+    use crate::providers::{ClientConfig, ProviderEndpoints, Providers};
+
+    fn runtime() -> Runtime {
+        let config: GatewayConfig = serde_json::from_value(json!({
+            "version": 1,
+            "account": {"namespace": "ns", "name": "acct", "callbackPath": "/p", "callbackUrl": "https://x/p",
+                        "provider": {"type": "TwilioWhatsApp", "accountSid": "AC1", "numbers": []}},
+            "workstreams": [{
+                "name": "support", "generation": 1, "channel": {"type": "WhatsApp", "numberName": "main", "number": "+14155550100"},
+                "language": "en", "distribution": {"mode": "Push", "fallbackQueue": "general", "capacityPerConversation": 1, "wrapUp": {"type": "None"}},
+                "queues": [{"name": "general", "overflow": {"maxWaiting": 2, "action": "Decline"}}],
+                "automatedMessages": [{"trigger": "Greeting", "locale": "en", "text": "Hello {CustomerName}"}],
+                "delivery": {"url": "http://desk", "signingSecret": {"env": "DESK"}, "agentApiToken": {"env": "DESK"}},
+            }],
+        }))
+        .unwrap();
+        let providers = Providers::new(ProviderEndpoints::all_at("http://127.0.0.1:9".parse().unwrap()), ClientConfig::default()).unwrap();
+        Runtime::build(config, &|_| Some("secret".into()), &providers).unwrap()
+    }
+
+    fn message(event_id: &str, from: &str, to: &str, text: &str, at: i64) -> InboundEvent {
+        InboundEvent {
+            provider_event_id: event_id.into(),
+            timestamp_ms: at,
+            customer: Some(Customer { id: format!("whatsapp:{from}"), display_name: Some("Ann".into()), phone_number: Some(from.into()) }),
+            to: Some(to.into()),
+            reply_token: None,
+            kind: EventKind::Message(Message { id: event_id.into(), message_type: "text".into(), text: Some(text.into()), ..Message::default() }),
+        }
+    }
+
+    /// Records events and processes them as the processor would; returns the desk events'
+    /// (conversation, type, sequence) in outbox order.
+    async fn process(store: &Store, rt: &Arc<Runtime>, events: Vec<InboundEvent>, now: i64) -> Vec<(String, String, i64)> {
+        store.run(move |c| intake::record(c, &events, now)).await.unwrap();
+        let batch = store.run(|c| intake::pending(c, BATCH)).await.unwrap();
+        let rt = Arc::clone(rt);
+        store.run(move |c| apply(c, &rt, &batch, &HashMap::new(), now)).await.unwrap();
+        store
+            .run(|c| {
+                let mut s = c.prepare("SELECT body FROM outbox ORDER BY seq")?;
+                let rows = s.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+                Ok(rows
+                    .iter()
+                    .map(|b| {
+                        let v: serde_json::Value = serde_json::from_str(b).unwrap();
+                        (v["conversation"]["id"].as_str().unwrap().to_owned(), v["type"].as_str().unwrap().to_owned(), v["sequence"].as_i64().unwrap())
+                    })
+                    .collect())
+            })
+            .await
+            .unwrap()
+    }
+
+    fn open_store(dir: &tempfile::TempDir) -> Store {
+        Store::open(&dir.path().join("s.db"), Box::new(|_, _| {})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_customer_gets_one_conversation_and_one_greeting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let rt = Arc::new(runtime());
+        let events = vec![message("SM1", "+905551", "+14155550100", "hi", 1_000), message("SM2", "+905551", "+14155550100", "again", 2_000)];
+        let out = process(&store, &rt, events, 3_000).await;
+        let types: Vec<_> = out.iter().map(|(_, t, s)| (t.as_str(), *s)).collect();
+        assert_eq!(types, [("conversation.created", 1), ("message.received", 2), ("message.received", 3)]);
+        assert!(out.iter().all(|(c, _, _)| c == &out[0].0), "one conversation");
+        let sends: Vec<(String, String, Option<String>)> = store
+            .run(|c| {
+                let mut s = c.prepare("SELECT recipient, messages, sender FROM sends")?;
+                Ok(s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(sends, [("whatsapp:+905551".into(), r#"["Hello Ann"]"#.into(), Some("whatsapp:+14155550100".into()))]);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_conversation_reopens_and_unknown_numbers_are_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let rt = Arc::new(runtime());
+        let first = process(&store, &rt, vec![message("SM1", "+905551", "+14155550100", "hi", 1_000)], 1_000).await;
+        let id = first[0].0.clone();
+        store
+            .run(move |c| {
+                let data: String = c.query_row("SELECT data FROM conversations WHERE id = ?1", [&id], |r| r.get(0))?;
+                let mut conv: Conversation = serde_json::from_str(&data)?;
+                conv.state = State::Waiting;
+                conversations::update(c, &conv)
+            })
+            .await
+            .unwrap();
+        let out = process(&store, &rt, vec![message("SM2", "+905551", "+14155550100", "back", 2_000)], 2_000).await;
+        let tail: Vec<_> = out[2..].iter().map(|(_, t, s)| (t.as_str(), *s)).collect();
+        assert_eq!(tail, [("conversation.reopened", 3), ("message.received", 4)]);
+
+        process(&store, &rt, vec![message("SM3", "+905551", "+19999999999", "wrong number", 3_000)], 3_000).await;
+        let held: i64 = store.run(|c| Ok(c.query_row("SELECT count(*) FROM inbound WHERE state = 2", [], |r| r.get(0))?)).await.unwrap();
+        assert_eq!(held, 1);
+        assert_eq!(store.run(intake::release_held).await.unwrap(), 1, "a configuration change releases it");
+    }
+
+    #[tokio::test]
+    async fn a_full_declining_queue_closes_new_conversations_without_a_greeting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&dir);
+        let rt = Arc::new(runtime());
+        let events = (1..=3).map(|n| message(&format!("SM{n}"), &format!("+90555{n}"), "+14155550100", "hi", 1_000)).collect();
+        let out = process(&store, &rt, events, 1_000).await;
+        let third: Vec<_> = out.iter().filter(|(c, _, _)| *c == out.last().unwrap().0).map(|(_, t, _)| t.as_str()).collect();
+        assert_eq!(third, ["conversation.created", "message.received", "conversation.closed"]);
+        let sends: i64 = store.run(|c| Ok(c.query_row("SELECT count(*) FROM sends", [], |r| r.get(0))?)).await.unwrap();
+        assert_eq!(sends, 2, "the declined customer gets no greeting");
+    }
 }

@@ -66,3 +66,102 @@ pub fn route(
     routing.within_operating_hours = routing.queue.as_deref().is_some_and(|q| ws.queue_open(q, now));
     routing
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::gateway::runtime::sample_workstream;
+
+    fn text(t: &str) -> Message {
+        Message { id: "m1".into(), message_type: "text".into(), text: Some(t.into()), ..Message::default() }
+    }
+
+    fn workstream() -> Workstream {
+        sample_workstream(json!({
+            "queues": [
+                {"name": "general"},
+                {"name": "billing", "overflow": {"maxWaiting": 2, "action": "FallbackQueue"}},
+                {"name": "vip", "overflow": {"maxWaiting": 1, "action": "Decline"}},
+                {"name": "night", "operatingHours": {"timeZone": "Europe/Istanbul", "weekly": [{"days": ["Mon"], "from": "09:00", "to": "18:00"}]}},
+            ],
+            "rules": {
+                "classification": [
+                    {"name": "refunds", "generation": 1, "order": 1, "match": {"all": [{"field": "message.text", "operator": "Contains", "values": ["refund"], "ignoreCase": true}]},
+                     "set": {"attributes": {"topic": "billing"}, "priority": "High"}},
+                ],
+                "routeToQueue": [
+                    {"name": "to-billing", "generation": 1, "order": 1, "match": {"all": [{"field": "attributes.topic", "operator": "Equals", "values": ["billing"]}]}, "routeTo": {"queue": "billing"}},
+                    {"name": "to-vip", "generation": 1, "order": 2, "match": {"all": [{"field": "message.text", "operator": "StartsWith", "values": ["VIP"]}]}, "routeTo": {"queue": "vip"}},
+                    {"name": "to-night", "generation": 1, "order": 3, "match": {"all": [{"field": "message.text", "operator": "Equals", "values": ["night"]}]}, "routeTo": {"queue": "night"}},
+                    {"name": "to-missing", "generation": 1, "order": 4, "match": {"all": [{"field": "message.text", "operator": "Equals", "values": ["ghost"]}]}, "routeTo": {"queue": "no-such-queue"}},
+                ],
+            },
+        }))
+    }
+
+    fn run(ws: &Workstream, message: &str, waiting: i64, now: &str) -> Routing {
+        let customer = CustomerProfile { id: "U1".into(), ..CustomerProfile::default() };
+        route(ws, &customer, &text(message), &uuid::Uuid::nil(), now.parse().unwrap(), &mut |_| waiting)
+    }
+
+    /// Monday 2026-11-23 10:00 in Istanbul (UTC+3).
+    const MONDAY_OPEN: &str = "2026-11-23T07:00:00Z";
+    /// The same Monday at 20:00 in Istanbul.
+    const MONDAY_CLOSED: &str = "2026-11-23T17:00:00Z";
+
+    #[test]
+    fn classification_output_feeds_the_queue_rule() {
+        let r = run(&workstream(), "I want a REFUND", 0, MONDAY_OPEN);
+        assert_eq!(r.queue.as_deref(), Some("billing"));
+        assert_eq!(r.attributes.get("topic").map(String::as_str), Some("billing"));
+        assert_eq!(r.priority, crate::api::routing_rule::Priority::High);
+        assert_eq!((r.classified_by, r.routed_by), (vec!["refunds".to_owned()], Some("to-billing".to_owned())));
+    }
+
+    #[test]
+    fn no_match_and_unknown_queues_fall_back() {
+        let r = run(&workstream(), "hello", 0, MONDAY_OPEN);
+        assert_eq!((r.queue.as_deref(), r.routed_by), (Some("general"), None));
+        let r = run(&workstream(), "ghost", 0, MONDAY_OPEN);
+        assert_eq!((r.queue.as_deref(), r.routed_by), (Some("general"), None), "a rule naming a missing queue falls back");
+    }
+
+    #[test]
+    fn overflow_goes_to_the_fallback_queue_or_declines() {
+        let r = run(&workstream(), "refund please", 1, MONDAY_OPEN);
+        assert_eq!((r.queue.as_deref(), r.overflowed_from), (Some("billing"), None), "below maxWaiting");
+        let r = run(&workstream(), "refund please", 2, MONDAY_OPEN);
+        assert_eq!((r.queue.as_deref(), r.overflowed_from.as_deref()), (Some("general"), Some("billing")));
+        let r = run(&workstream(), "VIP here", 1, MONDAY_OPEN);
+        assert_eq!((r.queue, r.overflowed_from.as_deref()), (None, Some("vip")), "Decline leaves no queue");
+        assert!(!r.within_operating_hours);
+    }
+
+    #[test]
+    fn operating_hours_are_reported_for_the_chosen_queue() {
+        assert!(run(&workstream(), "night", 0, MONDAY_OPEN).within_operating_hours);
+        let r = run(&workstream(), "night", 0, MONDAY_CLOSED);
+        assert_eq!((r.queue.as_deref(), r.within_operating_hours), (Some("night"), false), "a closed queue still takes the conversation");
+    }
+
+    #[test]
+    fn splits_follow_the_conversation_id() {
+        let ws = sample_workstream(json!({
+            "queues": [{"name": "general"}, {"name": "a"}, {"name": "b"}],
+            "rules": {"routeToQueue": [{"name": "half", "generation": 1, "order": 1, "routeTo": {"split": [{"queue": "a", "percent": 50}, {"queue": "b", "percent": 50}]}}]},
+        }));
+        let customer = CustomerProfile::default();
+        let mut seen = std::collections::BTreeMap::new();
+        for n in 0..200u128 {
+            let id = uuid::Uuid::from_u128(n);
+            let first = route(&ws, &customer, &text("x"), &id, MONDAY_OPEN.parse().unwrap(), &mut |_| 0).queue.unwrap();
+            let again = route(&ws, &customer, &text("x"), &id, MONDAY_OPEN.parse().unwrap(), &mut |_| 0).queue.unwrap();
+            assert_eq!(first, again, "the same conversation routes the same way");
+            *seen.entry(first).or_insert(0) += 1;
+        }
+        assert_eq!(seen.get("a"), Some(&100));
+        assert_eq!(seen.get("b"), Some(&100));
+    }
+}

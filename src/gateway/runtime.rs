@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::api::workstream::Trigger;
 use crate::config::{
-    ChannelConfig, ConfigError, GatewayConfig, LINE_CHANNEL_ACCESS_TOKEN_ENV, LINE_CHANNEL_SECRET_ENV, ProviderConfig, SecretEnvRef,
+    ChannelConfig, ConfigError, GatewayConfig, LINE_CHANNEL_ACCESS_TOKEN_ENV, LINE_CHANNEL_SECRET_ENV, ProviderConfig,
     TWILIO_AUTH_TOKEN_ENV, WorkstreamConfig,
 };
 use crate::providers::{LineClient, LineCredentials, Providers, Secret, TwilioClient, TwilioCredentials};
@@ -112,20 +112,7 @@ impl Runtime {
         let workstreams = config
             .workstreams
             .iter()
-            .map(|ws| {
-                let rules = compile_rules(&ws.rules).map_err(|error| LoadError::Rules { workstream: ws.name.clone(), error })?;
-                let hours = ws
-                    .queues
-                    .iter()
-                    .filter_map(|q| q.operating_hours.as_ref().map(|h| (q, h)))
-                    .map(|(q, h)| {
-                        let compiled = hours::compile(h).map_err(|error| LoadError::Hours { workstream: ws.name.clone(), queue: q.name.clone(), error })?;
-                        Ok((q.name.clone(), compiled))
-                    })
-                    .collect::<Result<HashMap<_, _>, LoadError>>()?;
-                let SecretEnvRef { env: signing_env } = &ws.delivery.signing_secret;
-                Ok(Workstream { config: ws.clone(), rules, hours, signing_secret: secret(signing_env)? })
-            })
+            .map(|ws| Workstream::build(ws.clone(), secret(&ws.delivery.signing_secret.env)?))
             .collect::<Result<Vec<_>, LoadError>>()?;
         let hash = config.hash();
         Ok(Self { config, hash, provider, workstreams })
@@ -148,6 +135,21 @@ impl Runtime {
 }
 
 impl Workstream {
+    /// Compiles a workstream's rules and operating hours.
+    pub fn build(config: WorkstreamConfig, signing_secret: Secret) -> Result<Self, LoadError> {
+        let rules = compile_rules(&config.rules).map_err(|error| LoadError::Rules { workstream: config.name.clone(), error })?;
+        let hours = config
+            .queues
+            .iter()
+            .filter_map(|q| q.operating_hours.as_ref().map(|h| (q, h)))
+            .map(|(q, h)| {
+                let compiled = hours::compile(h).map_err(|error| LoadError::Hours { workstream: config.name.clone(), queue: q.name.clone(), error })?;
+                Ok((q.name.clone(), compiled))
+            })
+            .collect::<Result<HashMap<_, _>, LoadError>>()?;
+        Ok(Self { config, rules, hours, signing_secret })
+    }
+
     /// The channel's name as routing rules test it.
     pub fn channel_name(&self) -> &'static str {
         match self.config.channel {
@@ -188,24 +190,29 @@ pub fn fill_placeholders(text: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
+/// A LINE workstream with fallback queue `general`, with the fields of `extra` (camelCase, as
+/// in the configuration) set over it (tests).
+#[cfg(test)]
+pub(crate) fn sample_workstream(extra: serde_json::Value) -> Workstream {
+    let mut config = serde_json::json!({
+        "name": "support", "generation": 1, "channel": {"type": "Line"}, "language": "en-US",
+        "distribution": {"mode": "Push", "fallbackQueue": "general", "capacityPerConversation": 1, "wrapUp": {"type": "None"}},
+        "queues": [{"name": "general"}],
+        "delivery": {"url": "http://desk", "signingSecret": {"env": "S"}, "agentApiToken": {"env": "T"}},
+    });
+    if let (Some(config), serde_json::Value::Object(extra)) = (config.as_object_mut(), extra) {
+        config.extend(extra);
+    }
+    Workstream::build(serde_json::from_value(config).expect("a workstream configuration"), Secret::new("s")).expect("a valid workstream")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::workstream::AutomatedMessage;
 
     fn workstream(messages: &[(&str, &str)]) -> Workstream {
-        let config: WorkstreamConfig = serde_json::from_value(serde_json::json!({
-            "name": "support", "generation": 1, "channel": {"type": "Line"}, "language": "en-US",
-            "distribution": {"mode": "Push", "fallbackQueue": "general", "capacityPerConversation": 1, "wrapUp": {"type": "None"}},
-            "delivery": {"url": "http://desk", "signingSecret": {"env": "S"}, "agentApiToken": {"env": "T"}},
-        }))
-        .unwrap();
-        let mut config = config;
-        config.automated_messages = messages
-            .iter()
-            .map(|(locale, text)| AutomatedMessage { trigger: Trigger::Greeting, locale: (*locale).into(), text: (*text).into() })
-            .collect();
-        Workstream { config, rules: CompiledRules::default(), hours: HashMap::new(), signing_secret: Secret::new("s") }
+        let messages: Vec<_> = messages.iter().map(|(locale, text)| serde_json::json!({"trigger": "Greeting", "locale": locale, "text": text})).collect();
+        sample_workstream(serde_json::json!({ "automatedMessages": messages }))
     }
 
     #[test]

@@ -121,6 +121,11 @@ fn main() {
     for total in SIZES {
         let config = rules(total);
         let started = Instant::now();
+        let mut config = config;
+        if std::env::var("ONLY").as_deref() == Ok("class") { config.route_to_queue.clear(); }
+        if std::env::var("ONLY").as_deref() == Ok("route") { let n = config.classification.len(); config.classification.clear(); let _ = n; }
+        if std::env::var("ONLY").as_deref() == Ok("noregex") { for r in &mut config.classification { if matches!(r.match_.all[0].operator, Operator::Matches) { r.match_.all[0] = condition("message.text", Operator::Contains, &[keyword(999999, 0)], true); } } }
+        let config = config;
         let compiled = match compile_rules(&config) {
             Ok(c) => c,
             Err(e) => {
