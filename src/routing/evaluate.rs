@@ -180,7 +180,7 @@ pub fn evaluate(rules: &CompiledRules, item: &WorkItem<'_>, split_bucket: u8) ->
                     outcome.skills.push(skill.clone());
                 }
             }
-            subject.attributes = Some((&set.attributes, &rule.folded_attributes));
+            subject.attributes = Some(Attributes { written: &set.attributes, folded: &rule.folded_attributes });
         }
     }
     if let Some(rule) = rules.route_to_queue.iter().find(|r| subject.holds(&r.matcher)) {
@@ -217,8 +217,15 @@ const TEXT_FIELDS: usize = 7;
 /// and lower-cased), and lower-cased copies of text fields made on first use.
 struct Subject<'a> {
     item: &'a WorkItem<'a>,
-    attributes: Option<(&'a BTreeMap<String, String>, &'a BTreeMap<String, String>)>,
+    attributes: Option<Attributes<'a>>,
     folded: [OnceCell<Cow<'a, str>>; TEXT_FIELDS],
+}
+
+/// The attributes classification set, as written and lower-cased.
+#[derive(Clone, Copy)]
+struct Attributes<'a> {
+    written: &'a BTreeMap<String, String>,
+    folded: &'a BTreeMap<String, String>,
 }
 
 impl<'a> Subject<'a> {
@@ -258,7 +265,7 @@ impl<'a> Subject<'a> {
             Field::MessageText => item.message_text,
             Field::MessageType => item.message_type,
             Field::WithinOperatingHours => Some(bool_text(item.within_operating_hours)),
-            Field::Attribute(name) => self.attributes.and_then(|(written, _)| written.get(name.as_str())).map(String::as_str),
+            Field::Attribute(name) => self.attributes.and_then(|a| a.written.get(name.as_str())).map(String::as_str),
         };
         value.filter(|v| !v.is_empty())
     }
@@ -275,7 +282,7 @@ impl<'a> Subject<'a> {
             Field::MessageType => 6,
             Field::CustomerIsKnown | Field::WithinOperatingHours => return self.raw(field),
             Field::Attribute(name) => {
-                return self.attributes.and_then(|(_, folded)| folded.get(name.as_str())).map(String::as_str).filter(|v| !v.is_empty());
+                return self.attributes.and_then(|a| a.folded.get(name.as_str())).map(String::as_str).filter(|v| !v.is_empty());
             }
         };
         let raw = self.raw(field)?;
