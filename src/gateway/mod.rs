@@ -41,7 +41,7 @@ use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Provid
 use config_source::{Loader, Source};
 use metrics::Metrics;
 use processor::Wakers;
-use store::{Store, StoreError};
+use store::{Durability, Store, StoreError};
 
 /// How often processed events older than the retention are forgotten.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -65,6 +65,10 @@ pub struct GatewayArgs {
     /// The store's database file (SQLite); its folder must exist.
     #[arg(long, default_value = "/var/lib/switchboard/gateway.db")]
     pub store: PathBuf,
+    /// When a recorded webhook is answered: `full` after fsync (survives a power cut), `process`
+    /// once the operating system has it (survives the process being killed; faster on slow disks).
+    #[arg(long, value_enum, default_value_t)]
+    pub store_durability: Durability,
     /// Address of the webhook server.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub webhook_addr: SocketAddr,
@@ -135,7 +139,7 @@ pub enum GatewayError {
 pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
     let metrics = Arc::new(Metrics::default());
     let observer = Arc::clone(&metrics);
-    let store = Store::open(&args.store, Box::new(move |jobs, took| observer.commit(jobs, took)))
+    let store = Store::open(&args.store, args.store_durability, Box::new(move |jobs, took| observer.commit(jobs, took)))
         .map_err(|source| GatewayError::Store { path: args.store.clone(), source })?;
     let providers = Providers::new(args.endpoints.clone(), ClientConfig::default())?;
     let source = match (&args.config, &args.config_map) {

@@ -400,7 +400,7 @@ mod tests {
     }
 
     fn open_store(dir: &tempfile::TempDir) -> Store {
-        Store::open(&dir.path().join("s.db"), Box::new(|_, _| {})).unwrap()
+        Store::open(&dir.path().join("s.db"), crate::gateway::store::Durability::Full, Box::new(|_, _| {})).unwrap()
     }
 
     #[tokio::test]

@@ -130,6 +130,17 @@ type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A unit of work for the writer thread.
 type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
 
+/// When a commit counts as done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// On disk: each commit waits for fsync, so an answered webhook survives a power cut.
+    #[default]
+    Full,
+    /// In the operating system: an answered webhook survives the process being killed, not the
+    /// machine losing power (SQLite `synchronous=NORMAL` in WAL mode). Faster on slow disks.
+    Process,
+}
+
 /// A commit's size and duration, reported to whoever measures them.
 pub type CommitObserver = Box<dyn Fn(usize, Duration) + Send>;
 
@@ -148,14 +159,18 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the store at `path` and starts its writer thread.
-    pub fn open(path: &Path, observe: CommitObserver) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, durability: Durability, observe: CommitObserver) -> Result<Self, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets a commit be one sequential append; FULL makes that append durable (fsync)
         // before the commit returns, which is what "answered 2xx means recorded" rests on.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Process => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         let (jobs, queue) = mpsc::channel::<Job>();
@@ -234,7 +249,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &tempfile::TempDir) -> Store {
-        Store::open(&dir.path().join("store.db"), Box::new(|_, _| {})).unwrap()
+        Store::open(&dir.path().join("store.db"), Durability::Full, Box::new(|_, _| {})).unwrap()
     }
 
     #[tokio::test]
