@@ -94,7 +94,7 @@ impl Delivery {
 
     async fn show_outbox(&self) {
         let now = now_ms();
-        let stats = self.store.run(|c| Ok(c.query_row("SELECT count(*), min(created_ms) FROM outbox", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))?)).await;
+        let stats = self.store.read(|c| Ok(c.query_row("SELECT count(*), min(created_ms) FROM outbox", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)))?)).await;
         if let Ok((depth, oldest)) = stats {
             self.metrics.outbox_depth.set(depth);
             self.metrics.outbox_oldest_seconds.set(oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0));
@@ -104,9 +104,9 @@ impl Delivery {
     /// Delivers what is due; returns how long to wait before the next round (None: until woken).
     async fn round(&self, rt: &Runtime, failures: &mut HashMap<String, u32>) -> Result<Option<Duration>, StoreError> {
         let now = now_ms();
-        let heads = self.store.run(move |c| heads(c, now)).await?;
+        let heads = self.store.read(move |c| heads(c, now)).await?;
         if heads.is_empty() {
-            let next: Option<i64> = self.store.run(|c| Ok(c.query_row("SELECT min(next_attempt_ms) FROM outbox", [], |r| r.get(0))?)).await?;
+            let next: Option<i64> = self.store.read(|c| Ok(c.query_row("SELECT min(next_attempt_ms) FROM outbox", [], |r| r.get(0))?)).await?;
             return Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)));
         }
         let results: Vec<(Head, Outcome)> = futures::stream::iter(heads)

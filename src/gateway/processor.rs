@@ -131,7 +131,7 @@ impl Processor {
         let since = now_ms() - PROFILE_MAX_AGE_MS;
         let missing = self
             .store
-            .run(move |c| {
+            .read(move |c| {
                 let mut stmt = c.prepare_cached("SELECT 1 FROM profiles WHERE customer_id = ?1 AND fetched_ms >= ?2")?;
                 let mut missing = Vec::new();
                 for id in wanted {

@@ -128,9 +128,9 @@ impl Sender {
     /// Sends what is due; returns how long to wait before the next round (None: until woken).
     async fn round(&self, rt: &Runtime) -> Result<Option<Duration>, StoreError> {
         let now = now_ms();
-        let rows = self.store.run(move |c| due(c, now)).await?;
+        let rows = self.store.read(move |c| due(c, now)).await?;
         if rows.is_empty() {
-            let next: Option<i64> = self.store.run(|c| Ok(c.query_row("SELECT min(next_attempt_ms) FROM sends", [], |r| r.get(0))?)).await?;
+            let next: Option<i64> = self.store.read(|c| Ok(c.query_row("SELECT min(next_attempt_ms) FROM sends", [], |r| r.get(0))?)).await?;
             return Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)));
         }
         let results: Vec<(Row, Outcome)> =

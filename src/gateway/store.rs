@@ -12,8 +12,8 @@
 //! most widely proven crash-safe format there is.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -148,6 +148,9 @@ pub type CommitObserver = Box<dyn Fn(usize, Duration) + Send>;
 #[derive(Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
+    /// A second connection for queries that change nothing: in WAL mode it reads the last
+    /// commit without waiting for the writer, so scans of the outbox never hold up intake.
+    reader: Arc<Mutex<Connection>>,
     path: Arc<PathBuf>,
 }
 
@@ -173,12 +176,31 @@ impl Store {
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer(conn, queue, observe))
             .map_err(|e| StoreError::Thread(Arc::new(e)))?;
-        Ok(Self { jobs, path: Arc::new(path.to_owned()) })
+        Ok(Self { jobs, reader: Arc::new(Mutex::new(reader)), path: Arc::new(path.to_owned()) })
+    }
+
+    /// Runs a query that changes nothing on the reading connection; it sees the last commit.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            // A panic in another read cannot leave the connection in a bad state: reads do not
+            // change it, so a poisoned lock is still usable.
+            let conn = reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&conn)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
     }
 
     /// Runs `f` in the next transaction and returns its result once that transaction committed.
