@@ -3,16 +3,16 @@
 //!
 //! Order per conversation: only the oldest undelivered event of a conversation is ever in
 //! flight, so the desk sees a conversation's events in order. Conversations are independent and
-//! are delivered concurrently. When a desk fails (no answer, 5xx, 429), every event for it waits
-//! for a doubling, capped delay instead of each being tried on its own, so a desk that is down
-//! for an hour gets a trickle of probes, not a flood, and gets everything once it is back.
+//! are delivered concurrently. When a desk fails (no answer, 5xx, 429), all its events are held
+//! back for a doubling, capped delay; then its oldest event alone probes it. A desk that is down
+//! for an hour gets one probe per delay, not a flood, and everything once a probe gets through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, watch};
 
 use super::desk_event::{EVENT_TYPE_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
@@ -51,6 +51,18 @@ enum Outcome {
     Unrouted,
 }
 
+impl Outcome {
+    /// What went wrong, for the outbox row; None when delivered.
+    fn error(&self) -> Option<String> {
+        match self {
+            Outcome::Delivered => None,
+            Outcome::Rejected { status, .. } => Some(format!("HTTP {status}")),
+            Outcome::Failed(e) => Some(e.clone()),
+            Outcome::Unrouted => Some("the workstream is not in the configuration".to_owned()),
+        }
+    }
+}
+
 /// The delivery loop.
 pub struct Delivery {
     /// The store.
@@ -67,15 +79,23 @@ pub struct Delivery {
     pub backoff: (Duration, Duration),
 }
 
+/// A desk that failed: how often in a row, and until when it is left alone.
+#[derive(Clone, Copy, Debug)]
+struct Down {
+    failures: u32,
+    until: Instant,
+}
+
 impl Delivery {
     /// Delivers until the process ends.
     pub async fn run(self) {
-        // Consecutive failures per workstream's desk, for the desk-wide delay.
-        let mut failures: HashMap<String, u32> = HashMap::new();
+        // Desks that failed, by workstream. Kept in memory: after a restart a down desk gets
+        // one round of attempts before it is backed off again.
+        let mut down: HashMap<String, Down> = HashMap::new();
         loop {
             let rt = self.runtime.borrow().clone();
             let wait = match rt {
-                Some(rt) => self.round(&rt, &mut failures).await.unwrap_or_else(|e| {
+                Some(rt) => self.round(&rt, &mut down).await.unwrap_or_else(|e| {
                     tracing::error!(error = %e, "delivering desk events failed; retrying");
                     Some(self.backoff.0)
                 }),
@@ -102,50 +122,78 @@ impl Delivery {
     }
 
     /// Delivers what is due; returns how long to wait before the next round (None: until woken).
-    async fn round(&self, rt: &Runtime, failures: &mut HashMap<String, u32>) -> Result<Option<Duration>, StoreError> {
+    ///
+    /// A down desk's events are left out until its delay has passed; then only its oldest event
+    /// goes, as a probe, and the rest follow once a probe gets through.
+    async fn round(&self, rt: &Runtime, down: &mut HashMap<String, Down>) -> Result<Option<Duration>, StoreError> {
         let now = now_ms();
-        let heads = self.store.read(move |c| heads(c, now)).await?;
-        if heads.is_empty() {
-            let next: Option<i64> = self.store.read(|c| Ok(c.query_row("SELECT min(next_attempt_ms) FROM outbox", [], |r| r.get(0))?)).await?;
-            return Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)));
+        let clock = Instant::now();
+        let resting: Vec<String> = down.iter().filter(|(_, d)| d.until > clock).map(|(ws, _)| ws.clone()).collect();
+        let probing: Vec<String> = down.iter().filter(|(_, d)| d.until <= clock).map(|(ws, _)| ws.clone()).collect();
+        let excluded: Vec<String> = down.keys().cloned().collect();
+        let (mut due, probes) = self.store.read(move |c| Ok((heads(c, now, &excluded)?, probing.iter().map(|ws| oldest(c, ws)).collect::<Result<Vec<_>, _>>()?))).await?;
+        due.extend(probes.into_iter().flatten());
+        if due.is_empty() {
+            let next: Option<i64> = self.store.read(move |c| next_due(c, &resting)).await?;
+            let desk_wait = down.values().map(|d| d.until.saturating_duration_since(clock)).min();
+            let row_wait = next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
+            return Ok(match (desk_wait, row_wait) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
         }
-        let results: Vec<(Head, Outcome)> = futures::stream::iter(heads)
+        let backoff = self.backoff;
+        // Each result is written as soon as it is known, so that a crash repeats at most the
+        // deliveries in flight.
+        let results: Vec<(Head, Outcome)> = futures::stream::iter(due)
             .map(|head| async move {
                 let outcome = self.attempt(rt, &head).await;
+                let settled = (head.seq, head.attempts, outcome.error());
+                if let Err(e) = self.store.run(move |c| settle(c, settled, backoff, now_ms())).await {
+                    tracing::error!(error = %e, "cannot record a delivery's outcome; it will be attempted again");
+                }
                 (head, outcome)
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let mut down: HashMap<String, Duration> = HashMap::new();
+        let mut failed_desks: Vec<String> = Vec::new();
         for (head, outcome) in &results {
             match outcome {
                 Outcome::Delivered => {
                     self.metrics.delivery(AttemptOutcome::Delivered);
-                    failures.remove(&head.workstream);
+                    if down.remove(&head.workstream).is_some() {
+                        tracing::info!(workstream = %head.workstream, "the desk answers again");
+                    }
                 }
                 Outcome::Rejected { status, desk_down } => {
                     self.metrics.delivery(AttemptOutcome::Rejected);
                     tracing::warn!(workstream = %head.workstream, event = %head.event_id, status, "the desk refused an event; it will be retried");
                     if *desk_down {
-                        down.entry(head.workstream.clone()).or_default();
+                        failed_desks.push(head.workstream.clone());
                     }
                 }
                 Outcome::Failed(error) => {
                     self.metrics.delivery(AttemptOutcome::Failed);
                     tracing::warn!(workstream = %head.workstream, event = %head.event_id, error = %error, "the desk did not answer; it will be retried");
-                    down.entry(head.workstream.clone()).or_default();
+                    failed_desks.push(head.workstream.clone());
                 }
                 Outcome::Unrouted => {}
             }
         }
-        for (workstream, delay) in down.iter_mut() {
-            let n = failures.entry(workstream.clone()).or_default();
-            *delay = retry_delay(*n, self.backoff);
-            *n = n.saturating_add(1);
+        failed_desks.sort();
+        failed_desks.dedup();
+        for workstream in failed_desks {
+            // A desk that answered one event in this round is not down; only one that failed
+            // without any success is backed off.
+            let answered = results.iter().any(|(h, o)| h.workstream == workstream && matches!(o, Outcome::Delivered));
+            if answered {
+                continue;
+            }
+            let failures = down.get(&workstream).map_or(0, |d| d.failures);
+            let delay = retry_delay(failures, backoff);
+            down.insert(workstream, Down { failures: failures.saturating_add(1), until: Instant::now() + delay });
         }
-        let backoff = self.backoff;
-        self.store.run(move |c| settle(c, &results, &down, backoff, now_ms())).await?;
         Ok(Some(Duration::ZERO))
     }
 
@@ -172,24 +220,37 @@ impl Delivery {
     }
 }
 
-fn heads(c: &Connection, now: i64) -> Result<Vec<Head>, StoreError> {
-    let mut stmt = c.prepare_cached(
+/// The due events at the head of their conversation, leaving out the `excluded` workstreams.
+fn heads(c: &Connection, now: i64, excluded: &[String]) -> Result<Vec<Head>, StoreError> {
+    let placeholders = vec!["?"; excluded.len()].join(", ");
+    let sql = format!(
         "SELECT o.seq, o.event_id, o.workstream, o.body, o.attempts
          FROM (SELECT min(seq) AS head FROM outbox GROUP BY conversation_id) h JOIN outbox o ON o.seq = h.head
-         WHERE o.next_attempt_ms <= ?1 ORDER BY o.seq LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, BATCH as i64], |r| {
-        let body: String = r.get(3)?;
-        Ok(Head {
-            seq: r.get(0)?,
-            event_id: r.get(1)?,
-            workstream: r.get(2)?,
-            event_type: event_type_of(&body),
-            body,
-            attempts: r.get(4)?,
-        })
-    })?;
+         WHERE o.next_attempt_ms <= ? AND o.workstream NOT IN ({placeholders}) ORDER BY o.seq LIMIT {BATCH}"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let params = std::iter::once(&now as &dyn rusqlite::ToSql).chain(excluded.iter().map(|w| w as &dyn rusqlite::ToSql));
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), head)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A workstream's oldest event, which is the head of its conversation: the probe of a down desk.
+fn oldest(c: &Connection, workstream: &str) -> Result<Option<Head>, StoreError> {
+    Ok(c.prepare_cached("SELECT seq, event_id, workstream, body, attempts FROM outbox WHERE workstream = ?1 ORDER BY seq LIMIT 1")?
+        .query_row([workstream], head)
+        .optional()?)
+}
+
+/// When the next event of a desk that is not resting falls due.
+fn next_due(c: &Connection, resting: &[String]) -> Result<Option<i64>, StoreError> {
+    let placeholders = vec!["?"; resting.len()].join(", ");
+    let sql = format!("SELECT min(next_attempt_ms) FROM outbox WHERE workstream NOT IN ({placeholders})");
+    Ok(c.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(resting), |r| r.get(0))?)
+}
+
+fn head(r: &rusqlite::Row<'_>) -> rusqlite::Result<Head> {
+    let body: String = r.get(3)?;
+    Ok(Head { seq: r.get(0)?, event_id: r.get(1)?, workstream: r.get(2)?, event_type: event_type_of(&body), body, attempts: r.get(4)? })
 }
 
 /// The `type` of a stored event body.
@@ -202,26 +263,18 @@ fn event_type_of(body: &str) -> String {
     serde_json::from_str::<Typed>(body).map(|t| t.event_type).unwrap_or_default()
 }
 
-fn settle(c: &Connection, results: &[(Head, Outcome)], down: &HashMap<String, Duration>, backoff: (Duration, Duration), now: i64) -> Result<(), StoreError> {
-    for (head, outcome) in results {
-        let error = match outcome {
-            Outcome::Delivered => {
-                c.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute([head.seq])?;
-                continue;
-            }
-            Outcome::Rejected { status, .. } => format!("HTTP {status}"),
-            Outcome::Failed(e) => e.clone(),
-            Outcome::Unrouted => "the workstream is not in the configuration".to_owned(),
-        };
-        // A desk that is down delays all its events alike; an event the desk refused on its
-        // own backs off on its own.
-        let delay = down.get(&head.workstream).copied().unwrap_or_else(|| retry_delay(head.attempts, backoff));
-        c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1")?
-            .execute(params![head.seq, now + delay.as_millis() as i64, error])?;
-    }
-    for (workstream, delay) in down {
-        c.prepare_cached("UPDATE outbox SET next_attempt_ms = max(next_attempt_ms, ?2) WHERE workstream = ?1")?
-            .execute(params![workstream, now + delay.as_millis() as i64])?;
+/// Records one attempt: a delivered event leaves the outbox; any other waits for its own retry
+/// delay (a down desk's events are held back in memory on top of that).
+fn settle(c: &Connection, (seq, attempts, error): (i64, u32, Option<String>), backoff: (Duration, Duration), now: i64) -> Result<(), StoreError> {
+    match error {
+        None => {
+            c.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute([seq])?;
+        }
+        Some(error) => {
+            let delay = retry_delay(attempts, backoff);
+            c.prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3 WHERE seq = ?1")?
+                .execute(params![seq, now + delay.as_millis() as i64, error])?;
+        }
     }
     Ok(())
 }

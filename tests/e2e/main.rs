@@ -6,4 +6,5 @@ mod cluster;
 mod controller;
 mod crds;
 mod gateway;
+mod gateway_configmap;
 mod harness;

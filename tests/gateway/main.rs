@@ -1,1 +1,15 @@
-//! Placeholder replaced by the gateway test suite.
+//! The `switchboard gateway` binary end to end: signed webhooks from the in-process provider
+//! simulator in, conversations routed, greetings out through the simulated provider, signed
+//! events to a test desk from the durable outbox. Each test has its own temp dir, simulator, desk
+//! and gateway process, so tests run in parallel. No cluster is needed (the ConfigMap source is
+//! tested in the e2e suite, `tests/e2e/gateway_configmap.rs`).
+
+mod config_reload;
+mod crash;
+mod delivery;
+mod desk;
+mod harness;
+mod inbound;
+mod lifecycle;
+mod refusals;
+mod twilio;

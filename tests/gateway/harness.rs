@@ -1,0 +1,497 @@
+//! One test's world: a temp dir, an in-process provider simulator playing the customers, a test
+//! desk, and the real `switchboard gateway` binary between them, started on a configuration
+//! file (or a ConfigMap, in the e2e suite) and a store in the temp dir. The gateway can be
+//! killed (SIGKILL, a crash), stopped (SIGTERM) and started again on the same store and ports.
+//!
+//! Every test ends with [`Bed::finish`], which fails if a credential appears in the gateway's
+//! log, its metrics or anything the desk received, or if the desk got a bad delivery.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard::config::GatewayConfig;
+use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
+
+use super::desk::Desk;
+
+/// The account's namespace and names.
+pub const NAMESPACE: &str = "support";
+pub const LINE_ACCOUNT: &str = "contoso-line";
+pub const TWILIO_ACCOUNT: &str = "contoso-wa";
+pub const LINE_CHANNEL_ID: &str = "1657123456";
+pub const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const SALES_NUMBER: &str = "+14155550100";
+pub const SUPPORT_NUMBER: &str = "+14155550101";
+
+/// Credentials; every test looks for them where they must never be.
+pub const LINE_SECRET: &str = "gwtest-line-channel-secret-3c9e1f";
+pub const LINE_TOKEN: &str = "gwtest-line-access-token-b7d420";
+pub const TWILIO_TOKEN: &str = "gwtest-twilio-auth-token-e5a913";
+pub const DESK_SECRET: &str = "gwtest-desk-signing-secret-71f0aa";
+pub const AGENT_TOKEN: &str = "gwtest-agent-api-token-2b6d58";
+const CREDENTIALS: [&str; 5] = [LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, DESK_SECRET, AGENT_TOKEN];
+
+/// The variables the configuration names for the desk's keys.
+const SIGNING_ENV: &str = "SWITCHBOARD_SECRET_1";
+const AGENT_ENV: &str = "SWITCHBOARD_SECRET_2";
+
+/// Which provider the account is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    Line,
+    Twilio,
+}
+
+impl Provider {
+    fn account(self) -> &'static str {
+        match self {
+            Provider::Line => LINE_ACCOUNT,
+            Provider::Twilio => TWILIO_ACCOUNT,
+        }
+    }
+}
+
+/// A LINE user ID (`U` + 32 hex) made from a number.
+pub fn line_user(n: usize) -> String {
+    format!("U{n:032x}")
+}
+
+/// Where the gateway reads its configuration.
+#[derive(Clone, Debug)]
+#[allow(dead_code)]
+pub enum Source {
+    /// `--config FILE`.
+    File,
+    /// `--config-map NAME --namespace NS --kubeconfig PATH`.
+    ConfigMap { name: String, namespace: String, kubeconfig: String },
+}
+
+/// The gateway process.
+pub struct Gateway {
+    child: Option<Child>,
+    provider: Provider,
+    source: Source,
+    pub webhook_port: u16,
+    pub metrics_port: u16,
+    pub config_path: PathBuf,
+    pub store: PathBuf,
+    pub log_path: PathBuf,
+    args: Vec<String>,
+    sim_url: String,
+    starts: u32,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[allow(dead_code)]
+impl Gateway {
+    /// Starts the binary (it may still be loading its configuration; see [`Bed::wait_ready`]).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the gateway is already running");
+        self.starts += 1;
+        let mut log = File::options().create(true).append(true).open(&self.log_path).unwrap();
+        writeln!(log, "===== test harness: gateway start {} =====", self.starts).unwrap();
+        let sim = self.sim_url.as_str();
+        let source: Vec<String> = match &self.source {
+            Source::File => vec!["--config".into(), self.config_path.display().to_string()],
+            Source::ConfigMap { name, namespace, kubeconfig } => {
+                ["--config-map", name, "--namespace", namespace, "--kubeconfig", kubeconfig].iter().map(|s| (*s).to_owned()).collect()
+            }
+        };
+        // Short delays unless the test sets its own (clap refuses a flag given twice).
+        let defaults = [("--sweep-interval", "1s"), ("--retry-min", "200ms"), ("--retry-max", "2s")]
+            .into_iter()
+            .filter(|(flag, _)| !self.args.iter().any(|a| a == flag))
+            .flat_map(|(flag, value)| [flag, value]);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .arg("gateway")
+            .args(source)
+            .args(["--store", &self.store.display().to_string()])
+            .args(["--webhook-addr", &format!("127.0.0.1:{}", self.webhook_port)])
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args(["--line-api-url", sim, "--line-data-api-url", sim, "--twilio-api-url", sim])
+            .args(["--twilio-content-url", sim, "--twilio-messaging-url", sim])
+            .args(defaults)
+            .args(&self.args)
+            .env_remove("SWITCHBOARD_LOG_FORMAT")
+            .env_remove("POD_NAMESPACE")
+            .env(SIGNING_ENV, DESK_SECRET)
+            .env(AGENT_ENV, AGENT_TOKEN)
+            // Debug logging everywhere: the widest net for a leaked credential.
+            .env("RUST_LOG", "debug")
+            // Plain text, so that the log can be searched for credentials and lines.
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        match self.provider {
+            Provider::Line => {
+                command.env("SWITCHBOARD_LINE_CHANNEL_SECRET", LINE_SECRET).env("SWITCHBOARD_LINE_CHANNEL_ACCESS_TOKEN", LINE_TOKEN);
+            }
+            Provider::Twilio => {
+                command.env("SWITCHBOARD_TWILIO_AUTH_TOKEN", TWILIO_TOKEN);
+            }
+        }
+        self.child = Some(command.spawn().expect("the gateway starts"));
+    }
+
+    /// The running process's ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running gateway").id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("a running gateway");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("a running gateway");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the gateway did not stop within 15 s of SIGTERM\n{}", tail(&self.log(), 30));
+    }
+
+    /// The log of every start so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// How many times the log says a configuration was loaded.
+    pub fn loads(&self) -> usize {
+        self.log().lines().filter(|l| l.contains("configuration loaded")).count()
+    }
+
+    /// Writes the configuration file at once (write and rename), so that the gateway, which
+    /// polls it, can never read half a file.
+    pub fn write_config(&self, config: &Value) {
+        let text = serde_json::to_string_pretty(config).unwrap();
+        if let Err(e) = GatewayConfig::from_json(&text) {
+            panic!("the test wrote an invalid configuration: {e}\n{text}");
+        }
+        self.write_config_text(&text);
+    }
+
+    /// Writes any text as the configuration file, at once (write and rename).
+    pub fn write_config_text(&self, text: &str) {
+        let temporary = self.config_path.with_extension("json.new");
+        std::fs::write(&temporary, text).unwrap();
+        std::fs::rename(&temporary, &self.config_path).unwrap();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One test's simulator, desk and gateway.
+pub struct Bed {
+    pub sim: RunningSimulator,
+    pub desk: Desk,
+    pub gateway: Gateway,
+    pub http: reqwest::Client,
+    pub provider: Provider,
+    /// Kept when the test fails, for its gateway log and store.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("the failed test's gateway log and store are kept in {}", dir.keep().display());
+        }
+    }
+}
+
+#[allow(dead_code)]
+impl Bed {
+    /// Sets up for `provider` with extra gateway flags; the gateway is not started yet (write a
+    /// configuration first).
+    pub async fn new(provider: Provider, args: &[&str]) -> Bed {
+        Self::with_source(provider, Source::File, args).await
+    }
+
+    /// As [`Bed::new`], with the configuration read from `source`.
+    pub async fn with_source(provider: Provider, source: Source, args: &[&str]) -> Bed {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            r#"
+line:
+  - channelId: "{LINE_CHANNEL_ID}"
+    channelSecret: {LINE_SECRET}
+    accessToken: {LINE_TOKEN}
+    displayName: Contoso Support
+twilio:
+  - accountSid: {TWILIO_SID}
+    authToken: {TWILIO_TOKEN}
+    numbers:
+      - phoneNumber: "{SALES_NUMBER}"
+      - phoneNumber: "{SUPPORT_NUMBER}"
+# A loaded debug-build gateway can take a while to answer; a timeout would count as a failure.
+webhookTimeout: 60s
+"#
+        );
+        let config: SimulatorConfig = serde_yaml::from_str(&yaml).expect("a valid simulator configuration");
+        let sim = simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("the simulator starts");
+        let desk = Desk::start(DESK_SECRET).await;
+        let gateway = Gateway {
+            child: None,
+            provider,
+            source,
+            webhook_port: free_port(),
+            metrics_port: free_port(),
+            config_path: dir.path().join("gateway.json"),
+            store: dir.path().join("gateway.db"),
+            log_path: dir.path().join("gateway.log"),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            sim_url: sim.base_url().to_owned(),
+            starts: 0,
+        };
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        Bed { sim, desk, gateway, http, provider, dir: Some(dir) }
+    }
+
+    /// The path webhooks are served on.
+    pub fn webhook_path(&self) -> String {
+        format!("/switchboard/{NAMESPACE}/{}/webhook", self.provider.account())
+    }
+
+    /// The gateway's webhook URL (also the configured public callback URL).
+    pub fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.gateway.webhook_port, self.webhook_path())
+    }
+
+    /// A URL on the metrics port.
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateway.metrics_port)
+    }
+
+    /// The account part of a configuration for this bed's provider.
+    pub fn config(&self, workstreams: Vec<Value>) -> Value {
+        let provider = match self.provider {
+            Provider::Line => json!({"type": "Line", "channelId": LINE_CHANNEL_ID}),
+            Provider::Twilio => json!({
+                "type": "TwilioWhatsApp", "accountSid": TWILIO_SID,
+                "numbers": [{"name": "sales", "number": SALES_NUMBER}, {"name": "support", "number": SUPPORT_NUMBER}],
+            }),
+        };
+        json!({
+            "version": 1,
+            "account": {
+                "namespace": NAMESPACE, "name": self.provider.account(), "displayName": "Contoso",
+                "callbackPath": self.webhook_path(), "callbackUrl": self.webhook_url(), "provider": provider,
+            },
+            "workstreams": workstreams,
+        })
+    }
+
+    /// Writes `config` and starts the gateway on it; returns once it is ready.
+    pub async fn start(&mut self, config: &Value) {
+        self.gateway.write_config(config);
+        self.gateway.spawn();
+        self.wait_ready().await;
+    }
+
+    /// Waits until `/readyz` answers 200; fails if the process exits first.
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = self.metrics_url("/readyz");
+        loop {
+            if !self.gateway.running() {
+                panic!("the gateway exited before it was ready\n{}", tail(&self.gateway.log(), 40));
+            }
+            if let Ok(r) = self.http.get(&url).timeout(Duration::from_secs(2)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the gateway was not ready within 60 s\n{}", tail(&self.gateway.log(), 40));
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Restarts a stopped gateway on the same store and ports, and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.gateway.spawn();
+        self.wait_ready().await;
+    }
+
+    /// The gateway's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http.get(self.metrics_url("/metrics")).send().await.unwrap().text().await.unwrap()
+    }
+
+    /// One series of `/metrics` (name with labels as the gateway writes them); 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric(&self.metrics().await, series)
+    }
+
+    /// POSTs to the simulator's admin API and returns its answer; fails unless the admin call
+    /// itself succeeded.
+    pub async fn sim_post(&self, path: &str, body: Value) -> Value {
+        let response = self.http.post(format!("{}{path}", self.sim.base_url())).json(&body).send().await.unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        answer
+    }
+
+    /// A LINE customer sends a text to the gateway; returns the simulator's report.
+    pub async fn line_text(&self, user: &str, name: &str, text: &str) -> Value {
+        let body = json!({"type": "text", "text": text, "url": self.webhook_url(), "userId": user, "displayName": name});
+        self.sim_post("/__sim/customer/line", body).await
+    }
+
+    /// LINE redelivers an event it sent before.
+    pub async fn line_redeliver(&self, webhook_event_id: &str) -> Value {
+        self.sim_post("/__sim/customer/line", json!({"type": "redelivery", "webhookEventId": webhook_event_id, "url": self.webhook_url()})).await
+    }
+
+    /// A WhatsApp customer writes to `to` through Twilio.
+    pub async fn twilio_message(&self, to: &str, from: &str, profile: &str, body: &str, media: Vec<Value>, json_variant: bool) -> Value {
+        let request = json!({
+            "to": to, "from": from, "profileName": profile, "body": body, "media": media,
+            "url": self.webhook_url(), "json": json_variant,
+        });
+        self.sim_post("/__sim/customer/twilio", request).await
+    }
+
+    /// What the gateway sent to customers through the simulated provider.
+    pub async fn sim_messages(&self) -> Vec<Value> {
+        let answer: Value = self.http.get(format!("{}/__sim/messages", self.sim.base_url())).send().await.unwrap().json().await.unwrap();
+        answer["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the simulator holds a sent message that `probe` accepts.
+    pub async fn wait_sent(&self, what: &str, probe: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let messages = self.sim_messages().await;
+            if let Some(m) = messages.iter().find(|m| probe(m)) {
+                return m.clone();
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; sent so far: {messages:#?}\n{}", tail(&self.gateway.log(), 30));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Ends a test: the desk got only well-signed deliveries, and no credential appears in the
+    /// gateway's log, its metrics, or anything the desk received.
+    pub async fn finish(mut self) {
+        self.desk.check();
+        let mut places = vec![("gateway log".to_owned(), self.gateway.log())];
+        if self.gateway.child.is_some() {
+            places.push(("/metrics".to_owned(), self.metrics().await));
+        }
+        for (i, r) in self.desk.attempts().iter().enumerate() {
+            places.push((format!("desk delivery {i}"), format!("{}\n{}", r.headers, r.raw)));
+        }
+        let log = &places[0].1;
+        assert!(log.contains("gateway listening"), "the gateway's log was captured:\n{}", tail(log, 20));
+        assert!(log.contains("DEBUG"), "debug logging was on");
+        for (place, text) in &places {
+            for secret in CREDENTIALS {
+                assert!(!text.contains(secret), "a credential appears in the {place}");
+            }
+        }
+        if self.gateway.child.is_some() {
+            self.gateway.kill();
+        }
+    }
+}
+
+/// One series of a Prometheus text; 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|value| value.trim().parse().unwrap_or_else(|_| panic!("{series} has value {value:?}")))
+        .unwrap_or(0.0)
+}
+
+/// The last lines of a text.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A queue.
+pub fn queue(name: &str) -> Value {
+    json!({"name": name})
+}
+
+/// A RouteToQueue rule: `message.text` contains `text` (any case) → `queue`.
+pub fn route_rule(name: &str, order: i32, text: &str, queue: &str) -> Value {
+    json!({
+        "name": name, "generation": 1, "order": order,
+        "match": {"all": [{"field": "message.text", "operator": "Contains", "values": [text], "ignoreCase": true}]},
+        "routeTo": {"queue": queue},
+    })
+}
+
+/// A workstream delivering to `desk`. `queues[0]` is the fallback queue.
+pub fn workstream(name: &str, channel: Value, desk: &str, queues: &[&str], greeting: Option<&str>, rules: Vec<Value>) -> Value {
+    let messages: Vec<Value> = greeting.iter().map(|text| json!({"trigger": "Greeting", "locale": "en", "text": text})).collect();
+    json!({
+        "name": name, "generation": 1, "channel": channel, "language": "en",
+        "distribution": {"mode": "Push", "fallbackQueue": queues[0], "capacityPerConversation": 1, "wrapUp": {"type": "None"}},
+        "queues": queues.iter().map(|q| queue(q)).collect::<Vec<_>>(),
+        "automatedMessages": messages,
+        "delivery": {"url": desk, "signingSecret": {"env": SIGNING_ENV}, "agentApiToken": {"env": AGENT_ENV}},
+        "rules": {"classification": [], "routeToQueue": rules},
+    })
+}
+
+/// The LINE channel of a workstream.
+pub fn line_channel() -> Value {
+    json!({"type": "Line"})
+}
+
+/// A WhatsApp number's channel.
+pub fn whatsapp_channel(name: &str, number: &str) -> Value {
+    json!({"type": "WhatsApp", "numberName": name, "number": number})
+}
+
+/// Runs `jobs` with at most `concurrency` at once, in order of index; returns their results by
+/// index.
+pub async fn run_concurrently<T, F, Fut>(count: usize, concurrency: usize, job: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    use futures::StreamExt;
+    let mut results: Vec<(usize, T)> =
+        futures::stream::iter(0..count).map(|i| { let f = job(i); async move { (i, f.await) } }).buffer_unordered(concurrency).collect().await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
