@@ -26,6 +26,8 @@ use super::store::{Store, StoreError};
 const BATCH: usize = 256;
 /// Deliveries at once.
 const CONCURRENCY: usize = 32;
+/// How often the outbox's depth and age metrics are refreshed (each refresh counts the outbox).
+const OUTBOX_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// An event due for delivery: the oldest of its conversation.
 #[derive(Debug)]
@@ -92,6 +94,7 @@ impl Delivery {
         // Desks that failed, by workstream. Kept in memory: after a restart a down desk gets
         // one round of attempts before it is backed off again.
         let mut down: HashMap<String, Down> = HashMap::new();
+        let mut shown = Instant::now() - OUTBOX_STATS_INTERVAL;
         loop {
             let rt = self.runtime.borrow().clone();
             let wait = match rt {
@@ -101,7 +104,12 @@ impl Delivery {
                 }),
                 None => Some(self.backoff.0),
             };
-            self.show_outbox().await;
+            // Busy rounds refresh the gauges once a second; a round that ends in a wait always
+            // does, so that an idle gateway never shows a stale backlog.
+            if wait != Some(Duration::ZERO) || shown.elapsed() >= OUTBOX_STATS_INTERVAL {
+                self.show_outbox().await;
+                shown = Instant::now();
+            }
             match wait {
                 Some(Duration::ZERO) => {}
                 Some(d) => {

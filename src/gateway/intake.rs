@@ -30,12 +30,25 @@ pub struct Recorded {
     pub duplicate: usize,
 }
 
+/// An event ready to record: its provider ID and its JSON. Made before the store job, so that
+/// the single writer thread only binds strings.
+#[derive(Debug)]
+pub struct Serialized {
+    id: String,
+    json: String,
+}
+
+/// Serializes events for [`record`].
+pub fn serialize(events: &[InboundEvent]) -> Result<Vec<Serialized>, StoreError> {
+    events.iter().map(|e| Ok(Serialized { id: e.provider_event_id.clone(), json: serde_json::to_string(e)? })).collect()
+}
+
 /// Records events; the caller answers the webhook once the job has committed.
-pub fn record(c: &Connection, events: &[InboundEvent], received_ms: i64) -> Result<Recorded, StoreError> {
+pub fn record(c: &Connection, events: &[Serialized], received_ms: i64) -> Result<Recorded, StoreError> {
     let mut stmt = c.prepare_cached("INSERT OR IGNORE INTO inbound (event_id, received_ms, event) VALUES (?1, ?2, ?3)")?;
     let mut recorded = Recorded::default();
     for event in events {
-        if stmt.execute(params![event.provider_event_id, received_ms, serde_json::to_string(event)?])? == 1 {
+        if stmt.execute(params![event.id, received_ms, event.json])? == 1 {
             recorded.new += 1;
         } else {
             recorded.duplicate += 1;

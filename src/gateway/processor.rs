@@ -24,8 +24,9 @@ use super::store::{Store, StoreError};
 use crate::api::workstream::Trigger;
 use crate::config::ChannelConfig;
 
-/// Events taken per transaction.
-const BATCH: usize = 256;
+/// Events taken per transaction: enough to amortise the commit, few enough that the webhooks
+/// committing behind one batch are not held up for long.
+const BATCH: usize = 64;
 /// LINE profiles are fetched again after a day.
 const PROFILE_MAX_AGE_MS: i64 = 24 * 3600 * 1000;
 /// Profile fetches at once.
@@ -379,7 +380,8 @@ mod tests {
     /// Records events and processes them as the processor would; returns the desk events'
     /// (conversation, type, sequence) in outbox order.
     async fn process(store: &Store, rt: &Arc<Runtime>, events: Vec<InboundEvent>, now: i64) -> Vec<(String, String, i64)> {
-        store.run(move |c| intake::record(c, &events, now)).await.unwrap();
+        let serialized = intake::serialize(&events).unwrap();
+        store.run(move |c| intake::record(c, &serialized, now)).await.unwrap();
         let batch = store.run(|c| intake::pending(c, BATCH)).await.unwrap();
         let rt = Arc::clone(rt);
         store.run(move |c| apply(c, &rt, &batch, &HashMap::new(), now)).await.unwrap();

@@ -12,6 +12,7 @@
 //! most widely proven crash-safe format there is.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ use tokio::sync::oneshot;
 
 /// Most jobs one transaction takes, so that a flood still commits (and answers) steadily.
 const MAX_BATCH: usize = 512;
+
+/// How often the write-ahead log is copied into the database.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a job waits for a lock another process holds (e.g. `sqlite3` run by a person).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,6 +77,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_by_conversation ON outbox (conversation_id, seq);
+CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (next_attempt_ms);
 CREATE TABLE IF NOT EXISTS sends (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     conversation_id TEXT NOT NULL,
@@ -175,13 +180,29 @@ impl Store {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Each job's savepoint journal stays in memory instead of a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Checkpoints run on their own thread (below), not inside the commits that answer
+        // webhooks.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
+        let checkpointer = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        checkpointer.busy_timeout(BUSY_TIMEOUT)?;
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         reader.busy_timeout(BUSY_TIMEOUT)?;
         let (jobs, queue) = mpsc::channel::<Job>();
+        let writer_done = Arc::new(AtomicBool::new(false));
+        let done = Arc::clone(&writer_done);
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer(conn, queue, observe))
+            .spawn(move || {
+                writer(conn, queue, observe);
+                done.store(true, Ordering::Relaxed);
+            })
+            .map_err(|e| StoreError::Thread(Arc::new(e)))?;
+        std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoints(checkpointer, writer_done))
             .map_err(|e| StoreError::Thread(Arc::new(e)))?;
         Ok(Self { jobs, reader: Arc::new(Mutex::new(reader)), path: Arc::new(path.to_owned()) })
     }
@@ -232,6 +253,20 @@ fn in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R, S
         Err(e) => {
             conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
             Err(e)
+        }
+    }
+}
+
+/// Copies the write-ahead log into the database now and then. PASSIVE never waits for the
+/// writer or readers, so it cannot hold up a commit; it ends when the writer has stopped.
+fn checkpoints(conn: Connection, writer_done: Arc<AtomicBool>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+        if writer_done.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "store checkpoint failed; the next one retries");
         }
     }
 }

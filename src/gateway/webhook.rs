@@ -114,7 +114,11 @@ async fn receive(
         }
     };
     if !events.is_empty() {
-        let recorded = match state.store.run(move |c| intake::record(c, &events, received)).await {
+        let recorded = match intake::serialize(&events) {
+            Ok(serialized) => state.store.run(move |c| intake::record(c, &serialized, received)).await,
+            Err(e) => Err(e),
+        };
+        let recorded = match recorded {
             Ok(recorded) => recorded,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record a webhook; answering 503 so that the provider retries");
