@@ -22,8 +22,8 @@ use switchboard::providers::twilio::{
     WhatsAppCategory,
 };
 use switchboard::providers::{
-    ClientConfig, LineClient, LineCredentials, Operation, ProviderEndpoints, ProviderError, Providers, RetryPolicy,
-    Secret, TwilioClient, TwilioCredentials,
+    CallObserver, CallOutcome, ClientConfig, LineClient, LineCredentials, Operation, ProviderEndpoints, ProviderError,
+    Providers, RetryPolicy, Secret, TwilioClient, TwilioCredentials,
 };
 use url::Url;
 use uuid::Uuid;
@@ -1186,4 +1186,51 @@ mod simulator {
         assert_eq!(listed[0].language.as_deref(), Some("en"));
         assert_eq!(sim.requests("GET /v1/Content").await.len(), 2, "two pages were read");
     }
+}
+
+/// What the provider clients reported, in order.
+#[derive(Debug, Default)]
+struct Reported(Mutex<Vec<(Operation, CallOutcome)>>);
+
+impl CallObserver for Reported {
+    fn observe(&self, operation: Operation, outcome: CallOutcome) {
+        self.0.lock().unwrap().push((operation, outcome));
+    }
+}
+
+#[tokio::test]
+async fn the_observer_hears_of_every_call_once_after_its_retries() {
+    let (mock, base) = Mock::start().await;
+    let reported = Arc::new(Reported::default());
+    let providers = providers(&base, config()).with_observer(reported.clone());
+    let client = providers.line(LineCredentials { channel_access_token: Secret::new(LINE_TOKEN) });
+    let taken = || std::mem::take(&mut *reported.0.lock().unwrap());
+
+    mock.on("GET /v2/bot/info", [Canned::json(500, json!({"message": "Internal server error"})), bot_info()]);
+    client.bot_info().await.unwrap();
+    assert_eq!(mock.seen("GET /v2/bot/info").len(), 2);
+    assert_eq!(taken(), [(Operation::LineBotInfo, CallOutcome::Success)], "a retried call counts once");
+
+    mock.on("GET /v2/bot/info", [Canned::json(200, json!({"userId": "U1"}))]);
+    client.bot_info().await.unwrap_err();
+    assert_eq!(taken(), [(Operation::LineBotInfo, CallOutcome::InvalidResponse)], "an unreadable body is not also a success");
+
+    mock.on("GET /v2/bot/info", [Canned::json(429, json!({"message": "Too many requests"})).header("retry-after", "60")]);
+    client.bot_info().await.unwrap_err();
+    assert_eq!(taken(), [(Operation::LineBotInfo, CallOutcome::RateLimited)]);
+
+    let wrong = providers.line(LineCredentials { channel_access_token: Secret::new(WRONG_LINE_TOKEN) });
+    wrong.bot_info().await.unwrap_err();
+    assert_eq!(taken(), [(Operation::LineBotInfo, CallOutcome::Unauthorized)]);
+
+    mock.on("GET /v2/bot/message/m1/content", [Canned::json(200, json!("bytes"))]);
+    client.message_content("m1", 1024).await.unwrap();
+    assert_eq!(taken(), [(Operation::LineContent, CallOutcome::Success)], "a reply whose body was taken still counts");
+
+    client.push("U1", &[], Uuid::new_v4(), SendOptions::default()).await.unwrap_err();
+    assert_eq!(taken(), [], "a request refused before sending is no call");
+
+    let twilio = providers.twilio(TwilioCredentials { account_sid: ACCOUNT_SID.into(), auth_token: Secret::new(TWILIO_TOKEN) });
+    twilio.account().await.unwrap_err();
+    assert_eq!(taken(), [(Operation::TwilioAccount, CallOutcome::NotFound)], "the script has no account: 404");
 }

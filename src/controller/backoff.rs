@@ -2,7 +2,7 @@
 //! success), and jitter for periodic re-checks so that objects created together do not call
 //! the provider together.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,6 +42,17 @@ impl Failures {
     pub fn succeeded(&self, key: &str) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
+
+    /// The consecutive failures of `key` so far (0 after a success).
+    pub fn count(&self, key: &str) -> u32 {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied().unwrap_or_default()
+    }
+
+    /// The keys with at least one failure: the objects waiting for a retry. Deleted objects may
+    /// linger here (nothing reconciles them again), so callers match these against their stores.
+    pub fn failing(&self) -> HashSet<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
 }
 
 /// `interval` scaled by a random factor in [0.9, 1.1].
@@ -77,7 +88,11 @@ mod tests {
         assert_eq!(failures.failed("a"), 1);
         assert_eq!(failures.failed("a"), 2);
         assert_eq!(failures.failed("b"), 1);
+        assert_eq!(failures.count("a"), 2);
+        assert_eq!(failures.failing(), HashSet::from(["a".to_owned(), "b".to_owned()]));
         failures.succeeded("a");
+        assert_eq!(failures.count("a"), 0);
+        assert_eq!(failures.failing(), HashSet::from(["b".to_owned()]));
         assert_eq!(failures.failed("a"), 1);
     }
 

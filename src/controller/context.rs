@@ -1,17 +1,19 @@
 //! What every reconciler shares: the API client, the provider clients, the event recorder, the
-//! settings, and the in-memory bookkeeping that keeps provider calls rare.
+//! settings, the metrics, and the in-memory bookkeeping that keeps provider calls rare.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::Client;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
+use kube::{Client, Resource};
 
 use super::backoff::{Backoff, Failures};
 use super::configs::Configs;
 use super::gateway_objects::GatewayImage;
+use super::metrics::Metrics;
+use super::object_key;
 use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
 use crate::api::validation::UrlPolicy;
 use crate::providers::Providers;
@@ -73,6 +75,26 @@ pub struct Context {
     pub templates: Store<MessageTemplate>,
     /// The gateway configurations as written to their ConfigMaps.
     pub configs: Configs,
+    /// The metrics served on `/metrics`; the provider clients report their calls to them too.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// The metrics as Prometheus text, after counting the objects in backoff: counted when
+    /// scraped, from the failure counts and the stores, so that a deleted object stops counting.
+    pub fn metrics_text(&self) -> String {
+        let failing = self.failures.failing();
+        self.set_in_backoff(&self.accounts, &failing);
+        self.set_in_backoff(&self.templates, &failing);
+        self.set_in_backoff(&self.workstreams, &failing);
+        self.set_in_backoff(&self.rules, &failing);
+        self.metrics.encode()
+    }
+
+    fn set_in_backoff<K: Resource<DynamicType = ()> + Clone>(&self, store: &Store<K>, failing: &HashSet<String>) {
+        let objects = if failing.is_empty() { 0 } else { store.state().iter().filter(|o| failing.contains(&object_key(&***o))).count() };
+        self.metrics.set_in_backoff(K::kind(&()), objects);
+    }
 }
 
 /// The last provider check of an account: it stands until its inputs change or it is due, so

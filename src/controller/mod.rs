@@ -11,6 +11,8 @@ pub mod context;
 pub mod gateway;
 pub mod gateway_objects;
 mod health;
+pub mod leader;
+mod metrics;
 mod provider_status;
 pub mod routing_rule;
 mod secrets;
@@ -25,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -49,6 +52,7 @@ use backoff::{Backoff, jittered};
 use configs::Configs;
 use context::{CloudRegion, Context, Settings};
 use gateway_objects::GatewayImage;
+use metrics::{Metrics, ReconcileOutcome};
 use provider_status::Retry;
 
 /// The finalizer on resources with provider-side state to clean up.
@@ -79,7 +83,7 @@ pub struct ControllerArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Watch only this namespace (default: every namespace).
-    #[arg(long, env = "SWITCHBOARD_WATCH_NAMESPACE")]
+    #[arg(long, visible_alias = "watch-namespace", env = "SWITCHBOARD_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
     /// Provider base URLs (point them at `switchboard simulate` for development).
     #[command(flatten)]
@@ -114,12 +118,15 @@ pub struct ControllerArgs {
     /// The gateway containers' imagePullPolicy (default: the cluster's for the tag).
     #[arg(long, env = "SWITCHBOARD_GATEWAY_IMAGE_PULL_POLICY")]
     pub gateway_image_pull_policy: Option<String>,
-    /// Address of the health endpoints (/healthz, /readyz).
+    /// Address of the health endpoints (/healthz, /readyz) and of /metrics.
     #[arg(long, env = "SWITCHBOARD_PROBE_ADDR", default_value = "0.0.0.0:8080")]
     pub probe_addr: SocketAddr,
     /// This instance's name in events (the pod name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+    /// Leader election on a Lease, so that only one replica reconciles.
+    #[command(flatten)]
+    pub leader_election: leader::LeaderElectionArgs,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -170,6 +177,9 @@ pub enum ControllerError {
     /// The provider HTTP client could not be built.
     #[error(transparent)]
     Providers(#[from] ClientBuildError),
+    /// Leader election could not start, or the lease was lost.
+    #[error(transparent)]
+    LeaderElection(#[from] leader::LeaderError),
     /// The health endpoint could not listen.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -274,6 +284,28 @@ fn deleting_for<K: Resource>(object: &K) -> Duration {
         .unwrap_or_default()
 }
 
+/// The reconciler `reconcile`, with each run counted in flight while it runs, then timed and
+/// counted by outcome ([`ReconcileOutcome`]: the object's failure count tells a handled failure
+/// from a success, since reconcilers requeue provider failures instead of returning them).
+fn metered<K, Fut>(reconcile: impl Fn(Arc<K>, Arc<Context>) -> Fut) -> impl Fn(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |object, ctx| {
+        let key = object_key(&*object);
+        let failures_before = ctx.failures.count(&key);
+        let run = reconcile(object, Arc::clone(&ctx));
+        async move {
+            let reconciling = ctx.metrics.reconcile_started(K::kind(&()));
+            let result = run.await;
+            reconciling.finished(ReconcileOutcome::of(result.is_ok(), failures_before, ctx.failures.count(&key)));
+            result
+        }
+        .boxed()
+    }
+}
+
 fn error_policy<K: Resource<DynamicType = ()>>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = object_key(&*object);
     let failures = ctx.failures.failed(&key);
@@ -304,7 +336,8 @@ where
 /// Runs the controllers until `shutdown` completes, then lets running reconciles finish.
 pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ControllerError> {
     let client = args.client().await?;
-    let providers = Providers::new(args.endpoints.clone(), ClientConfig::default())?;
+    let metrics = Arc::new(Metrics::default());
+    let providers = Providers::new(args.endpoints.clone(), ClientConfig::default())?.with_observer(Arc::new(metrics.provider_calls.clone()));
     let reporter = Reporter { controller: REPORTER.to_owned(), instance: args.instance.clone() };
     let (accounts, accounts_writer) = reflector::store();
     let (workstreams, workstreams_writer) = reflector::store();
@@ -324,11 +357,21 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         rules: rules.clone(),
         templates: templates.clone(),
         configs: Configs::new(config_maps),
+        metrics,
     });
     let shutdown = shutdown.shared();
     let ns = args.namespace.as_deref();
-    let probes = health::serve(args.probe_addr, shutdown.clone()).await?;
+    let scrape = {
+        let ctx = ctx.clone();
+        move || ctx.metrics_text()
+    };
+    let probes = health::serve(args.probe_addr, scrape, shutdown.clone()).await?;
     tracing::info!(namespace = ns.unwrap_or("<all>"), probes = %probes.local_addr, "controller starting");
+    // Only the holder of the lease reconciles; a standby waits here (and /readyz says ready).
+    let Some(leadership) = leader::campaign(&client, &args, shutdown.clone()).await? else {
+        probes.stopped().await;
+        return Ok(());
+    };
     let c = &client;
 
     let by_account = {
@@ -355,14 +398,14 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         .owns_stream(metadata::<PersistentVolumeClaim>(c, ns, Some(GATEWAY_SELECTOR)))
         .owns_stream(metadata::<Ingress>(c, ns, Some(GATEWAY_SELECTOR)))
         .graceful_shutdown_on(shutdown.clone())
-        .run(account::reconcile, error_policy, ctx.clone())
+        .run(metered(account::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let template_lookup = templates.clone();
     let template_controller = Controller::for_stream(watch::<MessageTemplate>(c, ns, templates_writer), templates.clone())
         .watches_stream(metadata::<MessagingAccount>(c, ns, None), move |account| templates_of(&template_lookup, &account))
         .graceful_shutdown_on(shutdown.clone())
-        .run(template::reconcile, error_policy, ctx.clone())
+        .run(metered(template::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let config_stream = watcher(scoped::<ConfigMap>(c, ns), gateway_watch()).default_backoff().reflect(config_maps_writer).touched_objects();
@@ -375,7 +418,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
             ws_for_rule.get(&ObjectRef::new(&rule.spec.workstream_ref.name).within(&rule.namespace().unwrap_or_default())).map(|w| ObjectRef::from_obj(&*w))
         })
         .graceful_shutdown_on(shutdown.clone())
-        .run(workstream::reconcile, error_policy, ctx.clone())
+        .run(metered(workstream::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let (rules_for_ws, rules_for_config, rules_for_account) = (rules.clone(), (rules.clone(), ctx.clone()), (rules.clone(), workstreams.clone()));
@@ -387,10 +430,10 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         })
         .watches_stream(readiness_changes(c, ns), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
         .graceful_shutdown_on(shutdown.clone())
-        .run(routing_rule::reconcile, error_policy, ctx)
+        .run(metered(routing_rule::reconcile), error_policy, ctx)
         .for_each(|_| async {});
 
-    tokio::join!(account_controller, template_controller, workstream_controller, rule_controller);
+    leadership.hold(async { tokio::join!(account_controller, template_controller, workstream_controller, rule_controller) }).await?;
     probes.stopped().await;
     tracing::info!("controller stopped");
     Ok(())

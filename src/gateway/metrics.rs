@@ -164,9 +164,7 @@ impl Default for Metrics {
 impl Metrics {
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
-        text
+        crate::metrics::encode(&self.registry)
     }
 
     /// Counts a webhook request.

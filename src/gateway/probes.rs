@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
@@ -44,5 +44,5 @@ async fn ready(State(state): State<Arc<ProbeState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<ProbeState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())
+    crate::metrics::response(state.metrics.encode())
 }

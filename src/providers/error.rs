@@ -71,6 +71,31 @@ impl Operation {
             Self::TwilioDeleteContent => "Twilio delete content",
         }
     }
+
+    /// A stable snake_case identifier such as "line_push", for metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::LineBotInfo => "line_bot_info",
+            Self::LineGetWebhook => "line_get_webhook",
+            Self::LineSetWebhook => "line_set_webhook",
+            Self::LineTestWebhook => "line_test_webhook",
+            Self::LineProfile => "line_profile",
+            Self::LineReply => "line_reply",
+            Self::LinePush => "line_push",
+            Self::LineContent => "line_content",
+            Self::TwilioAccount => "twilio_account",
+            Self::TwilioListNumbers => "twilio_list_numbers",
+            Self::TwilioUpdateNumber => "twilio_update_number",
+            Self::TwilioUpdateService => "twilio_update_service",
+            Self::TwilioUpdateSender => "twilio_update_sender",
+            Self::TwilioSendMessage => "twilio_send_message",
+            Self::TwilioListContent => "twilio_list_content",
+            Self::TwilioCreateContent => "twilio_create_content",
+            Self::TwilioSubmitApproval => "twilio_submit_approval",
+            Self::TwilioApprovalStatus => "twilio_approval_status",
+            Self::TwilioDeleteContent => "twilio_delete_content",
+        }
+    }
 }
 
 impl fmt::Display for Operation {

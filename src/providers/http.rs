@@ -3,6 +3,9 @@
 //! the mapping of statuses and transport errors to [`ProviderError`].
 
 use std::error::Error as _;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -85,6 +88,85 @@ impl RetryPolicy {
         let factor = 2u32.saturating_pow(retry.saturating_sub(1));
         let ceiling = self.initial_backoff.saturating_mul(factor).min(self.max_backoff);
         ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// Told how every provider call ended, after its retries, e.g. to count calls as metrics. It lives
+/// here so that the provider clients know nothing of who counts: the controller and the gateway
+/// each pass their own ([`Providers::with_observer`](super::Providers::with_observer)).
+pub trait CallObserver: fmt::Debug + Send + Sync {
+    /// One call of `operation` ended with `outcome`. Called once per call, not per attempt; a
+    /// request refused before sending ([`ProviderError::InvalidRequest`]) is no call.
+    fn observe(&self, operation: Operation, outcome: CallOutcome);
+}
+
+/// How a provider call ended: success or the kind of [`ProviderError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallOutcome {
+    /// A 2xx (or a status the caller interprets itself) whose body the caller accepted.
+    Success,
+    /// [`ProviderError::Unauthorized`].
+    Unauthorized,
+    /// [`ProviderError::NotFound`].
+    NotFound,
+    /// [`ProviderError::RateLimited`].
+    RateLimited,
+    /// [`ProviderError::Unavailable`].
+    Unavailable,
+    /// [`ProviderError::Rejected`].
+    Rejected,
+    /// [`ProviderError::InvalidResponse`].
+    InvalidResponse,
+    /// [`ProviderError::InvalidRequest`].
+    InvalidRequest,
+    /// [`ProviderError::TooLarge`].
+    TooLarge,
+}
+
+impl CallOutcome {
+    /// A stable snake_case identifier such as "rate_limited", for metric labels.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::RateLimited => "rate_limited",
+            Self::Unavailable => "unavailable",
+            Self::Rejected => "rejected",
+            Self::InvalidResponse => "invalid_response",
+            Self::InvalidRequest => "invalid_request",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+impl From<&ProviderError> for CallOutcome {
+    fn from(error: &ProviderError) -> Self {
+        match error {
+            ProviderError::Unauthorized { .. } => Self::Unauthorized,
+            ProviderError::NotFound { .. } => Self::NotFound,
+            ProviderError::RateLimited { .. } => Self::RateLimited,
+            ProviderError::Unavailable { .. } => Self::Unavailable,
+            ProviderError::Rejected { .. } => Self::Rejected,
+            ProviderError::InvalidResponse { .. } => Self::InvalidResponse,
+            ProviderError::InvalidRequest { .. } => Self::InvalidRequest,
+            ProviderError::TooLarge { .. } => Self::TooLarge,
+        }
+    }
+}
+
+/// Reports an accepted reply's call when the caller is done with the reply, not when it arrives:
+/// a body the caller then cannot parse makes the call an `InvalidResponse`, counted once.
+struct Report {
+    observer: Arc<dyn CallObserver>,
+    operation: Operation,
+    invalid: AtomicBool,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        let outcome = if self.invalid.load(Ordering::Relaxed) { CallOutcome::InvalidResponse } else { CallOutcome::Success };
+        self.observer.observe(self.operation, outcome);
     }
 }
 
@@ -176,16 +258,23 @@ pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// Reports the call once the reply is dropped, when there is an observer.
+    report: Option<Report>,
 }
 
 impl Reply {
     /// The body parsed as JSON, or [`ProviderError::InvalidResponse`].
     pub fn json<T: DeserializeOwned>(&self, operation: Operation, secret: &Secret) -> Result<T, ProviderError> {
-        serde_json::from_slice(&self.body).map_err(|err| ProviderError::InvalidResponse {
-            operation,
-            // serde's message can quote a value from the body; the body is the provider's, but a
-            // Twilio account body carries the auth token, so scrub it.
-            detail: secret.scrub(&err.to_string()),
+        serde_json::from_slice(&self.body).map_err(|err| {
+            if let Some(report) = &self.report {
+                report.invalid.store(true, Ordering::Relaxed);
+            }
+            ProviderError::InvalidResponse {
+                operation,
+                // serde's message can quote a value from the body; the body is the provider's,
+                // but a Twilio account body carries the auth token, so scrub it.
+                detail: secret.scrub(&err.to_string()),
+            }
         })
     }
 
@@ -200,6 +289,8 @@ impl Reply {
 pub(crate) struct Transport {
     client: reqwest::Client,
     pub config: ClientConfig,
+    /// Told how each call ended, when set.
+    pub observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl Transport {
@@ -211,12 +302,26 @@ impl Transport {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { client, config })
+        Ok(Self { client, config, observer: None })
     }
 
     /// Sends `call`, retrying it when it is safe to repeat, until it succeeds, fails for good or
-    /// the retry policy's attempts or total time run out.
+    /// the retry policy's attempts or total time run out; then tells the observer how it ended (a
+    /// reply once the caller drops it, see [`Report`]).
     pub async fn execute(&self, auth: &Auth<'_>, call: &Call) -> Result<Reply, ProviderError> {
+        let mut result = self.send_with_retries(auth, call).await;
+        if let Some(observer) = &self.observer {
+            match &mut result {
+                Ok(reply) => {
+                    reply.report = Some(Report { observer: Arc::clone(observer), operation: call.operation, invalid: AtomicBool::new(false) })
+                }
+                Err(error) => observer.observe(call.operation, CallOutcome::from(&*error)),
+            }
+        }
+        result
+    }
+
+    async fn send_with_retries(&self, auth: &Auth<'_>, call: &Call) -> Result<Reply, ProviderError> {
         let policy = &self.config.retry;
         let max_attempts = match call.repeat {
             Repeat::Safe => policy.max_attempts.max(1),
@@ -288,7 +393,7 @@ impl Transport {
                     Failure::retryable(ProviderError::Unavailable { operation, detail: secret.scrub(&detail) })
                 }
             })?;
-            return Ok(Reply { status, headers, body });
+            return Ok(Reply { status, headers, body, report: None });
         }
         let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
         // An error body that cannot be read still leaves the status to go by.

@@ -4,7 +4,7 @@
 //! [`ClientConfig`], and from it a cheap [`LineClient`] or [`TwilioClient`] per account; they all
 //! share one connection pool. Every call has a timeout; calls that are safe to repeat are retried
 //! with backoff (see [`RetryPolicy`]); failures are [`ProviderError`]s, which never carry a
-//! credential.
+//! credential. An optional [`CallObserver`] is told how every call ended (the metrics).
 
 pub mod credentials;
 pub mod endpoints;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub use credentials::{LineCredentials, Secret, TwilioCredentials};
 pub use endpoints::ProviderEndpoints;
 pub use error::{ClientBuildError, Operation, ProviderError};
-pub use http::{ClientConfig, RetryPolicy};
+pub use http::{CallObserver, CallOutcome, ClientConfig, RetryPolicy};
 pub use line::LineClient;
 pub use twilio::TwilioClient;
 
@@ -33,6 +33,12 @@ impl Providers {
     /// Builds the shared HTTP client.
     pub fn new(endpoints: ProviderEndpoints, config: ClientConfig) -> Result<Self, ClientBuildError> {
         Ok(Self { transport: http::Transport::new(config)?, endpoints: Arc::new(endpoints) })
+    }
+
+    /// The same clients, telling `observer` how each call ends; clients made before keep theirs.
+    pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
+        self.transport.observer = Some(observer);
+        self
     }
 
     /// A client for one LINE channel.

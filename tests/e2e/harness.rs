@@ -1,6 +1,12 @@
 //! A controller under test: the real `switchboard controller` binary, watching one namespace of
 //! the test cluster, calling an in-process provider simulator. It can be stopped (SIGTERM),
 //! killed (a crash) and started again; its log is kept for inspection.
+//!
+//! It runs with the permissions an install gives it, not the test's admin credentials: as the
+//! ServiceAccount `switchboard-controller` (by impersonation), bound to the ClusterRole read from
+//! `deploy/overlays/cluster-wide/rbac.yaml` itself. A request the API server refuses it fails
+//! the test (see [`Harness`]'s `Drop`), so the shipped role cannot lack a permission the
+//! controller uses.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -11,13 +17,55 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use switchboard::api::{MessageTemplate, MessagingAccount};
 use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
 
 use crate::cluster::{self, MANAGER};
+
+/// Where the controller's ServiceAccount lives in the test cluster (`switchboard-system` in an
+/// install).
+pub const CONTROLLER_NAMESPACE: &str = "switchboard-e2e";
+
+/// The controller's ServiceAccount, as `deploy/base/serviceaccount.yaml` names it.
+pub const CONTROLLER_SERVICE_ACCOUNT: &str = "switchboard-controller";
+
+/// The user name the controller runs as.
+pub fn controller_user() -> String {
+    format!("system:serviceaccount:{CONTROLLER_NAMESPACE}:{CONTROLLER_SERVICE_ACCOUNT}")
+}
+
+/// Where the ServiceAccount of controllers started with [`Harness::start_namespaced`] lives: the
+/// same name as [`CONTROLLER_SERVICE_ACCOUNT`], in a namespace no ClusterRoleBinding names.
+pub const NAMESPACED_CONTROLLER_NAMESPACE: &str = "switchboard-e2e-namespaced";
+
+/// Which of deploy/'s two overlays the controller gets its permissions from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// `deploy/overlays/cluster-wide`: the ClusterRole, bound to [`controller_user`].
+    ClusterWide,
+    /// `deploy/overlays/namespaced`: its Role and the leader-election Role in the test's
+    /// namespace only, bound to a ServiceAccount in [`NAMESPACED_CONTROLLER_NAMESPACE`]; the
+    /// controller is started with `--watch-namespace`.
+    Namespaced,
+}
+
+impl Grant {
+    /// The user name the controller runs as under this grant.
+    pub fn user(self) -> String {
+        match self {
+            Grant::ClusterWide => controller_user(),
+            Grant::Namespaced => format!("system:serviceaccount:{NAMESPACED_CONTROLLER_NAMESPACE}:{CONTROLLER_SERVICE_ACCOUNT}"),
+        }
+    }
+}
+
+/// The ClusterRole and ClusterRoleBinding that give the test ServiceAccount the leader-election
+/// rules of `deploy/base/leader-election-rbac.yaml` in every namespace (see
+/// [`install_controller_rbac`]).
+const LEADER_ELECTION_GRANT: &str = "switchboard-e2e-leader-election";
 
 /// The simulated providers' credentials; tests grep every output for them.
 pub const LINE_SECRET: &str = "e2e-line-channel-secret-5f1c2a";
@@ -80,6 +128,9 @@ pub struct Harness {
     controller: Option<Child>,
     rollouts: Option<tokio::task::JoinHandle<()>>,
     log: PathBuf,
+    /// The test cluster's kubeconfig, acting as the controller's ServiceAccount.
+    kubeconfig: PathBuf,
+    grant: Grant,
     _dir: tempfile::TempDir,
     flags: Vec<String>,
 }
@@ -88,13 +139,31 @@ impl Harness {
     /// Sets up for `test`, or None (after saying why) without a test cluster. `simulator` adds
     /// top-level simulator settings (e.g. an approval schedule); `flags` go to the controller.
     pub async fn start(test: &str, simulator: &str, flags: &[&str]) -> Option<Harness> {
+        Self::start_with(test, simulator, flags, Grant::ClusterWide).await
+    }
+
+    /// Like [`Harness::start`], with the controller under the namespaced overlay's Role (see
+    /// [`Grant::Namespaced`]) instead of the ClusterRole.
+    #[allow(dead_code)]
+    pub async fn start_namespaced(test: &str, simulator: &str, flags: &[&str]) -> Option<Harness> {
+        Self::start_with(test, simulator, flags, Grant::Namespaced).await
+    }
+
+    async fn start_with(test: &str, simulator: &str, flags: &[&str], grant: Grant) -> Option<Harness> {
         let client = cluster::client(test).await?;
         cluster::install_crds(&client).await;
+        install_controller_rbac(&client).await;
         let namespace = format!("{test}-{:04x}", fastrand::u16(..));
         cluster::ensure_namespace(&client, &namespace).await;
+        if grant == Grant::Namespaced {
+            install_namespaced_rbac(&client, &namespace).await;
+        }
         let config: SimulatorConfig = serde_yaml::from_str(&simulator_yaml(simulator)).expect("a valid simulator configuration");
         let sim = simulator::start(config, "127.0.0.1:0".parse().unwrap()).await.expect("the simulator starts");
         let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("controller.kubeconfig");
+        let admin = std::env::var("SWITCHBOARD_TEST_KUBECONFIG").unwrap();
+        write_impersonating_kubeconfig(Path::new(&admin), &grant.user(), &kubeconfig);
         let mut harness = Harness {
             client,
             namespace,
@@ -103,6 +172,8 @@ impl Harness {
             controller: None,
             rollouts: None,
             log: dir.path().join("controller.log"),
+            kubeconfig,
+            grant,
             _dir: dir,
             flags: flags.iter().map(|f| (*f).to_owned()).collect(),
         };
@@ -144,11 +215,17 @@ impl Harness {
         mark_available(&api, &deployment.name_any(), deployment.metadata.generation.unwrap_or_default(), replicas).await.unwrap();
     }
 
-    /// Starts the controller binary; its stderr is appended to the log.
+    /// Starts the controller binary, as its ServiceAccount; its stderr is appended to the log.
     pub fn start_controller(&mut self) {
-        let kubeconfig = std::env::var("SWITCHBOARD_TEST_KUBECONFIG").unwrap();
-        let url = self.sim.base_url().to_owned();
         let log = File::options().create(true).append(true).open(&self.log).unwrap();
+        self.controller = Some(self.spawn_controller(&[], log));
+    }
+
+    /// Starts one more controller process like [`Harness::start_controller`]'s, with `extra` flags
+    /// and its own `log` (the leader-election test runs two side by side); the caller owns it.
+    pub fn spawn_controller(&self, extra: &[&str], log: File) -> Child {
+        let kubeconfig = self.kubeconfig.to_str().expect("a UTF-8 temporary path").to_owned();
+        let url = self.sim.base_url().to_owned();
         // Short retry delays and a long re-check, unless the test sets its own.
         let defaults = [("--min-backoff", "1s"), ("--max-backoff", "4s"), ("--recheck-interval", "1h")]
             .into_iter()
@@ -156,31 +233,22 @@ impl Harness {
             .flat_map(|(flag, value)| [flag, value]);
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         command
-            .args(["controller", "--kubeconfig", &kubeconfig, "--namespace", &self.namespace, "--probe-addr", "127.0.0.1:0"])
+            .args(["controller", "--kubeconfig", &kubeconfig, self.namespace_flag(), &self.namespace, "--probe-addr", "127.0.0.1:0"])
             .args(["--line-api-url", &url, "--line-data-api-url", &url, "--twilio-api-url", &url])
             .args(["--twilio-content-url", &url, "--twilio-messaging-url", &url])
             .args(&self.flags)
             .args(defaults)
+            .args(extra)
             // Debug logging everywhere: the widest net for a leaked credential.
             .env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(log);
-        self.controller = Some(command.spawn().expect("the controller starts"));
+        command.spawn().expect("the controller starts")
     }
 
     /// Sends SIGTERM and waits for the controller to exit.
     pub fn stop_controller(&mut self) -> ExitStatus {
-        let mut child = self.controller.take().expect("a running controller");
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
-        assert!(status.success(), "kill -TERM failed");
-        for _ in 0..200 {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.kill().ok();
-        panic!("the controller did not stop within 10 s of SIGTERM");
+        terminate(self.controller.as_mut().expect("a running controller"), "")
     }
 
     /// Kills the controller without warning, as a crash would.
@@ -196,9 +264,26 @@ impl Harness {
         self.controller.as_ref().map(Child::id)
     }
 
+    /// `--namespace`, or its alias `--watch-namespace` that the namespaced overlay passes.
+    fn namespace_flag(&self) -> &'static str {
+        match self.grant {
+            Grant::ClusterWide => "--namespace",
+            Grant::Namespaced => "--watch-namespace",
+        }
+    }
+
     /// The controller's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The lines of the controller's log in which the API server refused it a request: RBAC's
+    /// `<resource> "<name>" is forbidden: User "system:serviceaccount:..." cannot <verb> ...`,
+    /// and the bare `is forbidden: ` of a server-side apply that would create an object without
+    /// `create` (the Status has code 403 either way).
+    pub fn forbidden(&self) -> Vec<String> {
+        let refused = |l: &&str| l.contains(" is forbidden: ") || (l.contains("Status {") && l.contains("code: 403"));
+        self.log().lines().filter(refused).map(str::to_owned).collect()
     }
 
     /// Applies manifest documents in this namespace.
@@ -336,7 +421,141 @@ async fn mark_available(api: &Api<Deployment>, name: &str, generation: i64, repl
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await
 }
 
+/// Installs, once per test process (and idempotently across processes), what an install of
+/// `deploy/overlays/cluster-wide` gives the controller, read from the shipped files: the
+/// ServiceAccount, the ClusterRole and its ClusterRoleBinding, with the subject in
+/// [`CONTROLLER_NAMESPACE`] as kustomize's `namespace:` would put it. The leader-election
+/// Role's rules are granted as a ClusterRole instead: each test's controller keeps its Lease
+/// where the test puts it, not in one fixed namespace.
+pub async fn install_controller_rbac(client: &Client) {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    INSTALLED
+        .get_or_init(|| async {
+            cluster::ensure_namespace(client, CONTROLLER_NAMESPACE).await;
+            let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+            let shipped = cluster::documents(&deploy.join("base/serviceaccount.yaml"))
+                .into_iter()
+                .chain(cluster::documents(&deploy.join("overlays/cluster-wide/rbac.yaml")));
+            for mut doc in shipped {
+                match doc["kind"].as_str() {
+                    Some("ServiceAccount") => doc["metadata"]["namespace"] = json!(CONTROLLER_NAMESPACE),
+                    Some("ClusterRoleBinding") => in_controller_namespace(&mut doc),
+                    Some("ClusterRole") => {}
+                    other => panic!("unexpected {other:?} in the controller's RBAC"),
+                }
+                apply_object(client, &doc).await;
+            }
+            for doc in cluster::documents(&deploy.join("base/leader-election-rbac.yaml")) {
+                let mut doc = match doc["kind"].as_str() {
+                    Some("Role") => json!({
+                        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                        "metadata": {"name": LEADER_ELECTION_GRANT}, "rules": doc["rules"],
+                    }),
+                    Some("RoleBinding") => json!({
+                        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                        "metadata": {"name": LEADER_ELECTION_GRANT},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": LEADER_ELECTION_GRANT},
+                        "subjects": doc["subjects"],
+                    }),
+                    other => panic!("unexpected {other:?} in the leader-election RBAC"),
+                };
+                in_controller_namespace(&mut doc);
+                apply_object(client, &doc).await;
+            }
+        })
+        .await;
+}
+
+/// Installs what `deploy/overlays/namespaced` gives the controller, read from the shipped
+/// files, for a controller watching `namespace`: a ServiceAccount in
+/// [`NAMESPACED_CONTROLLER_NAMESPACE`], and in `namespace` the overlay's Role and RoleBinding and
+/// the base's leader-election Role and RoleBinding (a test's controller keeps its Lease in the
+/// namespace it watches), with the namespaces the overlay's replacements would fill in.
+async fn install_namespaced_rbac(client: &Client, namespace: &str) {
+    cluster::ensure_namespace(client, NAMESPACED_CONTROLLER_NAMESPACE).await;
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let shipped = cluster::documents(&deploy.join("base/serviceaccount.yaml"))
+        .into_iter()
+        .chain(cluster::documents(&deploy.join("overlays/namespaced/rbac.yaml")))
+        .chain(cluster::documents(&deploy.join("base/leader-election-rbac.yaml")));
+    for mut doc in shipped {
+        match doc["kind"].as_str() {
+            Some("ServiceAccount") => doc["metadata"]["namespace"] = json!(NAMESPACED_CONTROLLER_NAMESPACE),
+            Some("Role") => doc["metadata"]["namespace"] = json!(namespace),
+            Some("RoleBinding") => {
+                doc["metadata"]["namespace"] = json!(namespace);
+                in_namespace(&mut doc, NAMESPACED_CONTROLLER_NAMESPACE);
+            }
+            other => panic!("unexpected {other:?} in the namespaced controller's RBAC"),
+        }
+        apply_object(client, &doc).await;
+    }
+}
+
+/// Puts a binding's ServiceAccount subjects in [`CONTROLLER_NAMESPACE`].
+fn in_controller_namespace(binding: &mut Value) {
+    in_namespace(binding, CONTROLLER_NAMESPACE);
+}
+
+/// Puts a binding's ServiceAccount subjects in `namespace`.
+fn in_namespace(binding: &mut Value, namespace: &str) {
+    for subject in binding.get_mut("subjects").and_then(Value::as_array_mut).into_iter().flatten() {
+        if subject["kind"] == "ServiceAccount" {
+            subject["namespace"] = json!(namespace);
+        }
+    }
+}
+
+/// Server-side applies any manifest document, cluster-scoped or namespaced.
+async fn apply_object(client: &Client, doc: &Value) {
+    let api_version = doc["apiVersion"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, doc["kind"].as_str().unwrap()));
+    let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
+        Some(namespace) => Api::namespaced_with(client.clone(), namespace, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    let name = doc["metadata"]["name"].as_str().unwrap();
+    let object: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object))
+        .await
+        .unwrap_or_else(|e| panic!("applying {} {name}: {e}", ar.kind));
+}
+
+/// A client for the test cluster that acts as `user` (kube's `auth_info.impersonate`, sent as
+/// the Impersonate-User header).
+#[allow(dead_code)]
+pub async fn impersonating_client(user: &str) -> Client {
+    let path = std::env::var("SWITCHBOARD_TEST_KUBECONFIG").unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await.unwrap();
+    config.auth_info.impersonate = Some(user.to_owned());
+    Client::try_from(config).unwrap()
+}
+
+/// Writes a copy of the kubeconfig `admin` whose current user acts as `user` (the kubeconfig's
+/// `as`, sent as the Impersonate-User header), readable by its owner only (it holds the admin
+/// credentials it impersonates with).
+pub fn write_impersonating_kubeconfig(admin: &Path, user: &str, path: &Path) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let text = std::fs::read_to_string(admin).unwrap_or_else(|e| panic!("reading {}: {e}", admin.display()));
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let context = config["current-context"].as_str().expect("a current context").to_owned();
+    let contexts = config["contexts"].as_sequence().expect("contexts");
+    let current = contexts.iter().find(|c| c["name"].as_str() == Some(&context)).expect("the current context");
+    let user_name = current["context"]["user"].as_str().expect("the current context's user").to_owned();
+    let users = config["users"].as_sequence_mut().expect("users");
+    let entry = users.iter_mut().find(|u| u["name"].as_str() == Some(&user_name)).expect("the current user");
+    entry["user"]["as"] = serde_yaml::Value::from(user);
+    let mut file = File::options().write(true).create(true).truncate(true).mode(0o600).open(path).unwrap();
+    file.write_all(serde_yaml::to_string(&config).unwrap().as_bytes()).unwrap();
+}
+
 impl Drop for Harness {
+    /// Stops the controller; then fails the test if the API server refused the controller
+    /// anything (unless the test is failing already): the shipped ClusterRole is missing it.
     fn drop(&mut self) {
         if let Some(task) = self.rollouts.take() {
             task.abort();
@@ -345,10 +564,45 @@ impl Drop for Harness {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let forbidden = self.forbidden();
+        if !forbidden.is_empty() && !std::thread::panicking() {
+            panic!(
+                "the API server refused the controller's ServiceAccount {} request(s); {} lacks a permission:\n{}",
+                forbidden.len(),
+                match self.grant {
+                    Grant::ClusterWide => "deploy/overlays/cluster-wide/rbac.yaml",
+                    Grant::Namespaced => "deploy/overlays/namespaced/rbac.yaml",
+                },
+                forbidden.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 }
 
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Sends SIGTERM to a controller and waits (10 s at most) for it to exit; `log` is shown when
+/// it does not.
+pub fn terminate(child: &mut Child, log: &str) -> ExitStatus {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success(), "kill -TERM failed");
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    panic!("the controller did not stop within 10 s of SIGTERM\n{log}");
+}
+
+/// Where a controller serves /healthz, /readyz and /metrics, from the last "controller starting"
+/// line of its log (it listens on `--probe-addr 127.0.0.1:0`, a port chosen at start).
+pub fn probe_addr(log: &str) -> Option<String> {
+    let line = log.lines().rev().find(|l| l.contains("controller starting"))?;
+    let rest = &line[line.find("probes=")? + "probes=".len()..];
+    Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
 }

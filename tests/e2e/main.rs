@@ -7,4 +7,8 @@ mod controller;
 mod crds;
 mod gateway;
 mod gateway_configmap;
+mod gateway_rbac;
 mod harness;
+mod leader;
+mod metrics;
+mod namespaced;

@@ -1,0 +1,18 @@
+-- Argo CD health check for switchboard.dev/RoutingRule: the Lua body Argo CD runs (it reads
+-- `obj` and returns `hs`), installed as the argocd-cm key
+-- resource.customizations.health.switchboard.dev_RoutingRule (see deploy/argocd/README.md).
+--
+--   Healthy      Ready is True and the status describes the current generation.
+--   Degraded     a condition of the current generation is False for a reason below: waiting
+--                will not fix it; a person has to change the spec, a Secret or the provider.
+--   Progressing  anything else: no status yet, a status for an older generation, work in
+--                progress, or a failure the controller retries by itself (provider outages,
+--                rate limits, a dependency that is not Ready yet).
+
+-- The reasons of RoutingRule conditions that waiting will not fix. AccountNotReady and
+-- Progressing follow the account and the gateway; the account's own health says why.
+local terminal = {
+  InvalidSpec = true,           -- the spec breaks a rule (a regex that does not compile, ...)
+  InvalidReference = true,      -- the workstream or a queue it routes to does not exist
+  WorkstreamNotAccepted = true, -- its workstream is refused; fix that one first
+}
