@@ -107,7 +107,8 @@ async fn a_standby_takes_over_from_a_killed_leader() {
     let takeover = killed.elapsed();
     eprintln!("leader: B ({b_identity}) took the lease over {takeover:?} after A was killed (lease duration {LEASE_DURATION:?}, retry period 1s)");
     assert!(takeover >= LEASE_DURATION / 2, "B took over a lease that had not expired: {takeover:?}");
-    assert!(takeover <= LEASE_DURATION + Duration::from_secs(4), "take-over took {takeover:?}");
+    // Generous on purpose: on two shared cores the standby's retry period and the API server can both lag.
+    assert!(takeover <= LEASE_DURATION + Duration::from_secs(6), "take-over took {takeover:?}");
     assert_eq!(lease().await.unwrap().lease_transitions, Some(1), "one change of holder");
     cluster::wait_for("B to reconcile", || async { b.log().contains("reconciling object").then_some(()) }).await;
 
