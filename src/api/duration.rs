@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+/// Parses a command-line flag's duration, with an error message clap can show.
+pub fn parse_flag(text: &str) -> Result<Duration, String> {
+    parse(text).ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m or 6h"))
+}
+
 /// Parses a duration made of number-unit pairs (units ms, s, m, h). None when malformed or
 /// when it overflows.
 pub fn parse(text: &str) -> Option<Duration> {

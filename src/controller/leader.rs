@@ -23,7 +23,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
-use super::{ControllerArgs, parse_duration};
+use super::ControllerArgs;
 
 /// The Lease name without `--leader-election-id`; a controller watching one namespace adds it.
 const DEFAULT_ID: &str = "switchboard-controller";
@@ -54,14 +54,14 @@ pub struct LeaderElectionArgs {
     #[arg(long)]
     pub leader_election_id: Option<String>,
     /// How long a standby waits after the holder's last renewal before taking the Lease over.
-    #[arg(long, value_parser = parse_duration, default_value = "15s")]
+    #[arg(long, value_parser = crate::api::duration::parse_flag, default_value = "15s")]
     pub lease_duration: Duration,
     /// How long the leader keeps trying to renew before it stops reconciling and exits; shorter
     /// than the lease duration.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = crate::api::duration::parse_flag, default_value = "10s")]
     pub renew_deadline: Duration,
     /// How often the leader renews and a standby tries to acquire.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = crate::api::duration::parse_flag, default_value = "2s")]
     pub retry_period: Duration,
 }
 

@@ -4,7 +4,7 @@
 
 mod acceptance;
 pub mod account;
-mod backoff;
+pub mod backoff;
 mod cleanup;
 mod configs;
 pub mod context;
@@ -95,22 +95,22 @@ pub struct ControllerArgs {
     #[arg(long, env = "SWITCHBOARD_CLOUD_REGION", value_enum, default_value_t)]
     pub cloud_region: CloudRegion,
     /// How often verified credentials and webhooks are checked again (jittered ±10%).
-    #[arg(long, value_parser = parse_duration, default_value = "6h")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "6h")]
     pub recheck_interval: Duration,
     /// How often a template under WhatsApp review is polled (jittered).
-    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "5m")]
     pub approval_pending_interval: Duration,
     /// How often a template whose review ended is polled (jittered).
-    #[arg(long, value_parser = parse_duration, default_value = "6h")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "6h")]
     pub approval_settled_interval: Duration,
     /// Retry delay after an object's first failure; it doubles per failure.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "5s")]
     pub min_backoff: Duration,
     /// Longest retry delay after failures.
-    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "5m")]
     pub max_backoff: Duration,
     /// How long deletion waits for provider-side clean-up during a provider outage.
-    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "10m")]
     pub cleanup_timeout: Duration,
     /// The image the gateway Deployments run (the same binary: `switchboard gateway`).
     #[arg(long, env = "SWITCHBOARD_GATEWAY_IMAGE", default_value = DEFAULT_GATEWAY_IMAGE)]
@@ -127,10 +127,6 @@ pub struct ControllerArgs {
     /// Leader election on a Lease, so that only one replica reconciles.
     #[command(flatten)]
     pub leader_election: leader::LeaderElectionArgs,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    duration::parse(text).ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m or 6h"))
 }
 
 impl ControllerArgs {

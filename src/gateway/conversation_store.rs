@@ -113,9 +113,8 @@ pub fn enqueue(c: &Connection, account: AccountRef<'_>, conv: &Conversation, pen
         message: pending.message,
         reason: pending.reason,
     };
-    c.prepare_cached("INSERT INTO outbox (event_id, workstream, conversation_id, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(
-        params![id, conv.workstream, conv.id, serde_json::to_string(&event)?, now_ms],
-    )?;
+    c.prepare_cached("INSERT INTO outbox (event_id, workstream, conversation_id, event_type, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+        .execute(params![id, conv.workstream, conv.id, pending.event_type.as_str(), serde_json::to_string(&event)?, now_ms])?;
     Ok(id)
 }
 

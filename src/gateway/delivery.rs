@@ -20,6 +20,7 @@ use super::metrics::{AttemptOutcome, Metrics};
 use super::processor::now_ms;
 use super::runtime::Runtime;
 use super::sender::retry_delay;
+use crate::controller::backoff::Backoff;
 use super::store::{Store, StoreError};
 
 /// Events taken per round.
@@ -78,7 +79,7 @@ pub struct Delivery {
     /// HTTP client for the desks (with its timeout).
     pub http: reqwest::Client,
     /// Retry delays: first, and the most.
-    pub backoff: (Duration, Duration),
+    pub backoff: Backoff,
 }
 
 /// A desk that failed: how often in a row, and until when it is left alone.
@@ -100,9 +101,9 @@ impl Delivery {
             let wait = match rt {
                 Some(rt) => self.round(&rt, &mut down).await.unwrap_or_else(|e| {
                     tracing::error!(error = %e, "delivering desk events failed; retrying");
-                    Some(self.backoff.0)
+                    Some(self.backoff.min)
                 }),
-                None => Some(self.backoff.0),
+                None => Some(self.backoff.min),
             };
             // Busy rounds refresh the gauges once a second; a round that ends in a wait always
             // does, so that an idle gateway never shows a stale backlog.
@@ -232,7 +233,7 @@ impl Delivery {
 fn heads(c: &Connection, now: i64, excluded: &[String]) -> Result<Vec<Head>, StoreError> {
     let placeholders = vec!["?"; excluded.len()].join(", ");
     let sql = format!(
-        "SELECT o.seq, o.event_id, o.workstream, o.body, o.attempts
+        "SELECT o.seq, o.event_id, o.workstream, o.event_type, o.body, o.attempts
          FROM (SELECT min(seq) AS head FROM outbox GROUP BY conversation_id) h JOIN outbox o ON o.seq = h.head
          WHERE o.next_attempt_ms <= ? AND o.workstream NOT IN ({placeholders}) ORDER BY o.seq LIMIT {BATCH}"
     );
@@ -244,7 +245,7 @@ fn heads(c: &Connection, now: i64, excluded: &[String]) -> Result<Vec<Head>, Sto
 
 /// A workstream's oldest event, which is the head of its conversation: the probe of a down desk.
 fn oldest(c: &Connection, workstream: &str) -> Result<Option<Head>, StoreError> {
-    Ok(c.prepare_cached("SELECT seq, event_id, workstream, body, attempts FROM outbox WHERE workstream = ?1 ORDER BY seq LIMIT 1")?
+    Ok(c.prepare_cached("SELECT seq, event_id, workstream, event_type, body, attempts FROM outbox WHERE workstream = ?1 ORDER BY seq LIMIT 1")?
         .query_row([workstream], head)
         .optional()?)
 }
@@ -257,23 +258,12 @@ fn next_due(c: &Connection, resting: &[String]) -> Result<Option<i64>, StoreErro
 }
 
 fn head(r: &rusqlite::Row<'_>) -> rusqlite::Result<Head> {
-    let body: String = r.get(3)?;
-    Ok(Head { seq: r.get(0)?, event_id: r.get(1)?, workstream: r.get(2)?, event_type: event_type_of(&body), body, attempts: r.get(4)? })
-}
-
-/// The `type` of a stored event body.
-fn event_type_of(body: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        event_type: String,
-    }
-    serde_json::from_str::<Typed>(body).map(|t| t.event_type).unwrap_or_default()
+    Ok(Head { seq: r.get(0)?, event_id: r.get(1)?, workstream: r.get(2)?, event_type: r.get(3)?, body: r.get(4)?, attempts: r.get(5)? })
 }
 
 /// Records one attempt: a delivered event leaves the outbox; any other waits for its own retry
 /// delay (a down desk's events are held back in memory on top of that).
-fn settle(c: &Connection, (seq, attempts, error): (i64, u32, Option<String>), backoff: (Duration, Duration), now: i64) -> Result<(), StoreError> {
+fn settle(c: &Connection, (seq, attempts, error): (i64, u32, Option<String>), backoff: Backoff, now: i64) -> Result<(), StoreError> {
     match error {
         None => {
             c.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute([seq])?;

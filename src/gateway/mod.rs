@@ -36,6 +36,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::api::duration;
+use crate::controller::backoff::Backoff;
 use crate::controller::kube_client;
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
 use config_source::{Loader, Source};
@@ -82,24 +83,20 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 1 << 20)]
     pub body_limit: usize,
     /// Limit of one delivery to the desk.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "10s")]
     pub delivery_timeout: Duration,
     /// First retry delay of a failed delivery or send; it doubles per failure.
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "1s")]
     pub retry_min: Duration,
     /// Longest retry delay of a failed delivery or send.
-    #[arg(long, value_parser = parse_duration, default_value = "1m")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "1m")]
     pub retry_max: Duration,
     /// How often inactive conversations are looked for.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "30s")]
     pub sweep_interval: Duration,
     /// How long a processed event's ID is remembered to recognise a redelivery.
-    #[arg(long, value_parser = parse_duration, default_value = "168h")]
+    #[arg(long, value_parser = duration::parse_flag, default_value = "168h")]
     pub dedup_retention: Duration,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    duration::parse(text).ok_or_else(|| format!("{text:?} is not a duration such as 30s, 5m or 6h"))
 }
 
 /// Why the gateway could not start or stopped.
@@ -152,7 +149,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     };
     let (publish, runtime) = watch::channel(None);
     let wakers = Wakers::default();
-    let backoff = (args.retry_min, args.retry_max.max(args.retry_min));
+    let backoff = Backoff { min: args.retry_min, max: args.retry_max.max(args.retry_min) };
     let desk_client = reqwest::Client::builder()
         .timeout(args.delivery_timeout)
         .connect_timeout(args.delivery_timeout)

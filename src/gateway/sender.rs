@@ -19,6 +19,7 @@ use super::metrics::{AttemptOutcome, Metrics};
 use super::processor::now_ms;
 use super::runtime::{Provider, Runtime};
 use super::store::{Store, StoreError};
+use crate::controller::backoff::Backoff;
 use crate::providers::ProviderError;
 use crate::providers::line::{LineMessage, SendOptions};
 use crate::providers::twilio::{MessageContent, MessageSender, OutgoingMessage};
@@ -100,7 +101,7 @@ pub struct Sender {
     /// Woken when messages are queued.
     pub wake: Arc<Notify>,
     /// Retry delays: first, and the most.
-    pub backoff: (Duration, Duration),
+    pub backoff: Backoff,
 }
 
 impl Sender {
@@ -111,9 +112,9 @@ impl Sender {
             let wait = match rt {
                 Some(rt) => self.round(&rt).await.unwrap_or_else(|e| {
                     tracing::error!(error = %e, "sending queued messages failed; retrying");
-                    Some(self.backoff.0)
+                    Some(self.backoff.min)
                 }),
-                None => Some(self.backoff.0),
+                None => Some(self.backoff.min),
             };
             match wait {
                 Some(Duration::ZERO) => {}
@@ -182,7 +183,7 @@ fn due(c: &Connection, now: i64) -> Result<Vec<Row>, StoreError> {
     Ok(out)
 }
 
-fn settle(c: &Connection, results: &[(Row, Outcome)], backoff: (Duration, Duration), now: i64) -> Result<(), StoreError> {
+fn settle(c: &Connection, results: &[(Row, Outcome)], backoff: Backoff, now: i64) -> Result<(), StoreError> {
     for (row, outcome) in results {
         match outcome {
             Outcome::Sent => {
@@ -202,9 +203,10 @@ fn settle(c: &Connection, results: &[(Row, Outcome)], backoff: (Duration, Durati
     Ok(())
 }
 
-/// The delay before attempt `attempts + 1`: doubling from the first delay, capped.
-pub fn retry_delay(attempts: u32, (first, most): (Duration, Duration)) -> Duration {
-    first.saturating_mul(1u32 << attempts.min(20)).min(most)
+/// The delay before attempt `attempts + 1`: doubling from the first delay, capped. Retries of
+/// one gateway are few, so they need no jitter.
+pub fn retry_delay(attempts: u32, backoff: Backoff) -> Duration {
+    backoff.delay(attempts.saturating_add(1), 1.0)
 }
 
 async fn attempt(rt: &Runtime, row: &Row) -> Outcome {
@@ -249,7 +251,7 @@ mod tests {
 
     #[test]
     fn retry_delay_doubles_and_is_capped() {
-        let b = (Duration::from_secs(1), Duration::from_secs(60));
+        let b = Backoff { min: Duration::from_secs(1), max: Duration::from_secs(60) };
         assert_eq!(retry_delay(0, b), Duration::from_secs(1));
         assert_eq!(retry_delay(3, b), Duration::from_secs(8));
         assert_eq!(retry_delay(10, b), Duration::from_secs(60));

@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT NOT NULL UNIQUE,
     workstream TEXT NOT NULL,
     conversation_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
     body TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
