@@ -1,9 +1,10 @@
 //! Conversations: what the gateway keeps per (workstream, customer), and its lifecycle.
 //!
-//! Open (routed to a queue, waiting for an agent) → Active (an agent is working it) → Waiting
-//! (the agent is waiting for the customer) → Closed. The customer writing to a waiting
-//! conversation makes it active again. A conversation without messages for the workstream's
-//! `autoCloseAfterInactivity` is closed. One conversation per (workstream, customer) is not
+//! Open (routed to a queue, waiting for an agent) → Active (an agent took it) → Waiting (an
+//! agent answered and waits for the customer) → Closed. The customer writing to a waiting
+//! conversation makes it active again. A conversation without messages from either side for the
+//! workstream's `autoCloseAfterInactivity` is closed. While a bot handles a conversation
+//! (`handler` Bot) its events go to the bot; an escalation hands it to the desk. One conversation per (workstream, customer) is not
 //! closed at any time; the store enforces it with a unique index.
 //!
 //! Pure code: the processor loads and saves conversations, this decides what happens to them.
@@ -60,6 +61,66 @@ pub enum CloseReason {
     QueueOverflow,
     /// The customer blocked the account (LINE unfollow).
     CustomerBlocked,
+    /// An agent (or the bot) closed it through the agent API.
+    Agent,
+}
+
+impl CloseReason {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Inactivity => "inactivity",
+            CloseReason::QueueOverflow => "queueOverflow",
+            CloseReason::CustomerBlocked => "customerBlocked",
+            CloseReason::Agent => "agent",
+        }
+    }
+}
+
+/// Who receives a conversation's events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Handler {
+    /// The agent desk.
+    #[default]
+    Desk,
+    /// The workstream's bot, until it escalates.
+    Bot,
+}
+
+impl Handler {
+    /// The outbox's name of the receiver.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handler::Desk => "desk",
+            Handler::Bot => "bot",
+        }
+    }
+}
+
+/// The agent working a conversation, as the desk named them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRef {
+    /// The desk's ID of the agent.
+    pub id: String,
+    /// The name shown to the customer ({AgentName}).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// What the bot handed over when it escalated.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BotHandoff {
+    /// The bot's summary for the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The context the bot gave, which routing saw as `attributes.<name>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// When it escalated.
+    pub escalated_ms: i64,
 }
 
 /// The customer as the conversation knows them.
@@ -83,8 +144,12 @@ pub struct CustomerProfile {
     /// Picture (LINE profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub picture_url: Option<String>,
-    /// Whether the customer had an earlier conversation in this workstream.
+    /// Whether the customer had an earlier conversation in this workstream or is linked to a
+    /// contact.
     pub is_known: bool,
+    /// The desk's contact ID this channel identity is linked to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
 }
 
 /// Where routing put a conversation, and why.
@@ -129,14 +194,26 @@ pub struct Conversation {
     pub channel: String,
     /// The state.
     pub state: State,
+    /// Who receives its events.
+    #[serde(default)]
+    pub handler: Handler,
     /// The customer.
     pub customer: CustomerProfile,
     /// The routing result.
     pub routing: Routing,
     /// When it started (ms since the epoch).
     pub created_ms: i64,
-    /// When the customer last wrote.
+    /// When the customer last wrote (on WhatsApp the 24-hour window runs from here).
     pub last_customer_ms: i64,
+    /// When either side last wrote.
+    #[serde(default)]
+    pub last_activity_ms: i64,
+    /// The agent working it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRef>,
+    /// The bot's handoff, once it escalated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot: Option<BotHandoff>,
     /// When it was closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_ms: Option<i64>,
@@ -158,6 +235,7 @@ impl Conversation {
     /// The customer wrote at `at_ms` to this conversation (which is not closed).
     pub fn customer_wrote(&mut self, at_ms: i64) -> CustomerWrote {
         self.last_customer_ms = self.last_customer_ms.max(at_ms);
+        self.last_activity_ms = self.last_activity_ms.max(at_ms);
         match self.state {
             State::Waiting => {
                 self.state = State::Active;
@@ -167,9 +245,26 @@ impl Conversation {
         }
     }
 
+    /// An agent or the bot wrote at `at_ms`. An agent's answer leaves the conversation waiting
+    /// for the customer; a bot's changes only the activity.
+    pub fn agent_wrote(&mut self, at_ms: i64, by_bot: bool) {
+        self.last_activity_ms = self.last_activity_ms.max(at_ms);
+        if !by_bot && matches!(self.state, State::Open | State::Active) {
+            self.state = State::Waiting;
+        }
+    }
+
+    /// An agent took the conversation; false when that agent already had it.
+    pub fn assign(&mut self, agent: AgentRef) -> bool {
+        let same = self.agent.as_ref().is_some_and(|a| a.id == agent.id);
+        self.agent = Some(agent);
+        self.state = State::Active;
+        !same
+    }
+
     /// Whether the conversation has been quiet for longer than `limit_ms` at `now_ms`.
     pub fn inactive(&self, now_ms: i64, limit_ms: i64) -> bool {
-        self.state != State::Closed && now_ms.saturating_sub(self.last_customer_ms) >= limit_ms
+        self.state != State::Closed && now_ms.saturating_sub(self.last_activity_ms) >= limit_ms
     }
 
     /// Closes the conversation; closing a closed one changes nothing and returns false.
@@ -194,10 +289,14 @@ mod tests {
             workstream: "ws".into(),
             channel: "LINE".into(),
             state,
+            handler: Handler::Desk,
             customer: CustomerProfile::default(),
             routing: Routing::default(),
             created_ms: 1_000,
             last_customer_ms: 1_000,
+            last_activity_ms: 1_000,
+            agent: None,
+            bot: None,
             closed_ms: None,
             close_reason: None,
         }
@@ -223,6 +322,21 @@ mod tests {
         assert!(!c.close(3_000, CloseReason::CustomerBlocked), "closing twice changes nothing");
         assert_eq!((c.state, c.closed_ms, c.close_reason), (State::Closed, Some(2_000), Some(CloseReason::Inactivity)));
         assert!(!c.inactive(10_000, 1_000));
+    }
+
+    #[test]
+    fn agents_answering_wait_for_the_customer_and_count_as_activity() {
+        let mut c = conversation(State::Open);
+        assert!(c.assign(AgentRef { id: "a1".into(), name: Some("Ann".into()) }));
+        assert_eq!(c.state, State::Active);
+        assert!(!c.assign(AgentRef { id: "a1".into(), name: Some("Ann".into()) }), "the same agent again announces nothing");
+        c.agent_wrote(5_000, false);
+        assert_eq!((c.state, c.last_activity_ms, c.last_customer_ms), (State::Waiting, 5_000, 1_000));
+        assert!(!c.inactive(5_999, 1_000), "the agent's message counts as activity");
+        assert_eq!(c.customer_wrote(6_000), CustomerWrote::Reopened);
+        c.agent_wrote(7_000, true);
+        assert_eq!(c.state, State::Active, "a bot's message does not change the state");
+        assert!(c.assign(AgentRef { id: "a2".into(), name: None }), "another agent is announced");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Delivery of desk events from the outbox. Each event is POSTed to its workstream's
-//! `delivery.url`, signed, with its ID as the idempotency key, until the desk answers 2xx.
+//! `delivery.url` — or, while a bot handles the conversation, the bot's `url` with its bearer
+//! token — signed, with its ID as the idempotency key, until the receiver answers 2xx. Below,
+//! "desk" means either receiver: each is backed off on its own.
 //!
 //! Order per conversation: only the oldest undelivered event of a conversation is ever in
 //! flight, so the desk sees a conversation's events in order. Conversations are independent and
@@ -36,10 +38,22 @@ struct Head {
     seq: i64,
     event_id: String,
     workstream: String,
+    /// `desk` or `bot`.
+    target: String,
     event_type: String,
     body: String,
     attempts: u32,
 }
+
+impl Head {
+    /// The receiver this event goes to, as down receivers are remembered: `target:workstream`.
+    fn endpoint(&self) -> String {
+        format!("{}:{}", self.target, self.workstream)
+    }
+}
+
+/// The SQL form of [`Head::endpoint`].
+const ENDPOINT: &str = "(o.target || ':' || o.workstream)";
 
 /// How one attempt ended.
 #[derive(Debug)]
@@ -171,7 +185,7 @@ impl Delivery {
             match outcome {
                 Outcome::Delivered => {
                     self.metrics.delivery(AttemptOutcome::Delivered);
-                    if down.remove(&head.workstream).is_some() {
+                    if down.remove(&head.endpoint()).is_some() {
                         tracing::info!(workstream = %head.workstream, "the desk answers again");
                     }
                 }
@@ -179,39 +193,46 @@ impl Delivery {
                     self.metrics.delivery(AttemptOutcome::Rejected);
                     tracing::warn!(workstream = %head.workstream, event = %head.event_id, status, "the desk refused an event; it will be retried");
                     if *desk_down {
-                        failed_desks.push(head.workstream.clone());
+                        failed_desks.push(head.endpoint());
                     }
                 }
                 Outcome::Failed(error) => {
                     self.metrics.delivery(AttemptOutcome::Failed);
                     tracing::warn!(workstream = %head.workstream, event = %head.event_id, error = %error, "the desk did not answer; it will be retried");
-                    failed_desks.push(head.workstream.clone());
+                    failed_desks.push(head.endpoint());
                 }
                 Outcome::Unrouted => {}
             }
         }
         failed_desks.sort();
         failed_desks.dedup();
-        for workstream in failed_desks {
+        for endpoint in failed_desks {
             // A desk that answered one event in this round is not down; only one that failed
             // without any success is backed off.
-            let answered = results.iter().any(|(h, o)| h.workstream == workstream && matches!(o, Outcome::Delivered));
+            let answered = results.iter().any(|(h, o)| h.endpoint() == endpoint && matches!(o, Outcome::Delivered));
             if answered {
                 continue;
             }
-            let failures = down.get(&workstream).map_or(0, |d| d.failures);
+            let failures = down.get(&endpoint).map_or(0, |d| d.failures);
             let delay = retry_delay(failures, backoff);
-            down.insert(workstream, Down { failures: failures.saturating_add(1), until: Instant::now() + delay });
+            down.insert(endpoint, Down { failures: failures.saturating_add(1), until: Instant::now() + delay });
         }
         Ok(Some(Duration::ZERO))
     }
 
     async fn attempt(&self, rt: &Runtime, head: &Head) -> Outcome {
         let Some(ws) = rt.workstream(&head.workstream) else { return Outcome::Unrouted };
+        let (url, token) = match (head.target.as_str(), &ws.config.bot) {
+            ("bot", Some(bot)) => (&bot.url, ws.bot_token.as_ref()),
+            // A bot removed from the configuration leaves its conversations' events to the desk.
+            _ => (&ws.config.delivery.url, None),
+        };
         let timestamp = jiff::Timestamp::now().as_second();
-        let request = self
-            .http
-            .post(&ws.config.delivery.url)
+        let mut request = self.http.post(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose());
+        }
+        let request = request
             .header("content-type", "application/json")
             .header(IDEMPOTENCY_HEADER, &head.event_id)
             .header(EVENT_TYPE_HEADER, &head.event_type)
@@ -229,13 +250,13 @@ impl Delivery {
     }
 }
 
-/// The due events at the head of their conversation, leaving out the `excluded` workstreams.
+/// The due events at the head of their conversation, leaving out the `excluded` receivers.
 fn heads(c: &Connection, now: i64, excluded: &[String]) -> Result<Vec<Head>, StoreError> {
     let placeholders = vec!["?"; excluded.len()].join(", ");
     let sql = format!(
-        "SELECT o.seq, o.event_id, o.workstream, o.event_type, o.body, o.attempts
+        "SELECT o.seq, o.event_id, o.workstream, o.target, o.event_type, o.body, o.attempts
          FROM (SELECT min(seq) AS head FROM outbox GROUP BY conversation_id) h JOIN outbox o ON o.seq = h.head
-         WHERE o.next_attempt_ms <= ? AND o.workstream NOT IN ({placeholders}) ORDER BY o.seq LIMIT {BATCH}"
+         WHERE o.next_attempt_ms <= ? AND {ENDPOINT} NOT IN ({placeholders}) ORDER BY o.seq LIMIT {BATCH}"
     );
     let mut stmt = c.prepare_cached(&sql)?;
     let params = std::iter::once(&now as &dyn rusqlite::ToSql).chain(excluded.iter().map(|w| w as &dyn rusqlite::ToSql));
@@ -243,22 +264,21 @@ fn heads(c: &Connection, now: i64, excluded: &[String]) -> Result<Vec<Head>, Sto
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// A workstream's oldest event, which is the head of its conversation: the probe of a down desk.
-fn oldest(c: &Connection, workstream: &str) -> Result<Option<Head>, StoreError> {
-    Ok(c.prepare_cached("SELECT seq, event_id, workstream, event_type, body, attempts FROM outbox WHERE workstream = ?1 ORDER BY seq LIMIT 1")?
-        .query_row([workstream], head)
-        .optional()?)
+/// A receiver's oldest event, which is the head of its conversation: the probe of a down desk.
+fn oldest(c: &Connection, endpoint: &str) -> Result<Option<Head>, StoreError> {
+    let sql = format!("SELECT o.seq, o.event_id, o.workstream, o.target, o.event_type, o.body, o.attempts FROM outbox o WHERE {ENDPOINT} = ?1 ORDER BY o.seq LIMIT 1");
+    Ok(c.prepare_cached(&sql)?.query_row([endpoint], head).optional()?)
 }
 
 /// When the next event of a desk that is not resting falls due.
 fn next_due(c: &Connection, resting: &[String]) -> Result<Option<i64>, StoreError> {
     let placeholders = vec!["?"; resting.len()].join(", ");
-    let sql = format!("SELECT min(next_attempt_ms) FROM outbox WHERE workstream NOT IN ({placeholders})");
+    let sql = format!("SELECT min(o.next_attempt_ms) FROM outbox o WHERE {ENDPOINT} NOT IN ({placeholders})");
     Ok(c.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(resting), |r| r.get(0))?)
 }
 
 fn head(r: &rusqlite::Row<'_>) -> rusqlite::Result<Head> {
-    Ok(Head { seq: r.get(0)?, event_id: r.get(1)?, workstream: r.get(2)?, event_type: r.get(3)?, body: r.get(4)?, attempts: r.get(5)? })
+    Ok(Head { seq: r.get(0)?, event_id: r.get(1)?, workstream: r.get(2)?, target: r.get(3)?, event_type: r.get(4)?, body: r.get(5)?, attempts: r.get(6)? })
 }
 
 /// Records one attempt: a delivered event leaves the outbox; any other waits for its own retry

@@ -5,8 +5,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::conversation::{CloseReason, Conversation};
+use super::conversation::Conversation;
 use super::event::Message;
+use super::outbound::OutboundMessage;
 
 /// Header with the signature: `t=<unix seconds>,v1=<hex HMAC-SHA256>`.
 pub const SIGNATURE_HEADER: &str = "switchboard-signature";
@@ -30,6 +31,15 @@ pub enum EventType {
     /// The conversation ended.
     #[serde(rename = "conversation.closed")]
     ConversationClosed,
+    /// The provider accepted an outgoing message.
+    #[serde(rename = "message.delivered")]
+    MessageDelivered,
+    /// An outgoing message was refused for good or expired.
+    #[serde(rename = "message.failed")]
+    MessageFailed,
+    /// An automated message or the survey was not sent, by rule.
+    #[serde(rename = "message.skipped")]
+    MessageSkipped,
 }
 
 impl EventType {
@@ -40,6 +50,9 @@ impl EventType {
             EventType::ConversationReopened => "conversation.reopened",
             EventType::MessageReceived => "message.received",
             EventType::ConversationClosed => "conversation.closed",
+            EventType::MessageDelivered => "message.delivered",
+            EventType::MessageFailed => "message.failed",
+            EventType::MessageSkipped => "message.skipped",
         }
     }
 }
@@ -71,12 +84,23 @@ pub struct DeskEvent<'a> {
     pub account: AccountRef<'a>,
     /// The conversation as it is after the event.
     pub conversation: &'a Conversation,
-    /// The message, for `message.received`.
+    /// The message: the customer's for `message.received`, the outgoing one for
+    /// `message.delivered`, `message.failed` and `message.skipped`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<&'a Message>,
-    /// Why the conversation closed, for `conversation.closed`.
+    pub message: Option<MessageBody<'a>>,
+    /// Why the conversation closed (`conversation.closed`) or a message was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<CloseReason>,
+    pub reason: Option<&'a str>,
+}
+
+/// A message in an event: a customer's or an outgoing one.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(untagged)]
+pub enum MessageBody<'a> {
+    /// From the customer.
+    In(&'a Message),
+    /// To the customer.
+    Out(&'a OutboundMessage),
 }
 
 /// The signature header's value for a body sent at `timestamp` (Unix seconds): the desk

@@ -85,6 +85,23 @@ pub struct Message {
     /// sticker's IDs, an unknown type's fields), passed to the desk as received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// Attachments the workstream's `fileAttachments` policy kept from the desk, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_attachments: Vec<RejectedAttachment>,
+}
+
+/// An attachment that was not passed on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedAttachment {
+    /// The MIME type, when the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The file name, when the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Why: `attachments_not_allowed`, `attachment_too_large` or `blocked_extension`.
+    pub reason: String,
 }
 
 /// One attachment of a message.

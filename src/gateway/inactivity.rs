@@ -1,11 +1,13 @@
-//! Closes conversations whose customer has been quiet for the workstream's
-//! `autoCloseAfterInactivity`, telling the desk with `conversation.closed`.
+//! Closes conversations in which neither side wrote for the workstream's
+//! `autoCloseAfterInactivity`, telling the desk with `conversation.closed` and the customer with
+//! ConversationEnded and the survey.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use super::automated;
 use super::conversation::CloseReason;
 use super::conversation_store as conversations;
 use super::desk_event::AccountRef;
@@ -24,6 +26,8 @@ pub struct Sweeper {
     pub runtime: watch::Receiver<Option<Arc<Runtime>>>,
     /// Woken when desk events were queued.
     pub delivery: Arc<Notify>,
+    /// Woken when messages to customers were queued.
+    pub sender: Arc<Notify>,
     /// Time between sweeps.
     pub interval: Duration,
 }
@@ -43,6 +47,7 @@ impl Sweeper {
                     Ok(closed) => {
                         tracing::info!(conversations = closed, "closed inactive conversations");
                         self.delivery.notify_one();
+                        self.sender.notify_one();
                         if closed < BATCH {
                             break;
                         }
@@ -66,6 +71,7 @@ fn sweep(c: &rusqlite::Connection, rt: &Runtime, now: i64) -> Result<usize, supe
         let limit_ms = i64::try_from(limit.saturating_mul(1000)).unwrap_or(i64::MAX);
         for mut conv in conversations::quiet_since(c, &ws.config.name, now.saturating_sub(limit_ms), BATCH - closed)? {
             if conv.inactive(now, limit_ms) && conversations::close(c, account.clone(), &mut conv, CloseReason::Inactivity, now)? {
+                automated::on_close(c, rt, ws, &conv, now)?;
                 closed += 1;
             }
         }

@@ -114,7 +114,7 @@ fn parse_message(message: &Map<String, Value>) -> Option<Message> {
         _ => return Some(Message { id, message_type, details: Some(Value::Object(message.clone())), ..Message::default() }),
     };
     let details = (!details.is_empty()).then_some(Value::Object(details));
-    Some(Message { id, message_type, text, attachments, details })
+    Some(Message { id, message_type, text, attachments, details, ..Message::default() })
 }
 
 /// The attachment of a media message: the content is behind LINE's content API unless an

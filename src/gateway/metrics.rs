@@ -116,10 +116,21 @@ pub struct Metrics {
     pub outbox_oldest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Attempts to deliver events to the desk, by outcome.
     pub deliveries: Family<AttemptLabels, Counter>,
-    /// Attempts to send automated messages through the provider, by outcome.
+    /// Attempts to send messages to customers through the provider, by outcome.
     pub sends: Family<AttemptLabels, Counter>,
     /// Configuration loads by outcome.
     pub config_reloads: Family<ReloadLabels, Counter>,
+    /// Agent API requests by operation and HTTP status.
+    pub agent_requests: Family<AgentRequestLabels, Counter>,
+}
+
+/// Labels of agent API requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentRequestLabels {
+    /// The operation (the OpenAPI operationId).
+    pub operation: String,
+    /// The HTTP status answered.
+    pub status: String,
 }
 
 impl Default for Metrics {
@@ -142,9 +153,11 @@ impl Default for Metrics {
         let deliveries = Family::default();
         registry.register("delivery_attempts", "Attempts to deliver events to the desk, by outcome", deliveries.clone());
         let sends = Family::default();
-        registry.register("provider_send_attempts", "Attempts to send automated messages through the provider", sends.clone());
+        registry.register("provider_send_attempts", "Attempts to send messages to customers through the provider", sends.clone());
         let config_reloads = Family::default();
         registry.register("config_loads", "Configuration loads by outcome", config_reloads.clone());
+        let agent_requests = Family::default();
+        registry.register("agent_api_requests", "Agent API requests by operation and HTTP status", agent_requests.clone());
         Self {
             registry,
             requests,
@@ -157,6 +170,7 @@ impl Default for Metrics {
             deliveries,
             sends,
             config_reloads,
+            agent_requests,
         }
     }
 }
@@ -186,6 +200,11 @@ impl Metrics {
     /// Counts a send attempt through the provider.
     pub fn send(&self, outcome: AttemptOutcome) {
         self.sends.get_or_create(&AttemptLabels { outcome }).inc();
+    }
+
+    /// Counts an agent API request.
+    pub fn agent_request(&self, operation: &str, status: u16) {
+        self.agent_requests.get_or_create(&AgentRequestLabels { operation: operation.to_owned(), status: status.to_string() }).inc();
     }
 
     /// Counts a configuration load.

@@ -2,11 +2,17 @@
 //! provider's webhooks, records them durably before answering, keeps conversations, routes them
 //! to queues and hands work to the agent desk from a durable outbox.
 //!
-//! Tasks: the webhook server; the processor (recorded events → conversations, routing, desk
-//! events, greetings); delivery (outbox → desk); the sender (greetings → provider); the
-//! inactivity sweeper; the configuration loader; the metrics and health server. They meet only
-//! in the store and in the current [`runtime::Runtime`].
+//! Tasks: the webhook server; the agent API server; the processor (recorded events →
+//! conversations, routing, desk events, automated messages); delivery (outbox → desk or bot);
+//! the sender (messages → provider); the inactivity sweeper; the configuration loader; the
+//! metrics and health server. They meet only in the store and in the current
+//! [`runtime::Runtime`].
 
+pub mod actions;
+pub mod agent_api;
+pub mod attachments;
+pub mod automated;
+pub mod clock;
 pub mod config_source;
 pub mod conversation;
 pub mod conversation_store;
@@ -16,7 +22,9 @@ pub mod event;
 pub mod inactivity;
 pub mod intake;
 pub mod line_webhook;
+pub mod media;
 pub mod metrics;
+pub mod outbound;
 pub mod probes;
 pub mod processor;
 pub mod route;
@@ -24,6 +32,7 @@ pub mod runtime;
 pub mod sender;
 pub mod signature;
 pub mod store;
+pub mod templates;
 pub mod twilio_webhook;
 pub mod webhook;
 
@@ -73,6 +82,9 @@ pub struct GatewayArgs {
     /// Address of the webhook server.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub webhook_addr: SocketAddr,
+    /// Address of the agent API (internal: desks and bots call it).
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub agent_api_addr: SocketAddr,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -94,7 +106,8 @@ pub struct GatewayArgs {
     /// How often inactive conversations are looked for.
     #[arg(long, value_parser = duration::parse_flag, default_value = "30s")]
     pub sweep_interval: Duration,
-    /// How long a processed event's ID is remembered to recognise a redelivery.
+    /// How long a processed event's ID is remembered to recognise a redelivery, and how long an
+    /// uploaded file stays available to the provider.
     #[arg(long, value_parser = duration::parse_flag, default_value = "168h")]
     pub dedup_retention: Duration,
 }
@@ -155,6 +168,18 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         .connect_timeout(args.delivery_timeout)
         .build()
         .map_err(|e| GatewayError::Client(ClientBuildError::from(e)))?;
+    let media_client = reqwest::Client::builder()
+        .timeout(ClientConfig::default().download_timeout)
+        .build()
+        .map_err(|e| GatewayError::Client(ClientBuildError::from(e)))?;
+    let agent_state = Arc::new(agent_api::AgentApiState {
+        store: store.clone(),
+        runtime: runtime.clone(),
+        clock: clock::Clock::system(),
+        wakers: wakers.clone(),
+        metrics: Arc::clone(&metrics),
+        http: media_client,
+    });
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Loader { publish, providers, metrics: Arc::clone(&metrics) }.follow(source));
@@ -171,12 +196,25 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         .run(),
     );
     tasks.spawn(
-        sender::Sender { store: store.clone(), runtime: runtime.clone(), metrics: Arc::clone(&metrics), wake: Arc::clone(&wakers.sender), backoff }
-            .run(),
+        sender::Sender {
+            store: store.clone(),
+            runtime: runtime.clone(),
+            metrics: Arc::clone(&metrics),
+            wake: Arc::clone(&wakers.sender),
+            delivery: Arc::clone(&wakers.delivery),
+            backoff,
+        }
+        .run(),
     );
     tasks.spawn(
-        inactivity::Sweeper { store: store.clone(), runtime: runtime.clone(), delivery: Arc::clone(&wakers.delivery), interval: args.sweep_interval }
-            .run(),
+        inactivity::Sweeper {
+            store: store.clone(),
+            runtime: runtime.clone(),
+            delivery: Arc::clone(&wakers.delivery),
+            sender: Arc::clone(&wakers.sender),
+            interval: args.sweep_interval,
+        }
+        .run(),
     );
     tasks.spawn(prune(store.clone(), args.dedup_retention));
 
@@ -189,12 +227,14 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     });
     let probe_state = Arc::new(probes::ProbeState { store, runtime, metrics });
     let webhooks = listen(args.webhook_addr).await?;
+    let agents = listen(args.agent_api_addr).await?;
     let probes = listen(args.metrics_addr).await?;
-    tracing::info!(webhook = %args.webhook_addr, metrics = %args.metrics_addr, "gateway listening");
+    tracing::info!(webhook = %args.webhook_addr, agent_api = %args.agent_api_addr, metrics = %args.metrics_addr, "gateway listening");
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let serve_webhooks = axum::serve(webhooks, webhook::router(webhook_state)).with_graceful_shutdown(shutdown.clone());
+    let serve_agents = axum::serve(agents, agent_api::router(agent_state)).with_graceful_shutdown(shutdown.clone());
     let serve_probes = axum::serve(probes, probes::router(probe_state)).with_graceful_shutdown(shutdown);
-    let served = tokio::try_join!(async { serve_webhooks.await }, async { serve_probes.await });
+    let served = tokio::try_join!(async { serve_webhooks.await }, async { serve_agents.await }, async { serve_probes.await });
     tasks.abort_all();
     served.map_err(GatewayError::Serve)?;
     tracing::info!("gateway stopped");
@@ -211,10 +251,10 @@ async fn prune(store: Store, retention: Duration) {
     loop {
         tick.tick().await;
         let before = processor::now_ms().saturating_sub(retention.as_millis() as i64);
-        match store.run(move |c| intake::prune(c, before)).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "forgot processed events past the deduplication retention"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune processed events"),
+        match store.run(move |c| Ok((intake::prune(c, before)?, media::prune(c, before)?))).await {
+            Ok((0, 0)) => {}
+            Ok((events, files)) => tracing::info!(events, files, "forgot processed events and uploaded files past the retention"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune processed events and uploaded files"),
         }
     }
 }

@@ -12,17 +12,17 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, watch};
 
-use super::conversation::{CloseReason, Conversation, CustomerProfile, CustomerWrote, State};
+use super::attachments;
+use super::automated;
+use super::conversation::{CloseReason, Conversation, CustomerProfile, CustomerWrote, Handler, State};
 use super::conversation_store::{self as conversations, Pending};
-use super::desk_event::{AccountRef, EventType};
+use super::desk_event::{AccountRef, EventType, MessageBody};
 use super::event::{EventKind, InboundEvent, Message};
 use super::intake::{self, InboundState};
 use super::route::route;
-use super::runtime::{Provider, Runtime, Workstream, fill_placeholders};
-use super::sender::{self, NewSend};
+use super::runtime::{Provider, Runtime, Workstream};
 use super::store::{Store, StoreError};
 use crate::api::workstream::Trigger;
-use crate::config::ChannelConfig;
 
 /// Events taken per transaction: enough to amortise the commit, few enough that the webhooks
 /// committing behind one batch are not held up for long.
@@ -35,13 +35,6 @@ const PROFILE_CONCURRENCY: usize = 8;
 const REPLY_TOKEN_LIFETIME_MS: i64 = 50_000;
 /// How long the processor waits after a store failure.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
-
-/// What a batch left for the other workers.
-#[derive(Clone, Copy, Debug, Default)]
-struct Effects {
-    outbox: usize,
-    sends: usize,
-}
 
 /// Wakes the workers that act on what the processor wrote.
 #[derive(Clone, Debug, Default)]
@@ -108,13 +101,11 @@ impl Processor {
         let profiles = self.fetch_profiles(rt, &batch).await?;
         let taken = batch.len();
         let rt = Arc::clone(rt);
-        let effects = self.store.run(move |c| apply(c, &rt, &batch, &profiles, now_ms())).await?;
-        if effects.outbox > 0 {
-            self.wakers.delivery.notify_one();
-        }
-        if effects.sends > 0 {
-            self.wakers.sender.notify_one();
-        }
+        self.store.run(move |c| apply(c, &rt, &batch, &profiles, now_ms())).await?;
+        // Nearly every batch leaves desk events and many leave messages to send; a wake-up that
+        // finds nothing costs one query.
+        self.wakers.delivery.notify_one();
+        self.wakers.sender.notify_one();
         Ok(taken)
     }
 
@@ -181,39 +172,35 @@ fn apply(
     batch: &[(i64, InboundEvent)],
     fetched: &HashMap<String, CustomerProfile>,
     now: i64,
-) -> Result<Effects, StoreError> {
+) -> Result<(), StoreError> {
     for (id, profile) in fetched {
         c.prepare_cached("INSERT OR REPLACE INTO profiles (customer_id, profile, fetched_ms) VALUES (?1, ?2, ?3)")?
             .execute(params![id, serde_json::to_string(profile)?, now])?;
     }
-    let mut effects = Effects::default();
     for (seq, event) in batch {
-        let state = handle(c, rt, event, now, &mut effects)?;
+        let state = handle(c, rt, event, now)?;
         intake::mark(c, *seq, state)?;
     }
-    Ok(effects)
+    Ok(())
 }
 
 /// The account as desk events name it.
-fn account(rt: &Runtime) -> AccountRef<'_> {
+pub fn account(rt: &Runtime) -> AccountRef<'_> {
     AccountRef { namespace: &rt.config.account.namespace, name: &rt.config.account.name }
 }
 
-fn handle(c: &Connection, rt: &Runtime, event: &InboundEvent, now: i64, effects: &mut Effects) -> Result<InboundState, StoreError> {
+fn handle(c: &Connection, rt: &Runtime, event: &InboundEvent, now: i64) -> Result<InboundState, StoreError> {
     let Some(customer) = &event.customer else { return Ok(InboundState::Done) };
-    let postback;
-    let message = match &event.kind {
-        EventKind::Message(m) => m,
-        EventKind::Postback { data } => {
-            postback = Message { id: event.provider_event_id.clone(), message_type: "postback".into(), text: Some(data.clone()), ..Message::default() };
-            &postback
-        }
+    let received = match &event.kind {
+        EventKind::Message(m) => m.clone(),
+        EventKind::Postback { data } => Message { id: event.provider_event_id.clone(), message_type: "postback".into(), text: Some(data.clone()), ..Message::default() },
         EventKind::Unfollow => {
             if let Some(ws) = rt.workstream_for(event.to.as_deref())
                 && let Some(mut conv) = conversations::load_open(c, &ws.config.name, &customer.id)?
-                && conversations::close(c, account(rt), &mut conv, CloseReason::CustomerBlocked, now)?
             {
-                effects.outbox += 1;
+                // A customer who blocked the account cannot be written to: no ConversationEnded,
+                // no survey.
+                conversations::close(c, account(rt), &mut conv, CloseReason::CustomerBlocked, now)?;
             }
             return Ok(InboundState::Done);
         }
@@ -223,51 +210,70 @@ fn handle(c: &Connection, rt: &Runtime, event: &InboundEvent, now: i64, effects:
         tracing::warn!(to = event.to.as_deref().unwrap_or("LINE"), "no workstream takes this event; it is held until the configuration has one");
         return Ok(InboundState::Held);
     };
+    let (message, rejected) = screen(ws, received);
     let name = &ws.config.name;
-    let mut conv = match conversations::load_open(c, name, &customer.id)? {
+    let (mut conv, new) = match conversations::load_open(c, name, &customer.id)? {
         Some(mut conv) => {
             let wrote = conv.customer_wrote(event.timestamp_ms);
             conversations::update(c, &conv)?;
             if wrote == CustomerWrote::Reopened {
-                enqueue(c, rt, &conv, EventType::ConversationReopened, None, now, effects)?;
+                enqueue(c, rt, &conv, EventType::ConversationReopened, None, now)?;
             }
-            conv
+            (conv, false)
         }
-        None => start(c, rt, ws, event, message, now, effects)?,
+        None => (start(c, rt, ws, event, &message, now)?, true),
     };
-    conversations::record_message(c, &conv.id, "in", message, event.timestamp_ms)?;
-    enqueue(c, rt, &conv, EventType::MessageReceived, Some(message), now, effects)?;
-    if conv.routing.queue.is_none() && conversations::close(c, account(rt), &mut conv, CloseReason::QueueOverflow, now)? {
-        effects.outbox += 1;
+    if let Some(token) = &event.reply_token {
+        conversations::offer_reply_token(c, &conv.id, token, event.timestamp_ms + REPLY_TOKEN_LIFETIME_MS)?;
+    }
+    conversations::record_message(c, &conv.id, &message, event.timestamp_ms)?;
+    enqueue(c, rt, &conv, EventType::MessageReceived, Some(&message), now)?;
+    if conv.routing.queue.is_none() {
+        automated::send(c, account(rt), ws, &conv, &[Trigger::QueueOverflow], &[], now)?;
+        conversations::close(c, account(rt), &mut conv, CloseReason::QueueOverflow, now)?;
+        return Ok(InboundState::Done);
+    }
+    if rejected {
+        automated::send(c, account(rt), ws, &conv, &[Trigger::AttachmentRejected], &[], now)?;
+    }
+    if new && conv.handler == Handler::Desk {
+        announce(c, rt, ws, &conv, true, now)?;
     }
     Ok(InboundState::Done)
 }
 
-fn enqueue(
-    c: &Connection,
-    rt: &Runtime,
-    conv: &Conversation,
-    event_type: EventType,
-    message: Option<&Message>,
-    now: i64,
-    effects: &mut Effects,
-) -> Result<(), StoreError> {
-    conversations::enqueue(c, account(rt), conv, Pending { event_type, message, reason: None }, now)?;
-    effects.outbox += 1;
+/// Applies the workstream's attachment policy to a customer's message; true when something was
+/// kept back.
+fn screen(ws: &Workstream, mut message: Message) -> (Message, bool) {
+    if message.attachments.is_empty() {
+        return (message, false);
+    }
+    let (passed, rejected) = attachments::screen_customer(&ws.config.file_attachments, std::mem::take(&mut message.attachments));
+    message.attachments = passed;
+    let any = !rejected.is_empty();
+    message.rejected_attachments = rejected;
+    (message, any)
+}
+
+/// The automated messages of a conversation that reached the desk's queue, as one message: the
+/// greeting (for a new conversation; not after a bot's escalation), then OutOfOperatingHours
+/// when the queue is closed, else the queue position.
+pub fn announce(c: &Connection, rt: &Runtime, ws: &Workstream, conv: &Conversation, greeting: bool, now: i64) -> Result<bool, StoreError> {
+    let queue = conv.routing.queue.as_deref().unwrap_or("");
+    let position = conversations::waiting_in(c, &ws.config.name, queue)?.to_string();
+    let next = if conv.routing.within_operating_hours { Trigger::QueuePosition } else { Trigger::OutOfOperatingHours };
+    let triggers: &[Trigger] = if greeting { &[Trigger::Greeting, next] } else { &[next] };
+    automated::send(c, account(rt), ws, conv, triggers, &[("Position", &position)], now)
+}
+
+fn enqueue(c: &Connection, rt: &Runtime, conv: &Conversation, event_type: EventType, message: Option<&Message>, now: i64) -> Result<(), StoreError> {
+    conversations::enqueue(c, account(rt), conv, Pending { event_type, message: message.map(MessageBody::In), reason: None }, now)?;
     Ok(())
 }
 
-/// Starts a conversation: profile, routing, `conversation.created`, and the greeting unless the
-/// routed queue declined it.
-fn start(
-    c: &Connection,
-    rt: &Runtime,
-    ws: &Workstream,
-    event: &InboundEvent,
-    message: &Message,
-    now: i64,
-    effects: &mut Effects,
-) -> Result<Conversation, StoreError> {
+/// Starts a conversation: contact, profile, routing and `conversation.created`. A workstream
+/// with a bot hands it to the bot.
+fn start(c: &Connection, rt: &Runtime, ws: &Workstream, event: &InboundEvent, message: &Message, now: i64) -> Result<Conversation, StoreError> {
     let name = &ws.config.name;
     let from_webhook = event.customer.clone().unwrap_or_default();
     let cached: Option<String> =
@@ -280,11 +286,12 @@ fn start(
         customer.wa_id = Some(phone.trim_start_matches('+').to_owned());
         customer.phone_number = Some(phone.clone());
     }
-    customer.is_known = conversations::customer_known(c, name, &customer.id)?;
+    customer.contact_id = conversations::contact(c, name, &customer.id)?;
+    customer.is_known = customer.contact_id.is_some() || conversations::customer_known(c, name, &customer.id)?;
     let id = uuid::Uuid::new_v4();
     let now_ts = Timestamp::from_millisecond(now).unwrap_or_else(|_| Timestamp::now());
     let mut db_error = None;
-    let routing = route(ws, &customer, message, &id, now_ts, &mut |queue| {
+    let routing = route(ws, &customer, message, &id, now_ts, None, &mut |queue| {
         conversations::waiting_in(c, name, queue).unwrap_or_else(|e| {
             db_error = Some(e);
             0
@@ -298,44 +305,19 @@ fn start(
         workstream: name.clone(),
         channel: ws.channel_name().to_owned(),
         state: State::Open,
+        handler: if ws.config.bot.is_some() { Handler::Bot } else { Handler::Desk },
         customer,
         routing,
         created_ms: event.timestamp_ms.min(now),
         last_customer_ms: event.timestamp_ms,
+        last_activity_ms: event.timestamp_ms,
+        agent: None,
+        bot: None,
         closed_ms: None,
         close_reason: None,
     };
     conversations::insert(c, &conv)?;
-    enqueue(c, rt, &conv, EventType::ConversationCreated, None, now, effects)?;
-    if conv.routing.queue.is_none() {
-        // Declined: the caller closes it once the message is recorded; no greeting.
-        return Ok(conv);
-    }
-    if let Some(text) = ws.automated_message(Trigger::Greeting, conv.customer.language.as_deref()) {
-        let text = fill_placeholders(text, &[
-            ("CustomerName", conv.customer.display_name.as_deref().unwrap_or("")),
-            ("ConversationId", &conv.id),
-            ("QueueName", conv.routing.queue.as_deref().unwrap_or("")),
-        ]);
-        let sender = match &ws.config.channel {
-            ChannelConfig::Line => None,
-            ChannelConfig::WhatsApp { number, .. } => Some(format!("whatsapp:{number}")),
-        };
-        sender::enqueue(
-            c,
-            &NewSend {
-                conversation_id: &conv.id,
-                workstream: name,
-                recipient: &conv.customer.id,
-                sender: sender.as_deref(),
-                texts: &[text],
-                reply_token: event.reply_token.as_deref(),
-                reply_until_ms: event.timestamp_ms + REPLY_TOKEN_LIFETIME_MS,
-            },
-            now,
-        )?;
-        effects.sends += 1;
-    }
+    enqueue(c, rt, &conv, EventType::ConversationCreated, None, now)?;
     Ok(conv)
 }
 

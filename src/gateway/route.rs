@@ -8,17 +8,19 @@ use super::conversation::{CustomerProfile, Routing};
 use super::event::Message;
 use super::runtime::Workstream;
 use crate::api::workstream::OverflowAction;
-use crate::routing::evaluate::{WorkItem, evaluate};
+use crate::routing::evaluate::{Context, WorkItem, evaluate};
 
 /// Routes a new conversation. `split_key` picks the share of a percentage split (the
 /// conversation's ID, so that routing the same conversation again gives the same queue);
-/// `waiting` says how many conversations wait in a queue.
+/// `waiting` says how many conversations wait in a queue; `context` holds attributes the rules
+/// see from the start (a bot's escalation).
 pub fn route(
     ws: &Workstream,
     customer: &CustomerProfile,
     message: &Message,
     split_key: &uuid::Uuid,
     now: Timestamp,
+    context: Option<&Context>,
     waiting: &mut dyn FnMut(&str) -> i64,
 ) -> Routing {
     let queues = &ws.config.queues;
@@ -33,6 +35,7 @@ pub fn route(
         message_text: message.text.as_deref(),
         message_type: Some(message.message_type.as_str()),
         within_operating_hours,
+        context,
     };
     let bucket = (split_key.as_u128() % 100) as u8;
     let outcome = evaluate(&ws.rules, &item, bucket);
@@ -103,7 +106,7 @@ mod tests {
 
     fn run(ws: &Workstream, message: &str, waiting: i64, now: &str) -> Routing {
         let customer = CustomerProfile { id: "U1".into(), ..CustomerProfile::default() };
-        route(ws, &customer, &text(message), &uuid::Uuid::nil(), now.parse().unwrap(), &mut |_| waiting)
+        route(ws, &customer, &text(message), &uuid::Uuid::nil(), now.parse().unwrap(), None, &mut |_| waiting)
     }
 
     /// Monday 2026-11-23 10:00 in Istanbul (UTC+3).
@@ -156,8 +159,8 @@ mod tests {
         let mut seen = std::collections::BTreeMap::new();
         for n in 0..200u128 {
             let id = uuid::Uuid::from_u128(n);
-            let first = route(&ws, &customer, &text("x"), &id, MONDAY_OPEN.parse().unwrap(), &mut |_| 0).queue.unwrap();
-            let again = route(&ws, &customer, &text("x"), &id, MONDAY_OPEN.parse().unwrap(), &mut |_| 0).queue.unwrap();
+            let first = route(&ws, &customer, &text("x"), &id, MONDAY_OPEN.parse().unwrap(), None, &mut |_| 0).queue.unwrap();
+            let again = route(&ws, &customer, &text("x"), &id, MONDAY_OPEN.parse().unwrap(), None, &mut |_| 0).queue.unwrap();
             assert_eq!(first, again, "the same conversation routes the same way");
             *seen.entry(first).or_insert(0) += 1;
         }

@@ -73,8 +73,12 @@ pub struct Workstream {
     pub rules: CompiledRules,
     /// Operating hours of the queues that have them, by queue name.
     pub hours: HashMap<String, CompiledHours>,
-    /// Key of the signature on deliveries to the desk.
+    /// Key of the signature on deliveries to the desk (and the bot).
     pub signing_secret: Secret,
+    /// The bearer token the desk presents to the agent API.
+    pub agent_api_token: Secret,
+    /// The bearer token sent to the bot, when the workstream has a bot that wants one.
+    pub bot_token: Option<Secret>,
 }
 
 /// Everything the gateway needs from one configuration.
@@ -112,7 +116,7 @@ impl Runtime {
         let workstreams = config
             .workstreams
             .iter()
-            .map(|ws| Workstream::build(ws.clone(), secret(&ws.delivery.signing_secret.env)?))
+            .map(|ws| Workstream::build(ws.clone(), &secret))
             .collect::<Result<Vec<_>, LoadError>>()?;
         let hash = config.hash();
         Ok(Self { config, hash, provider, workstreams })
@@ -135,8 +139,12 @@ impl Runtime {
 }
 
 impl Workstream {
-    /// Compiles a workstream's rules and operating hours.
-    pub fn build(config: WorkstreamConfig, signing_secret: Secret) -> Result<Self, LoadError> {
+    /// Compiles a workstream's rules and operating hours and reads its credentials through
+    /// `secret` (by environment variable name).
+    pub fn build(config: WorkstreamConfig, secret: &dyn Fn(&str) -> Result<Secret, LoadError>) -> Result<Self, LoadError> {
+        let signing_secret = secret(&config.delivery.signing_secret.env)?;
+        let agent_api_token = secret(&config.delivery.agent_api_token.env)?;
+        let bot_token = config.bot.as_ref().and_then(|b| b.token.as_ref()).map(|t| secret(&t.env)).transpose()?;
         let rules = compile_rules(&config.rules).map_err(|error| LoadError::Rules { workstream: config.name.clone(), error })?;
         let hours = config
             .queues
@@ -147,7 +155,7 @@ impl Workstream {
                 Ok((q.name.clone(), compiled))
             })
             .collect::<Result<HashMap<_, _>, LoadError>>()?;
-        Ok(Self { config, rules, hours, signing_secret })
+        Ok(Self { config, rules, hours, signing_secret, agent_api_token, bot_token })
     }
 
     /// The channel's name as routing rules test it.
@@ -172,6 +180,19 @@ impl Workstream {
             .or_else(|| same_language(&self.config.language))
             .or_else(|| texts.first())
             .map(|m| m.text.as_str())
+    }
+
+    /// The sending address of the workstream (`whatsapp:+E164`); none on LINE.
+    pub fn sender_address(&self) -> Option<String> {
+        match &self.config.channel {
+            ChannelConfig::Line => None,
+            ChannelConfig::WhatsApp { number, .. } => Some(format!("whatsapp:{number}")),
+        }
+    }
+
+    /// Whether the channel has WhatsApp's 24-hour window.
+    pub fn has_window(&self) -> bool {
+        matches!(self.config.channel, ChannelConfig::WhatsApp { .. })
     }
 
     /// Whether a queue is open now; a queue without operating hours always is.
@@ -203,7 +224,7 @@ pub(crate) fn sample_workstream(extra: serde_json::Value) -> Workstream {
     if let (Some(config), serde_json::Value::Object(extra)) = (config.as_object_mut(), extra) {
         config.extend(extra);
     }
-    Workstream::build(serde_json::from_value(config).expect("a workstream configuration"), Secret::new("s")).expect("a valid workstream")
+    Workstream::build(serde_json::from_value(config).expect("a workstream configuration"), &|_| Ok(Secret::new("s"))).expect("a valid workstream")
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The webhook endpoint, `POST /switchboard/{namespace}/{account}/webhook`: verify the
-//! signature on the raw bytes, parse, record durably, and only then answer 200.
+//! signature on the raw bytes, parse, record durably, and only then answer 200. The same public
+//! port serves agents' uploaded files to the providers ([`super::media`]).
 //!
 //! Answers: 401 (LINE) / 403 (Twilio) for a missing or wrong signature, 400 for a body that is
 //! not a webhook, 413 over the size limit, 404 for another account's path, 405 for another
@@ -12,7 +13,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use tokio::sync::{Notify, watch};
 
 use super::event::InboundEvent;
@@ -48,7 +49,10 @@ pub struct WebhookState {
 
 /// The router of the webhook port.
 pub fn router(state: Arc<WebhookState>) -> Router {
-    Router::new().route("/switchboard/{namespace}/{account}/webhook", post(receive)).with_state(state)
+    Router::new()
+        .route("/switchboard/{namespace}/{account}/webhook", post(receive))
+        .route("/switchboard/{namespace}/{account}/media/{id}/{name}", get(super::media::serve))
+        .with_state(state)
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {

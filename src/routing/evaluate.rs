@@ -7,7 +7,8 @@
 //! **Classification: the first matching rule wins.** Rules run in order and evaluation of the
 //! stage stops at the first rule whose match holds; only that rule's `set` applies (its
 //! attributes, priority and skills). Later classification rules are not evaluated, so a
-//! classification rule never sees attributes: `attributes.<name>` is absent in this stage.
+//! classification rule never sees another's attributes: in this stage `attributes.<name>` holds
+//! only what the work item came with (a bot's escalation context, [`Context`]).
 //! "Outputs visible to later rules" therefore means the route-to-queue rules, which test the
 //! winning rule's attributes as `attributes.<name>`. This follows DESIGN.md ("in a stage the first
 //! match wins"). The alternative the gateway issue can also be read as — every matching
@@ -146,6 +147,24 @@ pub struct WorkItem<'a> {
     pub message_type: Option<&'a str>,
     /// Whether the time is within the operating hours of the workstream's queues.
     pub within_operating_hours: bool,
+    /// Attributes the work item comes with (a bot's escalation context): both stages see them
+    /// as `attributes.<name>`; classification's own attributes take precedence.
+    pub context: Option<&'a Context>,
+}
+
+/// Attributes given with a work item, as written and lower-cased for `ignoreCase` conditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    written: BTreeMap<String, String>,
+    folded: BTreeMap<String, String>,
+}
+
+impl Context {
+    /// Context from attributes.
+    pub fn new(attributes: BTreeMap<String, String>) -> Self {
+        let folded = attributes.iter().map(|(k, v)| (k.clone(), v.to_lowercase())).collect();
+        Self { written: attributes, folded }
+    }
 }
 
 /// What the rules decided for one work item.
@@ -170,6 +189,9 @@ pub struct Outcome {
 pub fn evaluate(rules: &CompiledRules, item: &WorkItem<'_>, split_bucket: u8) -> Outcome {
     let mut subject = Subject::new(item);
     let mut outcome = Outcome::default();
+    if let Some(context) = item.context {
+        outcome.attributes = context.written.clone();
+    }
     if let Some(rule) = rules.classification.iter().find(|r| subject.holds(&r.matcher)) {
         outcome.classified_by.push(rule.name.clone());
         if let Some(set) = &rule.set {
@@ -265,7 +287,11 @@ impl<'a> Subject<'a> {
             Field::MessageText => item.message_text,
             Field::MessageType => item.message_type,
             Field::WithinOperatingHours => Some(bool_text(item.within_operating_hours)),
-            Field::Attribute(name) => self.attributes.and_then(|a| a.written.get(name.as_str())).map(String::as_str),
+            Field::Attribute(name) => self
+                .attributes
+                .and_then(|a| a.written.get(name.as_str()))
+                .or_else(|| item.context.and_then(|c| c.written.get(name.as_str())))
+                .map(String::as_str),
         };
         value.filter(|v| !v.is_empty())
     }
@@ -282,7 +308,9 @@ impl<'a> Subject<'a> {
             Field::MessageType => 6,
             Field::CustomerIsKnown | Field::WithinOperatingHours => return self.raw(field),
             Field::Attribute(name) => {
-                return self.attributes.and_then(|a| a.folded.get(name.as_str())).map(String::as_str).filter(|v| !v.is_empty());
+                let classified = self.attributes.and_then(|a| a.folded.get(name.as_str()));
+                let given = || self.item.context.and_then(|c| c.folded.get(name.as_str()));
+                return classified.or_else(given).map(String::as_str).filter(|v| !v.is_empty());
             }
         };
         let raw = self.raw(field)?;
@@ -382,6 +410,24 @@ mod tests {
             vec![],
         );
         assert_eq!(evaluate(&rules, &item("hi"), 0).classified_by, vec!["b"]);
+    }
+
+    #[test]
+    fn context_attributes_are_seen_by_both_stages_and_classification_overrides_them() {
+        let rules = rules(
+            vec![classify("vip", vec![cond("attributes.tier", Operator::Equals, &["gold"])], &[("topic", "vip")])],
+            vec![
+                route("vip", vec![cond("attributes.topic", Operator::Equals, &["vip"])], "vip"),
+                route("refunds", vec![MatchCondition { ignore_case: true, ..cond("attributes.topic", Operator::Equals, &["refund"]) }], "refunds"),
+            ],
+        );
+        let refund = Context::new([("topic".to_owned(), "REFUND".to_owned())].into());
+        let out = evaluate(&rules, &WorkItem { context: Some(&refund), ..item("x") }, 0);
+        assert_eq!((out.queue.as_deref(), out.attributes.get("topic").map(String::as_str)), (Some("refunds"), Some("REFUND")));
+        let gold = Context::new([("tier".to_owned(), "gold".to_owned()), ("topic".to_owned(), "refund".to_owned())].into());
+        let out = evaluate(&rules, &WorkItem { context: Some(&gold), ..item("x") }, 0);
+        assert_eq!((out.queue.as_deref(), out.attributes.get("topic").map(String::as_str)), (Some("vip"), Some("vip")));
+        assert_eq!(evaluate(&rules, &item("x"), 0).queue, None);
     }
 
     #[test]

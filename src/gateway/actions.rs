@@ -1,0 +1,434 @@
+//! What agents and bots do to conversations through the agent API, as store jobs: each action
+//! checks, changes the conversation, stores the messages it sends and queues the events it
+//! causes in one transaction. The HTTP side is [`super::agent_api`].
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::attachments::{self, Refusal};
+use super::automated;
+use super::conversation::{AgentRef, BotHandoff, CloseReason, Conversation, Handler, State};
+use super::conversation_store::{self as conversations, Pending};
+use super::desk_event::EventType;
+use super::event::Message;
+use super::outbound::{Author, OutContent, OutboundMessage};
+use super::processor::{account, announce};
+use super::route::route;
+use super::runtime::{Runtime, Workstream};
+use super::sender::{self, Draft};
+use super::store::StoreError;
+use super::templates::{self, TemplateError, window_closes_at};
+use crate::api::workstream::Trigger;
+use crate::routing::evaluate::Context;
+
+/// Namespace of the LINE retry keys derived from client message IDs (a fixed random UUID).
+const RETRY_KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6b1f_3c2e_9d4a_4e57_8a0c_5f21_d3e9_7b64);
+
+/// Why an action was refused.
+#[derive(Debug, Error)]
+pub enum Refused {
+    /// The request is not valid; names the field.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, e.g. `clientMessageId`.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// No such conversation (or not one of the caller's workstreams).
+    #[error("no such conversation")]
+    ConversationNotFound,
+    /// No such workstream (or not the caller's).
+    #[error("no such workstream")]
+    WorkstreamNotFound,
+    /// The message has no such attachment.
+    #[error("no such attachment")]
+    AttachmentNotFound,
+    /// The conversation is closed.
+    #[error("the conversation is closed")]
+    ConversationClosed,
+    /// The client message ID was used before for a different message.
+    #[error("clientMessageId was used before for a different message")]
+    ClientMessageIdConflict,
+    /// The attachment policy refuses it.
+    #[error("{}", attachment_message(.0))]
+    Attachment(Refusal),
+    /// WhatsApp's 24-hour window is closed.
+    #[error("the WhatsApp 24-hour window closed; only an approved template may be sent")]
+    WindowClosed {
+        /// When it closed.
+        closed_at_ms: i64,
+    },
+    /// The template cannot be sent.
+    #[error("{}", template_message(.0))]
+    Template(TemplateError),
+    /// Escalation of a conversation the bot does not handle.
+    #[error("the conversation is not with the bot")]
+    NotWithBot,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn attachment_message(r: &Refusal) -> String {
+    match r {
+        Refusal::NotAllowed => "the workstream does not let agents send attachments (fileAttachments.agentsCanSend)".to_owned(),
+        Refusal::TooLarge { max_bytes } => format!("the attachment is larger than fileAttachments.maxBytes ({max_bytes} bytes)"),
+        Refusal::BlockedExtension { extension } => format!("files ending in {extension} are blocked (fileAttachments.blockedExtensions)"),
+    }
+}
+
+fn template_message(e: &TemplateError) -> String {
+    match e {
+        TemplateError::NotFound => "no approved template of that name in the configuration".to_owned(),
+        TemplateError::LanguageUnavailable { languages } => format!("the template has no approved localization in that language; it has {}", languages.join(", ")),
+        TemplateError::Variables { expected, missing, unexpected } => {
+            format!("the template takes the variables {expected:?}; missing {missing:?}, unexpected {unexpected:?}")
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Refused {
+    fn from(e: rusqlite::Error) -> Self {
+        Refused::Store(e.into())
+    }
+}
+
+impl From<serde_json::Error> for Refused {
+    fn from(e: serde_json::Error) -> Self {
+        Refused::Store(e.into())
+    }
+}
+
+/// Who sends a message through the API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RequestAuthor {
+    /// An agent.
+    #[default]
+    Agent,
+    /// The workstream's bot.
+    Bot,
+}
+
+/// A message to send.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendRequest {
+    /// The caller's ID of the message: the same ID sends once.
+    pub client_message_id: String,
+    /// Who writes.
+    #[serde(default)]
+    pub author: RequestAuthor,
+    /// The agent, shown on the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRef>,
+    /// Text (or the caption of an attachment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// A file by URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentRequest>,
+    /// An approved template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRequest>,
+}
+
+/// A file to send by URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AttachmentRequest {
+    /// Where the provider fetches it (http or https).
+    pub url: String,
+    /// Its name; the extension is checked against the blocked ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Its MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Its size in bytes, checked against the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// A template to send.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateRequest {
+    /// The MessageTemplate's name.
+    pub name: String,
+    /// The localization; by default the customer's language, else the template's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Values of the template's variables, by name ("1", "2", ...).
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// The longest client message ID.
+const MAX_CLIENT_MESSAGE_ID: usize = 128;
+/// The longest text WhatsApp takes in one message (LINE takes 5,000).
+const MAX_TEXT: usize = 1600;
+
+/// The contents of a send request, checked against the workstream's policies and the
+/// configuration's templates. Pure.
+pub fn contents(rt: &Runtime, ws: &Workstream, conv: &Conversation, request: &SendRequest, now: i64) -> Result<Vec<OutContent>, Refused> {
+    let id = &request.client_message_id;
+    if id.trim().is_empty() || id.chars().count() > MAX_CLIENT_MESSAGE_ID {
+        return Err(Refused::Invalid { field: "clientMessageId", message: format!("must be 1 to {MAX_CLIENT_MESSAGE_ID} characters") });
+    }
+    if let Some(text) = &request.text
+        && (text.trim().is_empty() || text.chars().count() > MAX_TEXT)
+    {
+        return Err(Refused::Invalid { field: "text", message: format!("must be 1 to {MAX_TEXT} characters") });
+    }
+    let content = match (&request.text, &request.attachment, &request.template) {
+        (Some(text), None, None) => OutContent::Text { text: text.clone() },
+        (caption, Some(a), None) => {
+            let scheme = url::Url::parse(&a.url).map(|u| u.scheme().to_owned()).unwrap_or_default();
+            if !matches!(scheme.as_str(), "http" | "https") {
+                return Err(Refused::Invalid { field: "attachment.url", message: "must be an http or https URL".to_owned() });
+            }
+            attachments::check_agent(&ws.config.file_attachments, a.file_name.as_deref(), Some(&a.url), a.size).map_err(Refused::Attachment)?;
+            OutContent::Attachment { url: a.url.clone(), file_name: a.file_name.clone(), content_type: a.content_type.clone(), caption: caption.clone() }
+        }
+        (None, None, Some(t)) => templates::resolve(&rt.config.templates, &t.name, t.language.as_deref(), conv.customer.language.as_deref(), &t.variables)
+            .map_err(Refused::Template)?,
+        (Some(_), None, Some(_)) => return Err(Refused::Invalid { field: "template", message: "a template carries its own text; leave out text".to_owned() }),
+        (_, Some(_), Some(_)) => return Err(Refused::Invalid { field: "template", message: "send an attachment or a template, not both".to_owned() }),
+        (None, None, None) => return Err(Refused::Invalid { field: "text", message: "one of text, attachment or template is required".to_owned() }),
+    };
+    if !matches!(content, OutContent::Template { .. }) && !automated::window_open(ws, conv, now) {
+        return Err(Refused::WindowClosed { closed_at_ms: window_closes_at(conv.last_customer_ms) });
+    }
+    Ok(vec![content])
+}
+
+/// A conversation the caller may act on: it exists and its workstream is one of `allowed`.
+fn conversation(c: &Connection, id: &str, allowed: &[String]) -> Result<Conversation, Refused> {
+    conversations::load(c, id)?.filter(|conv| allowed.contains(&conv.workstream)).ok_or(Refused::ConversationNotFound)
+}
+
+fn open_conversation<'r>(c: &Connection, rt: &'r Runtime, id: &str, allowed: &[String]) -> Result<(Conversation, &'r Workstream), Refused> {
+    let conv = conversation(c, id, allowed)?;
+    if conv.state == State::Closed {
+        return Err(Refused::ConversationClosed);
+    }
+    let ws = rt.workstream(&conv.workstream).ok_or(Refused::ConversationNotFound)?;
+    Ok((conv, ws))
+}
+
+/// What a send did.
+#[derive(Debug)]
+pub enum Sent {
+    /// The message was accepted now.
+    New(OutboundMessage),
+    /// The same request came before; this is that message as it is now.
+    Repeat(OutboundMessage),
+}
+
+/// Sends a message; the same client message ID with the same request sends once.
+pub fn send(c: &Connection, rt: &Runtime, allowed: &[String], id: &str, request: &SendRequest, now: i64) -> Result<Sent, Refused> {
+    let conv = conversation(c, id, allowed)?;
+    let hash = request_hash(request)?;
+    let earlier: Option<(i64, Option<String>)> = c
+        .prepare_cached("SELECT id, request_hash FROM messages WHERE conversation_id = ?1 AND client_message_id = ?2")?
+        .query_row(params![conv.id, request.client_message_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((message_id, earlier_hash)) = earlier {
+        if earlier_hash.as_deref() != Some(hash.as_str()) {
+            return Err(Refused::ClientMessageIdConflict);
+        }
+        let message = sender::load_message(c, &message_id.to_string())?.ok_or(Refused::ConversationNotFound)?;
+        return Ok(Sent::Repeat(message));
+    }
+    let (mut conv, ws) = open_conversation(c, rt, id, allowed)?;
+    let contents = contents(rt, ws, &conv, request, now)?;
+    let by_bot = request.author == RequestAuthor::Bot;
+    let draft = Draft {
+        author: if by_bot { Author::Bot } else { Author::Agent },
+        agent: request.agent.clone(),
+        client_message_id: Some(request.client_message_id.clone()),
+        request_hash: Some(hash),
+        triggers: Vec::new(),
+        contents,
+        retry_key: Uuid::new_v5(&RETRY_KEY_NAMESPACE, format!("{}/{}", conv.id, request.client_message_id).as_bytes()),
+    };
+    let message = sender::queue(c, ws, &conv, draft, now)?;
+    conv.agent_wrote(now, by_bot);
+    conversations::update(c, &conv)?;
+    Ok(Sent::New(message))
+}
+
+fn request_hash(request: &SendRequest) -> Result<String, Refused> {
+    let digest = Sha256::digest(serde_json::to_vec(request)?);
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// An agent takes the conversation; the customer gets AgentAssigned unless that agent had it.
+pub fn assign(c: &Connection, rt: &Runtime, allowed: &[String], id: &str, agent: AgentRef, now: i64) -> Result<Conversation, Refused> {
+    if agent.id.trim().is_empty() {
+        return Err(Refused::Invalid { field: "agent.id", message: "must not be empty".to_owned() });
+    }
+    let (mut conv, ws) = open_conversation(c, rt, id, allowed)?;
+    let announce = conv.assign(agent);
+    conversations::update(c, &conv)?;
+    if announce {
+        automated::send(c, account(rt), ws, &conv, &[Trigger::AgentAssigned], &[], now)?;
+    }
+    Ok(conv)
+}
+
+/// Closes the conversation; the customer gets ConversationEnded and the survey. Closing a
+/// closed conversation changes nothing.
+pub fn close(c: &Connection, rt: &Runtime, allowed: &[String], id: &str, now: i64) -> Result<Conversation, Refused> {
+    let mut conv = conversation(c, id, allowed)?;
+    if conversations::close(c, account(rt), &mut conv, CloseReason::Agent, now)?
+        && let Some(ws) = rt.workstream(&conv.workstream)
+    {
+        automated::on_close(c, rt, ws, &conv, now)?;
+    }
+    Ok(conv)
+}
+
+/// The bot hands the conversation to the desk: routing runs again with the bot's attributes,
+/// and the desk gets `conversation.created` (its sequence starts at 1) with the bot's summary.
+pub fn escalate(
+    c: &Connection,
+    rt: &Runtime,
+    allowed: &[String],
+    id: &str,
+    summary: Option<String>,
+    attributes: BTreeMap<String, String>,
+    now: i64,
+) -> Result<Conversation, Refused> {
+    let (mut conv, ws) = open_conversation(c, rt, id, allowed)?;
+    if conv.handler != Handler::Bot {
+        return Err(Refused::NotWithBot);
+    }
+    let last: Option<String> = c
+        .prepare_cached("SELECT body FROM messages WHERE conversation_id = ?1 AND direction = 'in' ORDER BY id DESC LIMIT 1")?
+        .query_row([&conv.id], |r| r.get(0))
+        .optional()?;
+    let message: Message = last.map(|b| serde_json::from_str(&b)).transpose()?.unwrap_or_default();
+    let context = Context::new(attributes.clone());
+    let split = Uuid::parse_str(&conv.id).unwrap_or_default();
+    let at = jiff::Timestamp::from_millisecond(now).unwrap_or_else(|_| jiff::Timestamp::now());
+    let mut db_error = None;
+    let routing = route(ws, &conv.customer, &message, &split, at, Some(&context), &mut |queue| {
+        conversations::waiting_in(c, &ws.config.name, queue).unwrap_or_else(|e| {
+            db_error = Some(e);
+            0
+        })
+    });
+    if let Some(e) = db_error {
+        return Err(e.into());
+    }
+    conv.routing = routing;
+    conv.handler = Handler::Desk;
+    conv.bot = Some(BotHandoff { summary, attributes, escalated_ms: now });
+    conversations::update(c, &conv)?;
+    conversations::restart_sequence(c, &conv.id)?;
+    conversations::enqueue(c, account(rt), &conv, Pending { event_type: EventType::ConversationCreated, message: None, reason: None }, now)?;
+    if conv.routing.queue.is_none() {
+        automated::send(c, account(rt), ws, &conv, &[Trigger::QueueOverflow], &[], now)?;
+        conversations::close(c, account(rt), &mut conv, CloseReason::QueueOverflow, now)?;
+    } else {
+        announce(c, rt, ws, &conv, false, now)?;
+    }
+    Ok(conv)
+}
+
+/// Links a customer's channel identity to the desk's contact ID (None: unlinks). The open
+/// conversation, if any, carries it at once; later ones from the start.
+pub fn link_contact(c: &Connection, workstream: &str, customer_id: &str, contact_id: Option<&str>, now: i64) -> Result<(), Refused> {
+    match contact_id {
+        Some(contact) => {
+            c.prepare_cached("INSERT OR REPLACE INTO contacts (workstream, customer_id, contact_id, updated_ms) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![workstream, customer_id, contact, now])?;
+        }
+        None => {
+            c.prepare_cached("DELETE FROM contacts WHERE workstream = ?1 AND customer_id = ?2")?.execute(params![workstream, customer_id])?;
+        }
+    }
+    if let Some(mut conv) = conversations::load_open(c, workstream, customer_id)? {
+        conv.customer.contact_id = contact_id.map(str::to_owned);
+        conv.customer.is_known = conv.customer.is_known || contact_id.is_some();
+        conversations::update(c, &conv)?;
+    }
+    Ok(())
+}
+
+/// A message of a conversation as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum MessageView {
+    /// From the customer.
+    In(InboundView),
+    /// To the customer.
+    Out(OutboundMessage),
+}
+
+/// A customer's message as the API shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundView {
+    /// The gateway's ID of the message.
+    pub id: String,
+    /// Always `in`.
+    pub direction: &'static str,
+    /// Always `customer`.
+    pub author: &'static str,
+    /// When the provider says it was sent (RFC 3339).
+    pub created_at: String,
+    /// The message.
+    pub message: Message,
+}
+
+/// A conversation with its messages, oldest first.
+#[derive(Debug, Serialize)]
+pub struct ConversationView {
+    /// The conversation.
+    pub conversation: Conversation,
+    /// Its messages.
+    pub messages: Vec<MessageView>,
+}
+
+/// Reads a conversation with its messages.
+pub fn view(c: &Connection, allowed: &[String], id: &str) -> Result<ConversationView, Refused> {
+    let conversation = conversation(c, id, allowed)?;
+    let mut stmt = c.prepare_cached("SELECT id, direction, body, created_ms FROM messages WHERE conversation_id = ?1 ORDER BY id")?;
+    let rows = stmt.query_map([&conversation.id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?)))?;
+    let mut messages = Vec::new();
+    for row in rows {
+        let (id, direction, body, created_ms) = row?;
+        messages.push(if direction == "in" {
+            MessageView::In(InboundView {
+                id: id.to_string(),
+                direction: "in",
+                author: "customer",
+                created_at: jiff::Timestamp::from_millisecond(created_ms).map(|t| t.to_string()).unwrap_or_default(),
+                message: serde_json::from_str(&body)?,
+            })
+        } else {
+            MessageView::Out(serde_json::from_str(&body)?)
+        });
+    }
+    Ok(ConversationView { conversation, messages })
+}
+
+/// A customer's message and the conversation's workstream, for fetching an attachment.
+pub fn inbound_message(c: &Connection, allowed: &[String], id: &str, message_id: &str) -> Result<(String, Message), Refused> {
+    let conv = conversation(c, id, allowed)?;
+    let body: Option<String> = c
+        .prepare_cached("SELECT body FROM messages WHERE conversation_id = ?1 AND id = ?2 AND direction = 'in'")?
+        .query_row(params![conv.id, message_id], |r| r.get(0))
+        .optional()?;
+    let body = body.ok_or(Refused::AttachmentNotFound)?;
+    Ok((conv.workstream, serde_json::from_str(&body)?))
+}
