@@ -58,6 +58,7 @@ struct Port {
 }
 
 const WEBHOOK: Port = Port { name: "webhook", number: 8080 };
+const AGENT_API: Port = Port { name: "agent-api", number: 8081 };
 const METRICS: Port = Port { name: "metrics", number: 9090 };
 
 /// The gateway's container image.
@@ -337,7 +338,7 @@ fn service(owner: &Owner) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(labels(&owner.account)),
-            ports: Some(vec![port(WEBHOOK), port(METRICS)]),
+            ports: Some(vec![port(WEBHOOK), port(AGENT_API), port(METRICS)]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -425,6 +426,8 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         format!("{STORE_DIR}/gateway.db"),
         "--webhook-addr".to_owned(),
         listen(WEBHOOK),
+        "--agent-api-addr".to_owned(),
+        listen(AGENT_API),
         "--metrics-addr".to_owned(),
         listen(METRICS),
     ];
@@ -455,7 +458,7 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         image_pull_policy: inputs.image.pull_policy.clone(),
         args: Some(args.to_vec()),
         env: Some(fixed_env().into_iter().chain(credentials).collect()),
-        ports: Some(vec![port(WEBHOOK), port(METRICS)]),
+        ports: Some(vec![port(WEBHOOK), port(AGENT_API), port(METRICS)]),
         liveness_probe: Some(probe("/healthz")),
         readiness_probe: Some(probe("/readyz")),
         // After a crash the store may recover its journal before the server answers; liveness
@@ -822,6 +825,7 @@ spec:
             to_json(&spec.ports),
             json!([
                 {"name": "webhook", "port": 8080, "targetPort": "webhook", "protocol": "TCP"},
+                {"name": "agent-api", "port": 8081, "targetPort": "agent-api", "protocol": "TCP"},
                 {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
             ])
         );
@@ -841,7 +845,7 @@ spec:
             container["args"],
             json!([
                 "gateway", "--config-map", "contoso-line-gateway", "--store", "/var/lib/switchboard/gateway.db",
-                "--webhook-addr", "0.0.0.0:8080", "--metrics-addr", "0.0.0.0:9090",
+                "--webhook-addr", "0.0.0.0:8080", "--agent-api-addr", "0.0.0.0:8081", "--metrics-addr", "0.0.0.0:9090",
             ])
         );
         assert_eq!(container["livenessProbe"], json!({"httpGet": {"path": "/healthz", "port": "metrics"}}));

@@ -402,3 +402,337 @@ async fn unlink_contact(State(state): State<Arc<AgentApiState>>, Path((workstrea
     .await;
     answer(&state, "deleteCustomerContact", result)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::GatewayConfig;
+    use crate::gateway::conversation::{Conversation, CustomerProfile, Routing, State as ConversationState};
+    use crate::gateway::conversation_store as conversations;
+    use crate::gateway::store::Durability;
+    use crate::providers::{ClientConfig, ProviderEndpoints, Providers};
+
+    const SUPPORT_TOKEN: &str = "support-agent-token";
+    const SALES_TOKEN: &str = "sales-agent-token";
+    const T0: i64 = 1_700_000_000_000;
+    const HOUR: i64 = 3_600_000;
+
+    /// A Twilio account with two WhatsApp workstreams: `support` (attachments up to 1,000
+    /// bytes, no .exe; a survey with a template) and `sales` (agents may not attach), each with
+    /// its own agent token.
+    fn runtime() -> Runtime {
+        let workstream = |name: &str, number: &str, token_env: &str, extra: Value| {
+            let mut ws = json!({
+                "name": name, "generation": 1, "channel": {"type": "WhatsApp", "numberName": name, "number": number},
+                "language": "en", "distribution": {"mode": "Push", "fallbackQueue": "general", "capacityPerConversation": 1, "wrapUp": {"type": "None"}},
+                "queues": [{"name": "general"}],
+                "automatedMessages": [{"trigger": "ConversationEnded", "locale": "en", "text": "Bye {CustomerName}"}],
+                "delivery": {"url": "http://desk", "signingSecret": {"env": "DESK"}, "agentApiToken": {"env": token_env}},
+            });
+            ws.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            ws
+        };
+        let config: GatewayConfig = serde_json::from_value(json!({
+            "version": 1,
+            "account": {"namespace": "ns", "name": "acct", "callbackPath": "/switchboard/ns/acct/webhook", "callbackUrl": "https://chat.example/switchboard/ns/acct/webhook",
+                        "provider": {"type": "TwilioWhatsApp", "accountSid": "AC1", "numbers": []}},
+            "workstreams": [
+                workstream("support", "+14155550100", "SUPPORT_TOKEN", json!({
+                    "fileAttachments": {"customersCanSend": true, "agentsCanSend": true, "maxBytes": 1000, "blockedExtensions": [".exe"]},
+                    "postConversationSurvey": {"enabled": true, "url": "https://survey.example/{ConversationId}", "text": "Rate us: {SurveyUrl}", "templateRef": {"name": "survey"}},
+                })),
+                workstream("sales", "+14155550101", "SALES_TOKEN", json!({
+                    "fileAttachments": {"customersCanSend": true, "agentsCanSend": false, "maxBytes": 1000},
+                    "postConversationSurvey": {"enabled": true, "url": "https://survey.example/{ConversationId}", "text": "Rate us: {SurveyUrl}"},
+                })),
+            ],
+            "templates": [
+                {"name": "order-update", "templateName": "order_update", "category": "Utility", "defaultLanguage": "en",
+                 "localizations": [{"language": "en", "body": "Hi {{1}}, order {{2}} shipped", "contentSid": "HX00000000000000000000000000000001", "variables": {"1": "Ann", "2": "A-1"}}]},
+                {"name": "survey", "templateName": "survey", "category": "Utility", "defaultLanguage": "en",
+                 "localizations": [{"language": "en", "body": "How did we do? {{1}}", "contentSid": "HX00000000000000000000000000000002", "variables": {"1": "https://x"}}]},
+            ],
+        }))
+        .unwrap();
+        let providers = Providers::new(ProviderEndpoints::all_at("http://127.0.0.1:9".parse().unwrap()), ClientConfig::default()).unwrap();
+        let env = |name: &str| Some(match name {
+            "SUPPORT_TOKEN" => SUPPORT_TOKEN.to_owned(),
+            "SALES_TOKEN" => SALES_TOKEN.to_owned(),
+            _ => "secret".to_owned(),
+        });
+        Runtime::build(config, &env, &providers).unwrap()
+    }
+
+    struct Api {
+        router: Router,
+        store: Store,
+        time: Arc<AtomicI64>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Api {
+        fn new() -> Api {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("s.db"), Durability::Process, Box::new(|_, _| {})).unwrap();
+            let (_, runtime) = watch::channel(Some(Arc::new(runtime())));
+            let time = Arc::new(AtomicI64::new(T0));
+            let state = AgentApiState {
+                store: store.clone(),
+                runtime,
+                clock: Clock::fixed(Arc::clone(&time)),
+                wakers: Wakers::default(),
+                metrics: Arc::new(Metrics::default()),
+                http: reqwest::Client::new(),
+            };
+            Api { router: router(Arc::new(state)), store, time, _dir: dir }
+        }
+
+        /// A conversation of `workstream` whose customer last wrote at `T0`.
+        async fn conversation(&self, workstream: &str, customer: &str) -> String {
+            let conv = Conversation {
+                id: uuid::Uuid::new_v4().to_string(),
+                workstream: workstream.into(),
+                channel: "WhatsApp".into(),
+                state: ConversationState::Open,
+                handler: Default::default(),
+                customer: CustomerProfile { id: format!("whatsapp:{customer}"), display_name: Some("Ann".into()), ..CustomerProfile::default() },
+                routing: Routing { queue: Some("general".into()), ..Routing::default() },
+                created_ms: T0,
+                last_customer_ms: T0,
+                last_activity_ms: T0,
+                agent: None,
+                bot: None,
+                closed_ms: None,
+                close_reason: None,
+            };
+            let id = conv.id.clone();
+            self.store.run(move |c| conversations::insert(c, &conv)).await.unwrap();
+            id
+        }
+
+        async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+            let mut request = Request::builder().method(method).uri(path).header(header::CONTENT_TYPE, "application/json");
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let response = self.router.clone().oneshot(request.body(Body::from(body.to_string())).unwrap()).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        }
+
+        async fn send(&self, conv: &str, body: Value) -> (StatusCode, Value) {
+            self.call("POST", &format!("/v1/conversations/{conv}/messages"), Some(SUPPORT_TOKEN), body).await
+        }
+
+        async fn count(&self, sql: &'static str) -> i64 {
+            self.store.read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+        }
+
+        async fn outbox_types(&self) -> Vec<String> {
+            self.store
+                .read(|c| {
+                    let mut s = c.prepare("SELECT event_type FROM outbox ORDER BY seq")?;
+                    Ok(s.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?)
+                })
+                .await
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn free_form_messages_need_the_window_and_templates_do_not() {
+        let api = Api::new();
+        let conv = api.conversation("support", "+905551").await;
+        api.time.store(T0 + 23 * HOUR, Ordering::Relaxed);
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "m1", "text": "hello"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["message"]["status"], "queued");
+
+        api.time.store(T0 + 24 * HOUR, Ordering::Relaxed);
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "m2", "text": "still there?"})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"], "session_window_closed");
+        assert_eq!(body["windowClosedAt"], "2023-11-15T22:13:20Z");
+        assert!(body["hint"].as_str().unwrap().contains("template"));
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "m3", "attachment": {"url": "https://files.example/a.png"}})).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("session_window_closed")), "attachments are free-form too");
+
+        let template = json!({"clientMessageId": "m4", "template": {"name": "order-update", "variables": {"1": "Ann", "2": "A-7"}}});
+        let (status, body) = api.send(&conv, template).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["message"]["contents"][0]["text"], "Hi Ann, order A-7 shipped");
+        assert_eq!(body["message"]["contents"][0]["contentSid"], "HX00000000000000000000000000000001");
+
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "m5", "template": {"name": "order-update", "variables": {"1": "Ann"}}})).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template_variables")));
+        assert_eq!(body["missing"], json!(["2"]));
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "m6", "template": {"name": "not-approved"}})).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template_not_found")));
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "m7", "template": {"name": "order-update", "language": "de", "variables": {}}})).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template_language_unavailable")));
+        assert_eq!(api.count("SELECT count(*) FROM sends").await, 2, "only the accepted messages are queued");
+    }
+
+    #[tokio::test]
+    async fn the_same_client_message_id_sends_once() {
+        let api = Api::new();
+        let conv = api.conversation("support", "+905551").await;
+        let request = json!({"clientMessageId": "same", "text": "hello"});
+        let (first, a) = api.send(&conv, request.clone()).await;
+        let (second, b) = api.send(&conv, request).await;
+        assert_eq!((first, second), (StatusCode::ACCEPTED, StatusCode::OK));
+        assert_eq!(a["message"]["id"], b["message"]["id"]);
+        assert_eq!(api.count("SELECT count(*) FROM sends").await, 1);
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "same", "text": "different"})).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("client_message_id_conflict")));
+        let other = api.conversation("support", "+905552").await;
+        let (status, _) = api.send(&other, json!({"clientMessageId": "same", "text": "hello"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "client message IDs are per conversation");
+    }
+
+    #[tokio::test]
+    async fn tokens_scope_callers_to_their_workstreams() {
+        let api = Api::new();
+        let sales = api.conversation("sales", "+905551").await;
+        let path = format!("/v1/conversations/{sales}");
+        let (status, body) = api.call("GET", &path, None, Value::Null).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+        assert_eq!(api.call("GET", &path, Some("wrong"), Value::Null).await.0, StatusCode::UNAUTHORIZED);
+        let (status, body) = api.call("GET", &path, Some(SUPPORT_TOKEN), Value::Null).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("conversation_not_found")), "another workstream's conversation does not exist");
+        let (status, body) = api.call("GET", &path, Some(SALES_TOKEN), Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["conversation"]["workstream"], "sales");
+        let contact = "/v1/workstreams/sales/customers/whatsapp:+905551/contact";
+        assert_eq!(api.call("PUT", contact, Some(SUPPORT_TOKEN), json!({"contactId": "C-1"})).await.1["error"], "workstream_not_found");
+        let (status, body) = api.call("PUT", contact, Some(SALES_TOKEN), json!({"contactId": "C-1"})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, body) = api.call("GET", &path, Some(SALES_TOKEN), Value::Null).await;
+        assert_eq!((body["conversation"]["customer"]["contactId"].as_str(), body["conversation"]["customer"]["isKnown"].as_bool()), (Some("C-1"), Some(true)));
+        for (_, body) in [api.call("GET", &path, Some(SALES_TOKEN), Value::Null).await, api.call("GET", &path, None, Value::Null).await] {
+            assert!(!body.to_string().contains(SALES_TOKEN) && !body.to_string().contains(SUPPORT_TOKEN));
+        }
+    }
+
+    #[tokio::test]
+    async fn attachments_follow_the_workstream_policy() {
+        let api = Api::new();
+        let support = api.conversation("support", "+905551").await;
+        let sales = api.conversation("sales", "+905552").await;
+        let file = |name: &str, size: u64| json!({"clientMessageId": name, "attachment": {"url": format!("https://files.example/{name}"), "size": size}});
+        let (status, body) = api.call("POST", &format!("/v1/conversations/{sales}/messages"), Some(SALES_TOKEN), file("a.png", 10)).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("attachments_not_allowed")));
+        let (status, body) = api.send(&support, file("big.png", 1001)).await;
+        assert_eq!((status, body["error"].as_str(), body["maxBytes"].as_u64()), (StatusCode::PAYLOAD_TOO_LARGE, Some("attachment_too_large"), Some(1000)));
+        let (status, body) = api.send(&support, file("setup.EXE", 10)).await;
+        assert_eq!((status, body["error"].as_str(), body["extension"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("blocked_extension"), Some(".exe")));
+        let (status, body) = api.send(&support, json!({"clientMessageId": "x", "attachment": {"url": "ftp://files.example/a.png"}})).await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("attachment.url")));
+        assert_eq!(api.send(&support, file("ok.png", 1000)).await.0, StatusCode::ACCEPTED);
+
+        let upload = |bytes: usize, name: &str| {
+            Request::builder()
+                .method("POST")
+                .uri(format!("/v1/conversations/{support}/attachments?fileName={name}"))
+                .header(header::AUTHORIZATION, format!("Bearer {SUPPORT_TOKEN}"))
+                .header(header::CONTENT_TYPE, "application/pdf")
+                .body(Body::from(vec![b'x'; bytes]))
+                .unwrap()
+        };
+        let response = api.router.clone().oneshot(upload(1001, "r.pdf")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let response = api.router.clone().oneshot(upload(10, "run.exe")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let response = api.router.clone().oneshot(upload(10, "r.pdf")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let body: Value = serde_json::from_slice(&axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+        let url = body["attachment"]["url"].as_str().unwrap();
+        assert!(url.starts_with("https://chat.example/switchboard/ns/acct/media/") && url.ends_with("/r.pdf"), "{url}");
+        assert_eq!(api.count("SELECT count(*) FROM media").await, 1);
+    }
+
+    #[tokio::test]
+    async fn closing_sends_the_survey_in_the_window_and_its_template_outside() {
+        let api = Api::new();
+        let inside = api.conversation("support", "+905551").await;
+        let (status, body) = api.call("POST", &format!("/v1/conversations/{inside}/close"), Some(SUPPORT_TOKEN), json!({})).await;
+        assert_eq!((status, body["conversation"]["state"].as_str(), body["conversation"]["closeReason"].as_str()), (StatusCode::OK, Some("Closed"), Some("agent")));
+        let contents: String = api.store.read(|c| Ok(c.query_row("SELECT contents FROM sends", [], |r| r.get(0))?)).await.unwrap();
+        assert_eq!(contents, format!(r#"[{{"type":"text","text":"Bye Ann"}},{{"type":"text","text":"Rate us: https://survey.example/{inside}"}}]"#));
+        assert_eq!(api.call("POST", &format!("/v1/conversations/{inside}/close"), Some(SUPPORT_TOKEN), json!({})).await.0, StatusCode::OK);
+        assert_eq!(api.count("SELECT count(*) FROM sends").await, 1, "closing again sends nothing");
+        let (status, body) = api.send(&inside, json!({"clientMessageId": "late", "text": "x"})).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("conversation_closed")));
+
+        api.time.store(T0 + 25 * HOUR, Ordering::Relaxed);
+        let outside = api.conversation("support", "+905552").await;
+        api.call("POST", &format!("/v1/conversations/{outside}/close"), Some(SUPPORT_TOKEN), json!({})).await;
+        let contents: String = api.store.read(|c| Ok(c.query_row("SELECT contents FROM sends ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))?)).await.unwrap();
+        let contents: Value = serde_json::from_str(&contents).unwrap();
+        assert_eq!(contents[0]["type"], "template");
+        assert_eq!(contents[0]["variables"]["1"], format!("https://survey.example/{outside}"));
+
+        let sales = api.conversation("sales", "+905553").await;
+        api.call("POST", &format!("/v1/conversations/{sales}/close"), Some(SALES_TOKEN), json!({})).await;
+        let types = api.outbox_types().await;
+        assert_eq!(types.iter().filter(|t| *t == "message.skipped").count(), 3, "{types:?}: ended (twice) and the template-less survey");
+        let skipped: Vec<String> = api
+            .store
+            .read(|c| {
+                let mut s = c.prepare("SELECT body FROM outbox WHERE event_type = 'message.skipped' ORDER BY seq")?;
+                Ok(s.query_map([], |r| r.get(0))?.collect::<Result<Vec<String>, _>>()?)
+            })
+            .await
+            .unwrap();
+        let last: Value = serde_json::from_str(skipped.last().unwrap()).unwrap();
+        assert_eq!((last["reason"].as_str(), last["message"]["triggers"][0].as_str()), (Some("session_window_closed"), Some("PostConversationSurvey")));
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: Value = serde_yaml::from_str(OPENAPI).expect("agent-api.yaml is YAML");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, method) in [
+            ("/openapi.yaml", "get"),
+            ("/v1/conversations/{id}", "get"),
+            ("/v1/conversations/{id}/messages", "post"),
+            ("/v1/conversations/{id}/attachments", "post"),
+            ("/v1/conversations/{id}/messages/{messageId}/attachments/{index}", "get"),
+            ("/v1/conversations/{id}/assign", "post"),
+            ("/v1/conversations/{id}/close", "post"),
+            ("/v1/conversations/{id}/escalate", "post"),
+            ("/v1/workstreams/{workstream}/customers/{customerId}/contact", "put"),
+            ("/v1/workstreams/{workstream}/customers/{customerId}/contact", "delete"),
+        ] {
+            assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not in agent-api.yaml");
+        }
+        assert_eq!(paths.len(), 9, "agent-api.yaml describes routes the server does not have");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_name_the_field() {
+        let api = Api::new();
+        let conv = api.conversation("support", "+905551").await;
+        for (body, field) in [
+            (json!({"clientMessageId": "", "text": "x"}), "clientMessageId"),
+            (json!({"clientMessageId": "a"}), "text"),
+            (json!({"clientMessageId": "a", "text": "x", "template": {"name": "order-update"}}), "template"),
+        ] {
+            let (status, answer) = api.send(&conv, body).await;
+            assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)));
+        }
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "a", "txt": "typo"})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["message"].as_str().unwrap().contains("txt"), "{body}");
+        let (status, body) = api.call("POST", "/v1/conversations/nope/assign", Some(SUPPORT_TOKEN), json!({"agent": {"id": "a1"}})).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("conversation_not_found")));
+        assert_eq!(api.call("GET", "/v2/anything", Some(SUPPORT_TOKEN), Value::Null).await.0, StatusCode::NOT_FOUND);
+    }
+}

@@ -399,12 +399,12 @@ mod tests {
         assert!(out.iter().all(|(c, _, _)| c == &out[0].0), "one conversation");
         let sends: Vec<(String, String, Option<String>)> = store
             .run(|c| {
-                let mut s = c.prepare("SELECT recipient, messages, sender FROM sends")?;
+                let mut s = c.prepare("SELECT recipient, contents, sender FROM sends")?;
                 Ok(s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?)
             })
             .await
             .unwrap();
-        assert_eq!(sends, [("whatsapp:+905551".into(), r#"["Hello Ann"]"#.into(), Some("whatsapp:+14155550100".into()))]);
+        assert_eq!(sends, [("whatsapp:+905551".into(), r#"[{"type":"text","text":"Hello Ann"}]"#.into(), Some("whatsapp:+14155550100".into()))]);
     }
 
     #[tokio::test]

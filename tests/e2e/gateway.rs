@@ -61,7 +61,7 @@ async fn the_gateway_follows_its_account() {
     let services: Api<Service> = Api::namespaced(h.client.clone(), &h.namespace);
     let ports: Vec<String> =
         services.get("contoso-line-gateway").await.unwrap().spec.unwrap().ports.unwrap().into_iter().filter_map(|p| p.name).collect();
-    assert_eq!(ports, ["webhook", "metrics"]);
+    assert_eq!(ports, ["webhook", "agent-api", "metrics"]);
     let ingresses: Api<Ingress> = Api::namespaced(h.client.clone(), &h.namespace);
     assert!(ingresses.get_opt("contoso-line-gateway").await.unwrap().is_none(), "no ingress asked for");
     let ingress = cluster::wait_for("the WhatsApp gateway's Ingress", || async { ingresses.get_opt("contoso-whatsapp-gateway").await.ok()? }).await;
