@@ -144,6 +144,7 @@ fn main() {
                 message_text: Some(&m.text),
                 message_type: Some("text"),
                 within_operating_hours: true,
+                context: None,
             })
             .collect();
 
