@@ -3,7 +3,18 @@
 
 use std::time::{Duration, Instant};
 
+use crate::desk::Received;
 use crate::harness::{Bed, LINE_ACCOUNT, NAMESPACE, Provider, line_channel, line_user, route_rule, workstream};
+
+/// A conversation's events without the outcomes of messages sent to the customer (which
+/// interleave with the customer's, by timing), after checking that the sequence of all of them
+/// is 1..n without gaps.
+pub fn outline(events: &[Received]) -> Vec<String> {
+    let mut sequences: Vec<i64> = events.iter().map(Received::sequence).collect();
+    sequences.sort();
+    assert_eq!(sequences, (1..=events.len() as i64).collect::<Vec<_>>(), "sequences with gaps or repeats");
+    events.iter().map(|e| e.kind().to_owned()).filter(|k| !matches!(k.as_str(), "message.delivered" | "message.failed" | "message.skipped")).collect()
+}
 
 const GREETING: &str = "Hello {CustomerName}, you are in {QueueName} ({ConversationId})";
 
@@ -78,7 +89,7 @@ async fn line_text_is_routed_greeted_delivered_in_order_and_deduplicated() {
         })
         .await;
     assert_eq!(third.conversation(), conversation);
-    assert_eq!(third.sequence(), 3);
+    assert!(third.sequence() >= 3, "after created and the first message (and perhaps the greeting's delivery)");
     assert_eq!(third.text(), Some("Any news?"));
 
     // LINE redelivers Ann's first event: answered 200, counted as a duplicate, not handed on.
@@ -95,13 +106,11 @@ async fn line_text_is_routed_greeted_delivered_in_order_and_deduplicated() {
         .wait_for(Duration::from_secs(20), "the marker", |events| events.iter().any(|e| e.message_id() == marker["messageId"].as_str()).then_some(()))
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let ann_events: Vec<(String, i64)> =
-        bed.desk.conversation(&conversation).iter().map(|e| (e.kind().to_owned(), e.sequence())).collect();
-    assert_eq!(
-        ann_events,
-        [("conversation.created".to_owned(), 1), ("message.received".to_owned(), 2), ("message.received".to_owned(), 3)],
-        "the redelivery caused nothing"
-    );
+    let ann_events = bed.desk.conversation(&conversation);
+    assert_eq!(outline(&ann_events), ["conversation.created", "message.received", "message.received"], "the redelivery caused nothing");
+    let delivered: Vec<_> = ann_events.iter().filter(|e| e.kind() == "message.delivered").collect();
+    assert_eq!(delivered.len(), 1, "the greeting's delivery is reported once");
+    assert_eq!(delivered[0].body["message"]["triggers"][0], "Greeting");
     let sent_to_ann = bed.sim_messages().await.into_iter().filter(|m| m["to"] == ann.as_str()).count();
     assert_eq!(sent_to_ann, 1, "one greeting per conversation");
     assert_eq!(bed.desk.repeats(), 0, "nothing was delivered twice without a crash");
