@@ -152,10 +152,17 @@ fn authenticate(state: &AgentApiState, headers: &HeaderMap) -> Result<Caller, Re
     Ok(Caller { rt, workstreams })
 }
 
-/// Parses a JSON body; an empty body is `{}`.
+/// Parses a JSON body; an empty body is `{}`. A refusal names the field that is wrong.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_request", &format!("the body is not a valid request: {e}"), json!({})))
+    serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(body)).map_err(|e| {
+        let field = e.path().to_string();
+        let (message, extra) = match field.as_str() {
+            "." => (format!("the body is not a valid request: {}", e.inner()), json!({})),
+            _ => (format!("{field}: {}", e.inner()), json!({ "field": field })),
+        };
+        error(StatusCode::BAD_REQUEST, "invalid_request", &message, extra)
+    })
 }
 
 impl AgentApiState {
@@ -735,6 +742,10 @@ mod tests {
         let (status, body) = api.send(&conv, json!({"clientMessageId": "a", "txt": "typo"})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["message"].as_str().unwrap().contains("txt"), "{body}");
+        let (status, body) = api.send(&conv, json!({"clientMessageId": "a", "author": "customer", "text": "x"})).await;
+        assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("author")), "{body}");
+        let (_, body) = api.send(&conv, json!({"clientMessageId": "a", "template": {"name": "t", "variables": {"1": 2}}})).await;
+        assert_eq!(body["field"], "template.variables.1", "{body}");
         let (status, body) = api.call("POST", "/v1/conversations/nope/assign", Some(SUPPORT_TOKEN), json!({"agent": {"id": "a1"}})).await;
         assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("conversation_not_found")));
         assert_eq!(api.call("GET", "/v2/anything", Some(SUPPORT_TOKEN), Value::Null).await.0, StatusCode::NOT_FOUND);

@@ -364,7 +364,7 @@ impl Gateway {
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("gateway.json");
         std::fs::write(&config, gateway_config(provider, desk_url)?)?;
-        let (webhook, metrics) = (free_port()?, free_port()?);
+        let (webhook, metrics, agent_api) = (free_port()?, free_port()?, free_port()?);
         let db = dir.join("gateway.db");
         let log = dir.join("gateway.log");
         let account = if provider == Provider::Line { LINE_ACCOUNT } else { TWILIO_ACCOUNT };
@@ -379,6 +379,7 @@ impl Gateway {
             // Said explicitly: the target is for answers that wait for fsync.
             .args(["--store-durability", "full"])
             .args(["--webhook-addr", &webhook.to_string(), "--metrics-addr", &metrics.to_string()])
+            .args(["--agent-api-addr", &agent_api.to_string()])
             .args(["--line-api-url", sim, "--line-data-api-url", sim, "--twilio-api-url", sim])
             .args(["--twilio-content-url", sim, "--twilio-messaging-url", sim])
             .env("RUST_LOG", "warn")

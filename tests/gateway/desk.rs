@@ -87,6 +87,17 @@ impl Received {
     pub fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// A request header's value (names in lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")))
+    }
+
+    /// The outbound message's `clientMessageId`, for `message.delivered`, `message.failed` and
+    /// `message.skipped`.
+    pub fn client_message_id(&self) -> Option<&str> {
+        self.body["message"]["clientMessageId"].as_str()
+    }
 }
 
 struct DeskState {
@@ -96,7 +107,9 @@ struct DeskState {
     problems: Mutex<Vec<String>>,
 }
 
-/// The running desk; dropping it stops nothing (its task ends with the test's runtime).
+/// The running desk; dropping it stops nothing (its task ends with the test's runtime). A clone
+/// is the same desk.
+#[derive(Clone)]
 pub struct Desk {
     state: Arc<DeskState>,
     addr: SocketAddr,
@@ -201,6 +214,18 @@ impl Desk {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits (up to 20 s) for the first distinct event that `probe` accepts.
+    pub async fn wait_one(&self, what: &str, probe: impl Fn(&Received) -> bool) -> Received {
+        self.wait_for(Duration::from_secs(20), what, |events| events.iter().find(|e| probe(e)).cloned()).await
+    }
+
+    /// Waits (up to 20 s) for the outbound message event (`message.delivered`,
+    /// `message.failed`, `message.skipped`) of the agent's message `client_message_id`.
+    pub async fn wait_outcome(&self, kind: &str, client_message_id: &str) -> Received {
+        let what = format!("{kind} of {client_message_id:?}");
+        self.wait_one(&what, |e| e.kind() == kind && e.client_message_id() == Some(client_message_id)).await
     }
 
     /// Waits until at least `n` distinct `message.received` events arrived.

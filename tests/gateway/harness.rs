@@ -10,8 +10,10 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::config::GatewayConfig;
 use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
@@ -33,11 +35,17 @@ pub const LINE_TOKEN: &str = "gwtest-line-access-token-b7d420";
 pub const TWILIO_TOKEN: &str = "gwtest-twilio-auth-token-e5a913";
 pub const DESK_SECRET: &str = "gwtest-desk-signing-secret-71f0aa";
 pub const AGENT_TOKEN: &str = "gwtest-agent-api-token-2b6d58";
-const CREDENTIALS: [&str; 5] = [LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, DESK_SECRET, AGENT_TOKEN];
+/// The agent API token of a second desk (a workstream that names [`OTHER_AGENT_ENV`]).
+pub const OTHER_AGENT_TOKEN: &str = "gwtest-other-agent-token-9d14c2";
+/// The token the gateway presents to a bot (a workstream's `bot.token` names [`BOT_ENV`]).
+pub const BOT_TOKEN: &str = "gwtest-bot-bearer-token-5e82b9";
+const CREDENTIALS: [&str; 7] = [LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, DESK_SECRET, AGENT_TOKEN, OTHER_AGENT_TOKEN, BOT_TOKEN];
 
 /// The variables the configuration names for the desk's keys.
 const SIGNING_ENV: &str = "SWITCHBOARD_SECRET_1";
 const AGENT_ENV: &str = "SWITCHBOARD_SECRET_2";
+pub const OTHER_AGENT_ENV: &str = "SWITCHBOARD_SECRET_3";
+pub const BOT_ENV: &str = "SWITCHBOARD_SECRET_4";
 
 /// Which provider the account is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +85,8 @@ pub struct Gateway {
     source: Source,
     pub webhook_port: u16,
     pub metrics_port: u16,
+    /// The agent API's port (`--agent-api-addr`).
+    pub agent_port: u16,
     pub config_path: PathBuf,
     pub store: PathBuf,
     pub log_path: PathBuf,
@@ -116,6 +126,7 @@ impl Gateway {
             .args(["--store", &self.store.display().to_string()])
             .args(["--webhook-addr", &format!("127.0.0.1:{}", self.webhook_port)])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args(["--agent-api-addr", &format!("127.0.0.1:{}", self.agent_port)])
             .args(["--line-api-url", sim, "--line-data-api-url", sim, "--twilio-api-url", sim])
             .args(["--twilio-content-url", sim, "--twilio-messaging-url", sim])
             .args(defaults)
@@ -124,6 +135,8 @@ impl Gateway {
             .env_remove("POD_NAMESPACE")
             .env(SIGNING_ENV, DESK_SECRET)
             .env(AGENT_ENV, AGENT_TOKEN)
+            .env(OTHER_AGENT_ENV, OTHER_AGENT_TOKEN)
+            .env(BOT_ENV, BOT_TOKEN)
             // Debug logging everywhere: the widest net for a leaked credential.
             .env("RUST_LOG", "debug")
             // Plain text, so that the log can be searched for credentials and lines.
@@ -220,6 +233,11 @@ pub struct Bed {
     pub gateway: Gateway,
     pub http: reqwest::Client,
     pub provider: Provider,
+    /// Every answer read from the agent API or the media URLs, searched for credentials by
+    /// [`Bed::finish`].
+    answers: Mutex<Vec<String>>,
+    /// Desks other than [`Bed::desk`] (bots), checked by [`Bed::finish`] too.
+    other_desks: Vec<Desk>,
     /// Kept when the test fails, for its gateway log and store.
     dir: Option<tempfile::TempDir>,
 }
@@ -271,6 +289,7 @@ webhookTimeout: 60s
             source,
             webhook_port: free_port(),
             metrics_port: free_port(),
+            agent_port: free_port(),
             config_path: dir.path().join("gateway.json"),
             store: dir.path().join("gateway.db"),
             log_path: dir.path().join("gateway.log"),
@@ -279,7 +298,7 @@ webhookTimeout: 60s
             starts: 0,
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-        Bed { sim, desk, gateway, http, provider, dir: Some(dir) }
+        Bed { sim, desk, gateway, http, provider, answers: Mutex::new(Vec::new()), other_desks: Vec::new(), dir: Some(dir) }
     }
 
     /// The path webhooks are served on.
@@ -347,6 +366,25 @@ webhookTimeout: 60s
         self.wait_ready().await;
     }
 
+    /// Makes a conversation look `by` older to the gateway, as if its customer had last written
+    /// that long ago: the gateway is stopped, the store edited (the conversation's row and
+    /// document) and the gateway started again. The binary's clock cannot be moved; its data can.
+    pub async fn age_conversation(&mut self, id: &str, by: Duration) {
+        let status = self.gateway.terminate();
+        assert!(status.success(), "the gateway stopped cleanly: {status:?}");
+        let store = rusqlite::Connection::open(&self.gateway.store).expect("the store opens");
+        let changed = store
+            .execute(
+                "UPDATE conversations SET last_customer_ms = last_customer_ms - ?2,
+                 data = json_set(data, '$.lastCustomerMs', json_extract(data, '$.lastCustomerMs') - ?2) WHERE id = ?1",
+                rusqlite::params![id, by.as_millis() as i64],
+            )
+            .expect("the conversation is aged");
+        assert_eq!(changed, 1, "conversation {id} is in the store");
+        drop(store);
+        self.restart().await;
+    }
+
     /// The gateway's `/metrics` text.
     pub async fn metrics(&self) -> String {
         self.http.get(self.metrics_url("/metrics")).send().await.unwrap().text().await.unwrap()
@@ -406,8 +444,134 @@ webhookTimeout: 60s
         }
     }
 
+    /// The simulator's request log for one route pattern (`POST /v2/bot/message/push`).
+    pub async fn sim_requests(&self, route: &str) -> Vec<Value> {
+        let url = format!("{}/__sim/requests", self.sim.base_url());
+        let answer: Value = self.http.get(url).query(&[("route", route)]).send().await.unwrap().json().await.unwrap();
+        answer["requests"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// A URL on the agent API's port.
+    pub fn agent_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateway.agent_port)
+    }
+
+    /// Calls the agent API with the workstreams' token; returns the status and the JSON body
+    /// (`Null` when empty). An error answer must be `{"error": code, "message": text}`.
+    pub async fn agent(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.agent_as(Some(AGENT_TOKEN), method, path, body).await
+    }
+
+    /// As [`Bed::agent`], with another token or none.
+    pub async fn agent_as(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let what = format!("{method} {path}");
+        let mut request = self.http.request(method, self.agent_url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let (status, _, bytes) = self.read_answer(&what, request).await;
+        let text = String::from_utf8_lossy(&bytes);
+        let value: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what} answered {status} with a body that is not JSON ({e}): {text}"))
+        };
+        if !status.is_success() {
+            assert!(
+                value["error"].as_str().is_some_and(|c| !c.is_empty()) && value["message"].is_string(),
+                "{what}: the error answer {status} is not {{\"error\", \"message\"}}: {value}"
+            );
+        }
+        (status, value)
+    }
+
+    /// Sends a request and reads its whole answer, which [`Bed::finish`] then searches for
+    /// credentials.
+    pub async fn read_answer(&self, what: &str, request: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let response = request.send().await.unwrap_or_else(|e| panic!("{what}: {e}\n{}", tail(&self.gateway.log(), 30)));
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap().to_vec();
+        let shown: Vec<String> = headers.iter().map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or_default())).collect();
+        self.answers.lock().unwrap().push(format!("{what} → {status}\n{}\n{}", shown.join("\n"), String::from_utf8_lossy(&bytes)));
+        (status, headers, bytes)
+    }
+
+    /// `GET /v1/conversations/{id}`: the conversation and its messages; fails unless 200.
+    pub async fn conversation(&self, id: &str) -> Value {
+        let (status, body) = self.agent(Method::GET, &format!("/v1/conversations/{id}"), None).await;
+        assert_eq!(status, 200, "GET conversation {id}: {body}");
+        body
+    }
+
+    /// `POST /v1/conversations/{id}/messages`.
+    pub async fn send(&self, conversation: &str, body: Value) -> (StatusCode, Value) {
+        self.agent(Method::POST, &format!("/v1/conversations/{conversation}/messages"), Some(body)).await
+    }
+
+    /// An agent's text; fails unless it is queued (202). Returns the message view.
+    pub async fn send_text(&self, conversation: &str, client_message_id: &str, text: &str) -> Value {
+        let (status, body) = self.send(conversation, json!({"clientMessageId": client_message_id, "text": text})).await;
+        assert_eq!(status, 202, "sending {client_message_id:?}: {body}");
+        assert_eq!(body["message"]["status"], "queued", "{body}");
+        assert_eq!(body["message"]["direction"], "out", "{body}");
+        assert_eq!(body["message"]["clientMessageId"], client_message_id, "{body}");
+        body["message"].clone()
+    }
+
+    /// `POST /v1/conversations/{id}/{action}` (assign, close, escalate); fails unless 200.
+    /// Returns the conversation.
+    pub async fn act(&self, conversation: &str, action: &str, body: Value) -> Value {
+        let (status, answer) = self.agent(Method::POST, &format!("/v1/conversations/{conversation}/{action}"), Some(body)).await;
+        assert_eq!(status, 200, "{action} {conversation}: {answer}");
+        assert_eq!(answer["conversation"]["id"], conversation, "{answer}");
+        answer["conversation"].clone()
+    }
+
+    /// Uploads a file for a conversation (`POST .../attachments?fileName=`).
+    pub async fn upload(&self, conversation: &str, file_name: &str, content_type: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let path = format!("/v1/conversations/{conversation}/attachments");
+        let request = self
+            .http
+            .post(self.agent_url(&path))
+            .query(&[("fileName", file_name)])
+            .bearer_auth(AGENT_TOKEN)
+            .header("content-type", content_type)
+            .body(bytes);
+        let (status, _, answer) = self.read_answer(&format!("POST {path}"), request).await;
+        let value: Value = serde_json::from_slice(&answer).unwrap_or_else(|e| panic!("upload answered {status} with no JSON ({e})"));
+        if !status.is_success() {
+            let shaped = value["error"].is_string() && value["message"].is_string();
+            assert!(shaped, "the error answer {status} is not {{error, message}}: {value}");
+        }
+        (status, value)
+    }
+
+    /// GETs any URL (a media URL, a customer attachment) as the desk would; returns status,
+    /// content type and bytes.
+    pub async fn fetch(&self, url: &str, token: Option<&str>) -> (StatusCode, String, Vec<u8>) {
+        let mut request = self.http.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let (status, headers, bytes) = self.read_answer(&format!("GET {url}"), request).await;
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        (status, content_type, bytes)
+    }
+
+    /// Starts another desk that expects the workstreams' signatures (a bot); [`Bed::finish`]
+    /// checks it too.
+    pub async fn other_desk(&mut self) -> Desk {
+        let desk = Desk::start(DESK_SECRET).await;
+        self.other_desks.push(desk.clone());
+        desk
+    }
+
     /// Ends a test: the desk got only well-signed deliveries, and no credential appears in the
-    /// gateway's log, its metrics, or anything the desk received.
+    /// gateway's log, its metrics, anything the desk received or any answer of the agent API.
     pub async fn finish(mut self) {
         self.desk.check();
         let mut places = vec![("gateway log".to_owned(), self.gateway.log())];
@@ -416,6 +580,17 @@ webhookTimeout: 60s
         }
         for (i, r) in self.desk.attempts().iter().enumerate() {
             places.push((format!("desk delivery {i}"), format!("{}\n{}", r.headers, r.raw)));
+        }
+        for (i, answer) in self.answers.lock().unwrap().iter().enumerate() {
+            places.push((format!("agent API answer {i}"), answer.clone()));
+        }
+        for desk in &self.other_desks {
+            desk.check();
+            for (i, r) in desk.attempts().iter().enumerate() {
+                // The bot's own token is in its Authorization header, by design, and only there.
+                let headers: Vec<&str> = r.headers.lines().filter(|l| !l.starts_with("authorization:")).collect();
+                places.push((format!("bot delivery {i}"), format!("{}\n{}", headers.join("\n"), r.raw)));
+            }
         }
         let log = &places[0].1;
         assert!(log.contains("gateway listening"), "the gateway's log was captured:\n{}", tail(log, 20));
