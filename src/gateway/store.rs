@@ -128,9 +128,32 @@ CREATE TABLE IF NOT EXISTS media (
 CREATE INDEX IF NOT EXISTS media_by_age ON media (created_ms);
 ";
 
+/// The version of [`SCHEMA`], kept in SQLite's `user_version`. A store written by a build with
+/// another schema is refused rather than misread; there are no migrations yet (none was needed
+/// before the first release), so such a store is moved aside and the gateway starts empty.
+const SCHEMA_VERSION: i64 = 2;
+
+/// Refuses a store made by a build with another schema. A new, empty file has no tables.
+fn check_schema(conn: &Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
+    if tables > 0 && found != SCHEMA_VERSION {
+        return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
+    }
+    Ok(())
+}
+
 /// Why the store failed.
 #[derive(Clone, Debug, Error)]
 pub enum StoreError {
+    /// The file holds a store of another schema version.
+    #[error("store: schema version {found}, this build reads version {expected}; move the file aside to start with an empty store")]
+    Schema {
+        /// The version in the file (0: written before versions were recorded).
+        found: i64,
+        /// The version this build reads.
+        expected: i64,
+    },
     /// SQLite refused or failed.
     #[error("store: {0}")]
     Sqlite(Arc<rusqlite::Error>),
@@ -212,7 +235,9 @@ impl Store {
         // Checkpoints run on their own thread (below), not inside the commits that answer
         // webhooks.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        check_schema(&conn)?;
         conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         let checkpointer = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         checkpointer.busy_timeout(BUSY_TIMEOUT)?;
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -357,6 +382,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ids, vec!["a", "c"]);
+    }
+
+    #[test]
+    fn a_store_of_another_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        Connection::open(&path).unwrap().execute_batch("CREATE TABLE inbound (seq INTEGER PRIMARY KEY)").unwrap();
+        let err = Store::open(&path, Durability::Full, Box::new(|_, _| {})).unwrap_err();
+        assert!(matches!(err, StoreError::Schema { found: 0, expected: SCHEMA_VERSION }), "{err}");
+        drop(open(&dir));
+        assert!(Store::open(&dir.path().join("store.db"), Durability::Full, Box::new(|_, _| {})).is_ok(), "its own schema opens again");
     }
 
     #[tokio::test]
