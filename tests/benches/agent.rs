@@ -20,12 +20,10 @@
 //!
 //! Run with `cargo bench --bench agent`; `AGENT_BENCH=whatsapp-text,line-text` runs only those.
 
+#[path = "common.rs"]
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::error::Error;
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -34,24 +32,17 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
+use common::{
+    AGENT_TOKEN, Customers, Gateway, NAMESPACE, Provider, Result, TWILIO_SID, TWILIO_TOKEN, WHATSAPP_NUMBER, cores, latency_text,
+    machine_busy, note_others, thousands, thread_cpu,
+};
 use serde_json::{Value, json};
 use switchboard::config::GatewayConfig;
-use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
+use switchboard::simulator::SimulatorConfig;
 
-type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
-
-const NAMESPACE: &str = "support";
-const LINE_ACCOUNT: &str = "contoso-line";
-const TWILIO_ACCOUNT: &str = "contoso-whatsapp";
-const LINE_CHANNEL_ID: &str = "1657123456";
-const LINE_SECRET: &str = "bench-line-channel-secret-3c91d7";
-const LINE_TOKEN: &str = "bench-line-access-token-0a6f42";
-const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TWILIO_TOKEN: &str = "bench-twilio-auth-token-e27b15";
-const WHATSAPP_NUMBER: &str = "+14155550100";
-const DESK_SIGNING_SECRET: &str = "bench-desk-signing-secret";
-const AGENT_TOKEN: &str = "bench-desk-agent-token";
 const TEMPLATE_BODY: &str = "Hello {{1}}, your order {{2}} has shipped";
+/// The customers' LINE user IDs and WhatsApp numbers.
+const CUSTOMER_IDS: Customers = Customers { first_line_user: 0xa9e1_7000_0000_0000, first_whatsapp: 2_000_000 };
 
 /// Open conversations the sends are spread over.
 const CONVERSATIONS: usize = 200;
@@ -63,32 +54,12 @@ const SENDS: usize = 10_000;
 const SEND_TIME_LIMIT: Duration = Duration::from_secs(10);
 /// How long the gateway may take to deliver what it accepted, after the last answer.
 const DELIVERY_LIMIT: Duration = Duration::from_secs(15);
-/// Linux reports thread CPU time in clock ticks of 1/100 s (USER_HZ).
-const TICKS_PER_SECOND: f64 = 100.0;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Provider {
-    Line,
-    Twilio,
-}
 
 /// What the agents send.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Text,
     Template,
-}
-
-fn line_user(i: usize) -> String {
-    format!("U{:016x}{:016x}", 0xa9e1_7000_0000_0000u64 + i as u64, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
-}
-
-fn whatsapp_customer(i: usize) -> String {
-    format!("+90555{:07}", 2_000_000 + i)
-}
-
-fn callback_path(account: &str) -> String {
-    format!("/switchboard/{NAMESPACE}/{account}/webhook")
 }
 
 /// What the desk saw: conversations by customer, and when each message.delivered arrived.
@@ -99,15 +70,8 @@ struct DeskLog {
     failed: usize,
 }
 
-/// The simulator and the desk, on their own runtime thread ("services") so that their CPU time
-/// can be told apart from the load generator's.
-struct Services {
-    _runtime: tokio::runtime::Runtime,
-    _simulator: RunningSimulator,
-    simulator_url: String,
-    desk_url: String,
-    desk: Arc<Mutex<DeskLog>>,
-}
+/// The simulator and the desk, which notes conversations and deliveries.
+type Services = common::Services<Arc<Mutex<DeskLog>>>;
 
 async fn desk_event(State(log): State<Arc<Mutex<DeskLog>>>, body: Bytes) -> StatusCode {
     let at = Instant::now();
@@ -131,46 +95,17 @@ async fn desk_event(State(log): State<Arc<Mutex<DeskLog>>>, body: Bytes) -> Stat
 }
 
 fn start_services() -> Result<Services> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("services").enable_all().build()?;
-    let config: SimulatorConfig = serde_json::from_value(json!({
-        "line": [{"channelId": LINE_CHANNEL_ID, "channelSecret": LINE_SECRET, "accessToken": LINE_TOKEN, "displayName": "Contoso"}],
-        "twilio": [{"accountSid": TWILIO_SID, "authToken": TWILIO_TOKEN, "numbers": [{"phoneNumber": WHATSAPP_NUMBER}]}],
-        "webhookTimeout": "60s",
-    }))?;
-    let desk = Arc::new(Mutex::new(DeskLog::default()));
-    let log = Arc::clone(&desk);
-    let (simulator, desk_addr) = runtime.block_on(async move {
-        let simulator = simulator::start(config, "127.0.0.1:0".parse().expect("an address")).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let desk_addr = listener.local_addr()?;
-        let app = Router::new().fallback(desk_event).with_state(log);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok::<_, Box<dyn Error + Send + Sync>>((simulator, desk_addr))
-    })?;
-    Ok(Services {
-        simulator_url: simulator.base_url().to_owned(),
-        _simulator: simulator,
-        _runtime: runtime,
-        desk_url: format!("http://{desk_addr}/events"),
-        desk,
-    })
-}
-
-fn free_port() -> Result<SocketAddr> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?)
+    let mut config = common::simulator_json();
+    config["webhookTimeout"] = "60s".into();
+    let config: SimulatorConfig = serde_json::from_value(config)?;
+    common::start_services(config, Arc::default(), Router::new().fallback(desk_event), "/events")
 }
 
 /// The configuration the controller would render: one workstream, no automated messages (so
 /// that only the agents' sends go out), and on WhatsApp the approved template.
 fn gateway_config(provider: Provider, desk_url: &str, webhook_url: &str, content_sid: Option<&str>) -> Result<String> {
-    let (account, provider_config, channel) = match provider {
-        Provider::Line => (LINE_ACCOUNT, json!({"type": "Line", "channelId": LINE_CHANNEL_ID}), json!({"type": "Line"})),
-        Provider::Twilio => (
-            TWILIO_ACCOUNT,
-            json!({"type": "TwilioWhatsApp", "accountSid": TWILIO_SID, "numbers": [{"name": "main", "number": WHATSAPP_NUMBER}]}),
-            json!({"type": "WhatsApp", "numberName": "main", "number": WHATSAPP_NUMBER}),
-        ),
-    };
+    let account = provider.account();
+    let (provider_config, channel) = provider.config();
     let templates: Vec<Value> = content_sid
         .map(|sid| {
             json!({
@@ -183,7 +118,7 @@ fn gateway_config(provider: Provider, desk_url: &str, webhook_url: &str, content
     let config = json!({
         "version": 1,
         "account": {
-            "namespace": NAMESPACE, "name": account, "callbackPath": callback_path(account), "callbackUrl": webhook_url,
+            "namespace": NAMESPACE, "name": account, "callbackPath": common::callback_path(account), "callbackUrl": webhook_url,
             "provider": provider_config,
         },
         "workstreams": [{
@@ -200,87 +135,6 @@ fn gateway_config(provider: Provider, desk_url: &str, webhook_url: &str, content
     .to_string();
     GatewayConfig::from_json(&config)?;
     Ok(config)
-}
-
-/// A running `switchboard gateway`, killed when dropped.
-struct Gateway {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-    webhook_url: String,
-    agent_url: String,
-    ready_url: String,
-}
-
-impl Gateway {
-    fn start(provider: Provider, services: &Services, content_sid: Option<&str>, name: &str) -> Result<Self> {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("agent-bench-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let (webhook, metrics, agent) = (free_port()?, free_port()?, free_port()?);
-        let account = if provider == Provider::Line { LINE_ACCOUNT } else { TWILIO_ACCOUNT };
-        let webhook_url = format!("http://{webhook}{}", callback_path(account));
-        let config = dir.join("gateway.json");
-        std::fs::write(&config, gateway_config(provider, &services.desk_url, &webhook_url, content_sid)?)?;
-        let log = dir.join("gateway.log");
-        let sim = &services.simulator_url;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        command
-            .arg("gateway")
-            .arg("--config")
-            .arg(&config)
-            .arg("--store")
-            .arg(dir.join("gateway.db"))
-            .args(["--store-durability", "full"])
-            .args(["--webhook-addr", &webhook.to_string(), "--metrics-addr", &metrics.to_string()])
-            .args(["--agent-api-addr", &agent.to_string()])
-            .args(["--line-api-url", sim, "--line-data-api-url", sim, "--twilio-api-url", sim])
-            .args(["--twilio-content-url", sim, "--twilio-messaging-url", sim])
-            .env("RUST_LOG", "warn")
-            .env("SWITCHBOARD_SECRET_1", DESK_SIGNING_SECRET)
-            .env("SWITCHBOARD_SECRET_2", AGENT_TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log)?);
-        match provider {
-            Provider::Line => {
-                command.env("SWITCHBOARD_LINE_CHANNEL_SECRET", LINE_SECRET).env("SWITCHBOARD_LINE_CHANNEL_ACCESS_TOKEN", LINE_TOKEN)
-            }
-            Provider::Twilio => command.env("SWITCHBOARD_TWILIO_AUTH_TOKEN", TWILIO_TOKEN),
-        };
-        let child = command.spawn()?;
-        Ok(Self { child, dir, log, webhook_url, agent_url: format!("http://{agent}"), ready_url: format!("http://{metrics}/readyz") })
-    }
-
-    async fn wait_ready(&mut self, client: &reqwest::Client) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = client.get(&self.ready_url).send().await
-                && r.status() == StatusCode::OK
-            {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                return Err(format!("the gateway exited ({status}); its log:\n{}", self.log_text()).into());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("the gateway did not become ready in 20 s; its log:\n{}", self.log_text()).into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Creates the template's Content at the simulated Twilio and approves it; returns its SID.
@@ -314,9 +168,9 @@ async fn approved_content(client: &reqwest::Client, sim: &str) -> Result<String>
 /// has them all.
 async fn open_conversations(client: &reqwest::Client, services: &Services, gateway: &Gateway, provider: Provider) -> Result<Vec<String>> {
     let customers: Vec<String> =
-        (0..CONVERSATIONS).map(|i| if provider == Provider::Line { line_user(i) } else { whatsapp_customer(i) }).collect();
+        (0..CONVERSATIONS).map(|i| if provider == Provider::Line { CUSTOMER_IDS.line_user(i) } else { CUSTOMER_IDS.whatsapp(i) }).collect();
     let sim = services.simulator_url.clone();
-    let url = gateway.webhook_url.clone();
+    let url = gateway.webhook_url.to_string();
     let results: Vec<Result<()>> = futures::future::join_all(customers.chunks(CONVERSATIONS / 8).map(|chunk| {
         let (client, sim, url) = (client.clone(), sim.clone(), url.clone());
         let chunk = chunk.to_vec();
@@ -386,7 +240,7 @@ async fn send_loop(
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..CONNECTIONS {
         let (client, next, conversations) = (client.clone(), Arc::clone(&next), Arc::clone(&conversations));
-        let url = gateway.agent_url.clone();
+        let url = format!("http://{}", gateway.listeners.agent_api);
         let name = name.to_owned();
         workers.spawn(async move {
             let mut sent = Vec::new();
@@ -437,71 +291,13 @@ async fn send_loop(
     (all, started.elapsed())
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-fn latency_text(mut values: Vec<Duration>) -> String {
-    values.sort_unstable();
-    format!(
-        "p50 {} p90 {} p99 {} max {}",
-        ms(percentile(&values, 0.50)),
-        ms(percentile(&values, 0.90)),
-        ms(percentile(&values, 0.99)),
-        ms(values.last().copied().unwrap_or_default())
-    )
-}
-
-fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 { format!("{ms:.2} ms") } else { format!("{ms:.1} ms") }
-}
-
-fn thousands(n: f64) -> String {
-    let digits = format!("{:.0}", n.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// CPU seconds per thread name of a process.
-fn thread_cpu(pid: &str) -> BTreeMap<String, f64> {
-    let mut by_name = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-        *by_name.entry(name).or_insert(0.0) += ticks / TICKS_PER_SECOND;
-    }
-    by_name
-}
-
-/// CPU seconds the whole machine was busy, from the first line of /proc/stat.
-fn machine_busy() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
-    [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| ticks.get(i)).sum::<f64>() / TICKS_PER_SECOND
-}
-
 /// CPU seconds of (the gateway, this process's load generator, the simulator and desk, the whole
 /// machine) so far.
 fn cpu_now(gateway: &Gateway) -> (f64, f64, f64, f64) {
     let own = thread_cpu("self");
     let services: f64 = own.iter().filter(|(k, _)| *k == "services").map(|(_, v)| v).sum();
     let load: f64 = own.values().sum::<f64>() - services;
-    (thread_cpu(&gateway.child.id().to_string()).values().sum(), load, services, machine_busy())
+    (thread_cpu(&gateway.pid().to_string()).values().sum(), load, services, machine_busy())
 }
 
 struct Scenario {
@@ -606,29 +402,21 @@ async fn run_scenario(
     let (gateway_cpu, load, services_cpu, machine) =
         (cpu_after.0 - cpu_before.0, cpu_after.1 - cpu_before.1, cpu_after.2 - cpu_before.2, cpu_after.3 - cpu_before.3);
     let others = (machine - gateway_cpu - load - services_cpu).max(0.0);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = cores();
     println!(
         "  cpu while sending ({secs:.2} s): gateway {gateway_cpu:.2} s ({:.0} µs per send), load generator {load:.2} s, simulator + desk \
          {services_cpu:.2} s, other processes {others:.2} s = {:.2} of {cores} cores busy",
         gateway_cpu / accepted.len().max(1) as f64 * 1e6,
         (gateway_cpu + load + services_cpu + others) / secs
     );
-    if others > 0.1 * secs {
-        println!("  NOTE: other processes used {:.2} cores meanwhile; these figures are lower than on an idle machine", others / secs);
-    }
+    note_others(others, secs);
     Ok(Figures { errors: errors.values().sum(), undelivered: accepted.len() - at_simulator.len() })
 }
 
 fn main() -> Result<()> {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = cores();
     let services = start_services()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("loadgen").enable_all().build()?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(2 * CONNECTIONS)
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let (runtime, client) = common::load_generator(2 * CONNECTIONS)?;
     println!(
         "agent API: the release `switchboard gateway` binary, store on {} (--store-durability full), {cores} cores shared by the gateway, \
          the load generator, the simulator and the desk",
@@ -658,7 +446,8 @@ fn main() -> Result<()> {
                 Provider::Line => None,
             };
             let name = if provider == Provider::Line { "line" } else { "whatsapp" };
-            let mut gateway = Gateway::start(provider, &services, content_sid.as_deref(), name)?;
+            let config = |webhook_url: &str| gateway_config(provider, &services.desk_url, webhook_url, content_sid.as_deref());
+            let mut gateway = Gateway::start(provider, &services.simulator_url, name, config)?;
             gateway.wait_ready(&client).await?;
             let conversations = Arc::new(open_conversations(&client, &services, &gateway, provider).await?);
             for scenario in chosen {
@@ -666,12 +455,8 @@ fn main() -> Result<()> {
                 errors += figures.errors;
                 undelivered += figures.undelivered;
             }
-            let log = gateway.log_text();
-            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-            if !lines.is_empty() {
-                println!("  gateway log: {} warnings/errors, first: {}", lines.len(), lines[0].chars().take(300).collect::<String>());
-            }
-            Ok::<(), Box<dyn Error + Send + Sync>>(())
+            gateway.print_log_summary();
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         })?;
     }
     println!(

@@ -31,38 +31,31 @@
 //! Run with `cargo bench --bench gateway`; `GATEWAY_BENCH=line,line-rate,line-no-desk` (names as
 //! in `main`) runs only those scenarios.
 
+#[path = "common.rs"]
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::error::Error;
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::StatusCode;
+use common::{
+    Customers, Gateway, LINE_SECRET, NAMESPACE, Provider, Result, STORE_FILE, TWILIO_ACCOUNT, TWILIO_SID, TWILIO_TOKEN, WHATSAPP_NUMBER,
+    cores, machine_busy, ms, note_others, thousands, thread_cpu,
+};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 use switchboard::config::GatewayConfig;
 use switchboard::signing::{line_signature, twilio_signature};
-use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
+use switchboard::simulator::SimulatorConfig;
 
-type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
-
-const NAMESPACE: &str = "support";
-const LINE_ACCOUNT: &str = "contoso-line";
-const TWILIO_ACCOUNT: &str = "contoso-whatsapp";
 const PUBLIC_BASE_URL: &str = "https://chat.contoso.example";
-const LINE_CHANNEL_ID: &str = "1657123456";
-const LINE_SECRET: &str = "bench-line-channel-secret-3c91d7";
-const LINE_TOKEN: &str = "bench-line-access-token-0a6f42";
-const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TWILIO_TOKEN: &str = "bench-twilio-auth-token-e27b15";
-const WHATSAPP_NUMBER: &str = "+14155550100";
-const DESK_SIGNING_SECRET: &str = "bench-desk-signing-secret";
-const DESK_AGENT_TOKEN: &str = "bench-desk-agent-token";
+/// The customers' LINE user IDs and WhatsApp numbers.
+const CUSTOMER_IDS: Customers = Customers { first_line_user: 0x5b1e_c0de_0000_0000, first_whatsapp: 1_000_000 };
 
 /// Distinct customers; each has one conversation, so the processor's per-conversation work and
 /// the desk's per-conversation ordering are exercised as with real traffic.
@@ -85,22 +78,6 @@ const TARGET_RATE: f64 = 10_000.0;
 const TARGET_P99: Duration = Duration::from_millis(10);
 /// How long processing may take to catch up after a run before the bench moves on.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(12);
-/// Linux reports thread CPU time in clock ticks of 1/100 s (USER_HZ).
-const TICKS_PER_SECOND: f64 = 100.0;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Provider {
-    Line,
-    Twilio,
-}
-
-fn line_user(i: usize) -> String {
-    format!("U{:016x}{:016x}", 0x5b1e_c0de_0000_0000u64 + i as u64, (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
-}
-
-fn whatsapp_customer(i: usize) -> String {
-    format!("+90555{:07}", 1_000_000 + i)
-}
 
 /// A signed webhook, ready to send.
 struct Prepared {
@@ -141,7 +118,7 @@ impl Webhooks {
         let events: Vec<Value> = (0..events)
             .map(|_| {
                 let id = self.id();
-                let user = line_user(self.customer());
+                let user = CUSTOMER_IDS.line_user(self.customer());
                 let source = if self.anonymous {
                     json!({"type": "group", "groupId": format!("C{}", &user[1..])})
                 } else {
@@ -172,7 +149,7 @@ impl Webhooks {
 
     fn twilio(&mut self) -> Prepared {
         let id = self.id();
-        let customer = whatsapp_customer(self.customer());
+        let customer = CUSTOMER_IDS.whatsapp(self.customer());
         let sid = format!("SM{:016x}{:016x}", id.wrapping_mul(0x2545_f491_4f6c_dd1d), id);
         let params: Vec<(String, String)> = [
             ("SmsMessageSid", sid.as_str()),
@@ -208,30 +185,20 @@ impl Webhooks {
     }
 }
 
-fn callback_path(account: &str) -> String {
-    format!("/switchboard/{NAMESPACE}/{account}/webhook")
-}
-
 fn callback_url(account: &str) -> String {
-    format!("{PUBLIC_BASE_URL}{}", callback_path(account))
+    format!("{PUBLIC_BASE_URL}{}", common::callback_path(account))
 }
 
 /// The compiled configuration the controller would render for a one-workstream account.
 fn gateway_config(provider: Provider, desk_url: &str) -> Result<String> {
-    let (account, provider_config, channel) = match provider {
-        Provider::Line => (LINE_ACCOUNT, json!({"type": "Line", "channelId": LINE_CHANNEL_ID}), json!({"type": "Line"})),
-        Provider::Twilio => (
-            TWILIO_ACCOUNT,
-            json!({"type": "TwilioWhatsApp", "accountSid": TWILIO_SID, "numbers": [{"name": "main", "number": WHATSAPP_NUMBER}]}),
-            json!({"type": "WhatsApp", "numberName": "main", "number": WHATSAPP_NUMBER}),
-        ),
-    };
+    let account = provider.account();
+    let (provider_config, channel) = provider.config();
     let config = json!({
         "version": 1,
         "account": {
             "namespace": NAMESPACE,
             "name": account,
-            "callbackPath": callback_path(account),
+            "callbackPath": common::callback_path(account),
             "callbackUrl": callback_url(account),
             "provider": provider_config,
         },
@@ -290,152 +257,35 @@ fn simulator_config() -> Result<SimulatorConfig> {
     let users: Vec<Value> = (0..CUSTOMERS)
         .map(|i| {
             let language = if i % 3 == 0 { "tr-TR" } else { "en-US" };
-            json!({"userId": line_user(i), "displayName": format!("Customer {i}"), "language": language})
+            json!({"userId": CUSTOMER_IDS.line_user(i), "displayName": format!("Customer {i}"), "language": language})
         })
         .collect();
-    Ok(serde_json::from_value(json!({
-        "line": [{
-            "channelId": LINE_CHANNEL_ID, "channelSecret": LINE_SECRET, "accessToken": LINE_TOKEN, "displayName": "Contoso", "users": users,
-        }],
-        "twilio": [{"accountSid": TWILIO_SID, "authToken": TWILIO_TOKEN, "numbers": [{"phoneNumber": WHATSAPP_NUMBER}]}],
-    }))?)
+    let mut config = common::simulator_json();
+    config["line"][0]["users"] = users.into();
+    Ok(serde_json::from_value(config)?)
 }
 
-/// What stays up for the whole bench: the simulator and the desk, on their own runtime thread so
-/// that their CPU time can be told apart from the load generator's.
-struct Services {
-    _runtime: tokio::runtime::Runtime,
-    _simulator: RunningSimulator,
-    simulator_url: String,
-    desk_url: String,
-    desk_hits: Arc<AtomicU64>,
-    destination: String,
+/// The simulator and the desk; the desk counts what it is sent.
+type Services = common::Services<Arc<AtomicU64>>;
+
+fn start_services(config: SimulatorConfig) -> Result<Services> {
+    let desk = Router::new().fallback(|State(hits): State<Arc<AtomicU64>>| async move {
+        hits.fetch_add(1, Ordering::Relaxed);
+        StatusCode::OK
+    });
+    common::start_services(config, Arc::new(AtomicU64::new(0)), desk, "/switchboard/events")
 }
 
-fn start_services() -> Result<Services> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("services").enable_all().build()?;
-    let config = simulator_config()?;
-    let destination = config.line[0].bot_user_id();
-    let desk_hits = Arc::new(AtomicU64::new(0));
-    let hits = Arc::clone(&desk_hits);
-    let (simulator, desk_addr) = runtime.block_on(async move {
-        let simulator = simulator::start(config, "127.0.0.1:0".parse().expect("an address")).await?;
-        let desk = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let desk_addr = desk.local_addr()?;
-        let app = Router::new().fallback(move || {
-            let hits = Arc::clone(&hits);
-            async move {
-                hits.fetch_add(1, Ordering::Relaxed);
-                StatusCode::OK
-            }
-        });
-        tokio::spawn(async move { axum::serve(desk, app).await });
-        Ok::<_, Box<dyn Error + Send + Sync>>((simulator, desk_addr))
-    })?;
-    Ok(Services {
-        simulator_url: simulator.base_url().to_owned(),
-        _simulator: simulator,
-        _runtime: runtime,
-        desk_url: format!("http://{desk_addr}/switchboard/events"),
-        desk_hits,
-        destination,
-    })
-}
-
-fn free_port() -> Result<SocketAddr> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// A running `switchboard gateway`, killed when dropped.
-struct Gateway {
-    child: Child,
-    dir: PathBuf,
-    db: PathBuf,
-    log: PathBuf,
-    webhook_url: reqwest::Url,
-    metrics_url: String,
-    ready_url: String,
-}
-
+/// What only this bench asks of a gateway.
 impl Gateway {
-    fn start(provider: Provider, services: &Services, desk_url: &str, name: &str) -> Result<Self> {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("gateway-bench-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("gateway.json");
-        std::fs::write(&config, gateway_config(provider, desk_url)?)?;
-        let (webhook, metrics, agent_api) = (free_port()?, free_port()?, free_port()?);
-        let db = dir.join("gateway.db");
-        let log = dir.join("gateway.log");
-        let account = if provider == Provider::Line { LINE_ACCOUNT } else { TWILIO_ACCOUNT };
-        let sim = &services.simulator_url;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-        command
-            .arg("gateway")
-            .arg("--config")
-            .arg(&config)
-            .arg("--store")
-            .arg(&db)
-            // Said explicitly: the target is for answers that wait for fsync.
-            .args(["--store-durability", "full"])
-            .args(["--webhook-addr", &webhook.to_string(), "--metrics-addr", &metrics.to_string()])
-            .args(["--agent-api-addr", &agent_api.to_string()])
-            .args(["--line-api-url", sim, "--line-data-api-url", sim, "--twilio-api-url", sim])
-            .args(["--twilio-content-url", sim, "--twilio-messaging-url", sim])
-            .env("RUST_LOG", "warn")
-            .env("SWITCHBOARD_SECRET_1", DESK_SIGNING_SECRET)
-            .env("SWITCHBOARD_SECRET_2", DESK_AGENT_TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log)?);
-        match provider {
-            Provider::Line => {
-                command.env("SWITCHBOARD_LINE_CHANNEL_SECRET", LINE_SECRET).env("SWITCHBOARD_LINE_CHANNEL_ACCESS_TOKEN", LINE_TOKEN)
-            }
-            Provider::Twilio => command.env("SWITCHBOARD_TWILIO_AUTH_TOKEN", TWILIO_TOKEN),
-        };
-        let child = command.spawn()?;
-        Ok(Self {
-            child,
-            dir,
-            db,
-            log,
-            webhook_url: format!("http://{webhook}{}", callback_path(account)).parse()?,
-            metrics_url: format!("http://{metrics}/metrics"),
-            ready_url: format!("http://{metrics}/readyz"),
-        })
-    }
-
-    async fn wait_ready(&mut self, client: &reqwest::Client) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(r) = client.get(&self.ready_url).send().await
-                && r.status() == StatusCode::OK
-            {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                return Err(format!("the gateway exited ({status}); its log:\n{}", self.log_text()).into());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("the gateway did not become ready in 20 s; its log:\n{}", self.log_text()).into());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     async fn metrics(&self, client: &reqwest::Client) -> Result<Metrics> {
-        let text = client.get(&self.metrics_url).send().await?.error_for_status()?.text().await?;
+        let text = client.get(format!("http://{}/metrics", self.listeners.metrics)).send().await?.error_for_status()?.text().await?;
         Ok(Metrics::parse(&text))
     }
 
     /// Counts in the store itself, read through a second connection as `sqlite3` would.
     fn store_counts(&self) -> Result<StoreCounts> {
-        let c = Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let c = Connection::open_with_flags(self.dir.join(STORE_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         c.busy_timeout(Duration::from_secs(5))?;
         let (inbound, pending) = c.query_row("SELECT count(*), coalesce(sum(state = 0), 0) FROM inbound", [], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
@@ -443,18 +293,6 @@ impl Gateway {
         let outbox: i64 = c.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
         let sends: i64 = c.query_row("SELECT count(*) FROM sends", [], |r| r.get(0))?;
         Ok(StoreCounts { inbound, pending, outbox, sends })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -533,31 +371,6 @@ fn commit_stats(before: &Metrics, after: &Metrics) -> CommitStats {
     }
 }
 
-/// CPU seconds per thread name of a process (threads that ended in between are not counted).
-fn thread_cpu(pid: &str) -> BTreeMap<String, f64> {
-    let mut by_name = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-        *by_name.entry(name).or_insert(0.0) += ticks / TICKS_PER_SECOND;
-    }
-    by_name
-}
-
-/// CPU seconds the whole machine was busy (every process, the kernel's interrupt work and time
-/// the hypervisor took), from the first line of /proc/stat.
-fn machine_busy() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
-    // user, nice, system, (idle, iowait), irq, softirq, steal; guest time is already in user.
-    [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| ticks.get(i)).sum::<f64>() / TICKS_PER_SECOND
-}
-
 struct CpuSnapshot {
     gateway: BTreeMap<String, f64>,
     bench: BTreeMap<String, f64>,
@@ -612,29 +425,14 @@ impl Outcome {
         self.errors.values().sum()
     }
 
-    fn percentile(&self, sorted: &[Duration], q: f64) -> Duration {
-        if sorted.is_empty() {
-            return Duration::ZERO;
-        }
-        sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
-    }
-
     fn latency_text(&self) -> String {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        format!(
-            "p50 {} p90 {} p99 {} max {}",
-            ms(self.percentile(&sorted, 0.50)),
-            ms(self.percentile(&sorted, 0.90)),
-            ms(self.percentile(&sorted, 0.99)),
-            ms(sorted.last().copied().unwrap_or_default())
-        )
+        common::latency_text(self.latencies.clone())
     }
 
     fn p99(&self) -> Duration {
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
-        self.percentile(&sorted, 0.99)
+        common::percentile(&sorted, 0.99)
     }
 
     fn errors_text(&self) -> String {
@@ -786,9 +584,15 @@ async fn catch_up(gateway: &Gateway, desk: bool, limit: Duration) -> Result<(Dur
     }
 }
 
-async fn run_scenario(services: &Services, client: &reqwest::Client, scenario: &Scenario, name: &str) -> Result<Figures> {
+async fn run_scenario(
+    services: &Services,
+    client: &reqwest::Client,
+    destination: &str,
+    scenario: &Scenario,
+    name: &str,
+) -> Result<Figures> {
     let provider = scenario.provider;
-    let mut webhooks = Webhooks::new(services.destination.clone(), scenario.anonymous);
+    let mut webhooks = Webhooks::new(destination.to_owned(), scenario.anonymous);
     let warmup: Arc<Vec<Prepared>> = Arc::new((0..CUSTOMERS * WARMUP_PER_CUSTOMER).map(|_| webhooks.make(provider, 1)).collect());
     let timed: Arc<Vec<Prepared>> = Arc::new(match scenario.load {
         Load::ClosedLoop { requests, events } => (0..requests).map(|_| webhooks.make(provider, events)).collect(),
@@ -798,13 +602,13 @@ async fn run_scenario(services: &Services, client: &reqwest::Client, scenario: &
 
     // Nothing listens on the discard port: the delivery fails at once and then waits.
     let desk_url = if scenario.desk { services.desk_url.clone() } else { "http://127.0.0.1:9/switchboard/events".to_owned() };
-    let mut gateway = Gateway::start(provider, services, &desk_url, name)?;
+    let mut gateway = Gateway::start(provider, &services.simulator_url, name, |_| gateway_config(provider, &desk_url))?;
     gateway.wait_ready(client).await?;
     if provider == Provider::Twilio {
         // The simulator refuses free-form WhatsApp messages outside the customer's 24-hour window,
         // which only its own webhooks open; open it so that greetings are sent, not refused.
         for i in 0..CUSTOMERS {
-            let body = json!({"accountSid": TWILIO_SID, "customer": whatsapp_customer(i), "lastInboundAgo": "0s"});
+            let body = json!({"accountSid": TWILIO_SID, "customer": CUSTOMER_IDS.whatsapp(i), "lastInboundAgo": "0s"});
             client.post(format!("{}/__sim/twilio/windows", services.simulator_url)).json(&body).send().await?.error_for_status()?;
         }
     }
@@ -819,7 +623,7 @@ async fn run_scenario(services: &Services, client: &reqwest::Client, scenario: &
     }
 
     let metrics_before = gateway.metrics(client).await?;
-    let desk_before = services.desk_hits.load(Ordering::Relaxed);
+    let desk_before = services.desk.load(Ordering::Relaxed);
     let cpu_before = CpuSnapshot::take(&gateway);
     let outcome = match scenario.load {
         Load::ClosedLoop { .. } => closed_loop(client, &gateway.webhook_url, provider, timed, CONNECTIONS).await,
@@ -827,7 +631,7 @@ async fn run_scenario(services: &Services, client: &reqwest::Client, scenario: &
     };
     let cpu_after = CpuSnapshot::take(&gateway);
     let metrics_after = gateway.metrics(client).await?;
-    let desk_during = services.desk_hits.load(Ordering::Relaxed) - desk_before;
+    let desk_during = services.desk.load(Ordering::Relaxed) - desk_before;
     let at_end = gateway.store_counts()?;
 
     let secs = outcome.elapsed.as_secs_f64();
@@ -876,7 +680,7 @@ async fn run_scenario(services: &Services, client: &reqwest::Client, scenario: &
         100.0 * commits.commits * commits.mean.as_secs_f64() / secs
     );
     let cpu = cpu_use(&cpu_before, &cpu_after);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cores = cores();
     println!(
         "  cpu in {:.2} s: gateway {:.2} s (store writer {:.2} s), load generator {:.2} s, simulator + desk {:.2} s, \
          other processes {:.2} s \
@@ -891,9 +695,7 @@ async fn run_scenario(services: &Services, client: &reqwest::Client, scenario: &
         cpu.gateway / outcome.requests().max(1) as f64 * 1e6,
         cpu.store_writer / outcome.requests().max(1) as f64 * 1e6,
     );
-    if cpu.others > 0.1 * secs {
-        println!("  NOTE: other processes used {:.2} cores meanwhile; these figures are lower than on an idle machine", cpu.others / secs);
-    }
+    note_others(cpu.others, secs);
     let delivered = metrics_after.get(DELIVERED) - metrics_before.get(DELIVERED);
     let processed_during = sent_events as i64 - at_end.pending;
     let (took, after, done) = catch_up(&gateway, scenario.desk, CATCH_UP_LIMIT).await?;
@@ -918,29 +720,8 @@ async fn run_scenario(services: &Services, client: &reqwest::Client, scenario: &
     if after.sends > 0 {
         println!("  ({} greetings still queued)", after.sends);
     }
-    let log = gateway.log_text();
-    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-    if !lines.is_empty() {
-        println!("  gateway log: {} warnings/errors, first: {}", lines.len(), lines[0].chars().take(300).collect::<String>());
-    }
+    gateway.print_log_summary();
     Ok(Figures { rate, p99: outcome.p99(), errors: outcome.error_count(), counted_right })
-}
-
-fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 { format!("{ms:.2} ms") } else { format!("{ms:.1} ms") }
-}
-
-fn thousands(n: f64) -> String {
-    let digits = format!("{:.0}", n.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The filesystem the store is on, as /proc/mounts names it: fsync costs depend on it.
@@ -958,17 +739,11 @@ fn filesystem_of(path: &Path) -> String {
 }
 
 fn main() -> Result<()> {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let services = start_services()?;
-    // The load generator has its own runtime so that its CPU time is told apart from the
-    // services'; two workers, as many as there are cores.
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("loadgen").enable_all().build()?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(4 * CONNECTIONS)
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let cores = cores();
+    let config = simulator_config()?;
+    let destination = config.line[0].bot_user_id();
+    let services = start_services(config)?;
+    let (runtime, client) = common::load_generator(4 * CONNECTIONS)?;
     println!(
         "gateway intake: the release `switchboard gateway` binary, store on {} ({}, --store-durability full: fsync before 200), \
          {cores} cores",
@@ -1016,7 +791,7 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let mut figures: BTreeMap<&str, Figures> = BTreeMap::new();
     for scenario in scenarios.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
-        figures.insert(scenario.name, runtime.block_on(run_scenario(&services, &client, scenario, scenario.name))?);
+        figures.insert(scenario.name, runtime.block_on(run_scenario(&services, &client, &destination, scenario, scenario.name))?);
     }
     // The targets, for the gateway as deployed and for its intake alone.
     let verdict = |met: bool| if met { "met" } else { "NOT met" };
