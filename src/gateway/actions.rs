@@ -17,8 +17,7 @@ use super::conversation_store::{self as conversations, Pending};
 use super::desk_event::EventType;
 use super::event::Message;
 use super::outbound::{Author, OutContent, OutboundMessage};
-use super::processor::{account, announce};
-use super::route::route;
+use super::processor::{account, announce, route_stored};
 use super::runtime::{Runtime, Workstream};
 use super::sender::{self, Draft};
 use super::store::StoreError;
@@ -318,18 +317,7 @@ pub fn escalate(
     let message: Message = last.map(|b| serde_json::from_str(&b)).transpose()?.unwrap_or_default();
     let context = Context::new(attributes.clone());
     let split = Uuid::parse_str(&conv.id).unwrap_or_default();
-    let at = jiff::Timestamp::from_millisecond(now).unwrap_or_else(|_| jiff::Timestamp::now());
-    let mut db_error = None;
-    let routing = route(ws, &conv.customer, &message, &split, at, Some(&context), &mut |queue| {
-        conversations::waiting_in(c, &ws.config.name, queue).unwrap_or_else(|e| {
-            db_error = Some(e);
-            0
-        })
-    });
-    if let Some(e) = db_error {
-        return Err(e.into());
-    }
-    conv.routing = routing;
+    conv.routing = route_stored(c, ws, &conv.customer, &message, &split, now, Some(&context))?;
     conv.handler = Handler::Desk;
     conv.bot = Some(BotHandoff { summary, attributes, escalated_ms: now });
     conversations::update(c, &conv)?;
@@ -412,7 +400,7 @@ pub fn view(c: &Connection, allowed: &[String], id: &str) -> Result<Conversation
                 id: id.to_string(),
                 direction: "in",
                 author: "customer",
-                created_at: jiff::Timestamp::from_millisecond(created_ms).map(|t| t.to_string()).unwrap_or_default(),
+                created_at: super::clock::rfc3339(created_ms),
                 message: serde_json::from_str(&body)?,
             })
         } else {

@@ -100,7 +100,7 @@ fn refused(r: Refused) -> Response {
             StatusCode::UNPROCESSABLE_ENTITY,
             "session_window_closed",
             json!({
-                "windowClosedAt": jiff::Timestamp::from_millisecond(*closed_at_ms).map(|t| t.to_string()).unwrap_or_default(),
+                "windowClosedAt": super::clock::rfc3339(*closed_at_ms),
                 "hint": "more than 24 hours passed since the customer's last message: send an approved template (\"template\": {\"name\": ...})",
             }),
         ),

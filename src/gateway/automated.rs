@@ -43,7 +43,7 @@ fn draft(triggers: Vec<String>, contents: Vec<OutContent>) -> Draft {
 }
 
 fn window_closed(conv: &Conversation) -> SendError {
-    let closed_at = jiff::Timestamp::from_millisecond(window_closes_at(conv.last_customer_ms)).map(|t| t.to_string()).unwrap_or_default();
+    let closed_at = super::clock::rfc3339(window_closes_at(conv.last_customer_ms));
     SendError { code: WINDOW_CLOSED.to_owned(), provider_code: None, message: format!("WhatsApp's 24-hour window closed at {closed_at}") }
 }
 

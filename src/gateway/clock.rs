@@ -17,6 +17,11 @@ impl std::fmt::Debug for Clock {
     }
 }
 
+/// A time in milliseconds since the epoch as RFC 3339, as events and the API show times.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {

@@ -140,7 +140,7 @@ pub fn enqueue(c: &Connection, account: AccountRef<'_>, conv: &Conversation, pen
         .prepare_cached("UPDATE conversations SET next_sequence = next_sequence + 1 WHERE id = ?1 RETURNING next_sequence - 1")?
         .query_row([&conv.id], |r| r.get(0))?;
     let id = uuid::Uuid::new_v4().to_string();
-    let created_at = jiff::Timestamp::from_millisecond(now_ms).map(|t| t.to_string()).unwrap_or_default();
+    let created_at = super::clock::rfc3339(now_ms);
     let event = DeskEvent {
         id: &id,
         event_type: pending.event_type,

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 
 use super::attachments;
 use super::automated;
-use super::conversation::{CloseReason, Conversation, CustomerProfile, CustomerWrote, Handler, State};
+use super::conversation::{CloseReason, Conversation, CustomerProfile, CustomerWrote, Handler, Routing, State};
 use super::conversation_store::{self as conversations, Pending};
 use super::desk_event::{AccountRef, EventType, MessageBody};
 use super::event::{EventKind, InboundEvent, Message};
@@ -23,6 +23,7 @@ use super::route::route;
 use super::runtime::{Provider, Runtime, Workstream};
 use super::store::{Store, StoreError};
 use crate::api::workstream::Trigger;
+use crate::routing::evaluate::Context;
 
 /// Events taken per transaction: enough to amortise the commit, few enough that the webhooks
 /// committing behind one batch are not held up for long.
@@ -271,6 +272,27 @@ fn enqueue(c: &Connection, rt: &Runtime, conv: &Conversation, event_type: EventT
     Ok(())
 }
 
+/// Routes a conversation at `now_ms` with the queues' waiting counts from the store.
+pub fn route_stored(
+    c: &Connection,
+    ws: &Workstream,
+    customer: &CustomerProfile,
+    message: &Message,
+    split_key: &uuid::Uuid,
+    now_ms: i64,
+    context: Option<&Context>,
+) -> Result<Routing, StoreError> {
+    let now = Timestamp::from_millisecond(now_ms).unwrap_or_else(|_| Timestamp::now());
+    let mut db_error = None;
+    let routing = route(ws, customer, message, split_key, now, context, &mut |queue| {
+        conversations::waiting_in(c, &ws.config.name, queue).unwrap_or_else(|e| {
+            db_error = Some(e);
+            0
+        })
+    });
+    db_error.map_or(Ok(routing), Err)
+}
+
 /// Starts a conversation: contact, profile, routing and `conversation.created`. A workstream
 /// with a bot hands it to the bot.
 fn start(c: &Connection, rt: &Runtime, ws: &Workstream, event: &InboundEvent, message: &Message, now: i64) -> Result<Conversation, StoreError> {
@@ -289,17 +311,7 @@ fn start(c: &Connection, rt: &Runtime, ws: &Workstream, event: &InboundEvent, me
     customer.contact_id = conversations::contact(c, name, &customer.id)?;
     customer.is_known = customer.contact_id.is_some() || conversations::customer_known(c, name, &customer.id)?;
     let id = uuid::Uuid::new_v4();
-    let now_ts = Timestamp::from_millisecond(now).unwrap_or_else(|_| Timestamp::now());
-    let mut db_error = None;
-    let routing = route(ws, &customer, message, &id, now_ts, None, &mut |queue| {
-        conversations::waiting_in(c, name, queue).unwrap_or_else(|e| {
-            db_error = Some(e);
-            0
-        })
-    });
-    if let Some(e) = db_error {
-        return Err(e);
-    }
+    let routing = route_stored(c, ws, &customer, message, &id, now, None)?;
     let conv = Conversation {
         id: id.to_string(),
         workstream: name.clone(),

@@ -106,7 +106,7 @@ fn store_message(c: &Connection, conversation_id: &str, draft: Draft, status: St
         status,
         provider_message_ids: Vec::new(),
         error,
-        created_at: jiff::Timestamp::from_millisecond(now).map(|t| t.to_string()).unwrap_or_default(),
+        created_at: super::clock::rfc3339(now),
     };
     save_message(c, &message)?;
     Ok(message)
