@@ -51,11 +51,23 @@ pub struct MessageTemplateSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sample_values: BTreeMap<String, String>,
     /// Existing Twilio Content SIDs (HX...) to adopt per language instead of creating new ones.
+    /// At most one per localization; a SID is HX and 32 hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "adopt_schema")]
     pub adopt: Option<BTreeMap<String, String>>,
     /// Retain (default) or Delete the provider-side content when this object is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+}
+
+/// A map bounded by what it can hold, so that the CEL rule iterating it stays within the API
+/// server's cost budget: one SID per localization (at most 50), each `HX` and 32 hex digits.
+fn adopt_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 50,
+        "additionalProperties": {"type": "string", "maxLength": 34},
+    })
 }
 
 /// WhatsApp template categories.
