@@ -9,6 +9,7 @@ pub mod check;
 pub mod config;
 pub mod controller;
 pub mod gateway;
+pub mod local;
 pub mod metrics;
 pub mod providers;
 pub mod routing;

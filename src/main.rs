@@ -10,6 +10,7 @@ use switchboard::api::validation::UrlPolicy;
 use switchboard::check::{self, load};
 use switchboard::controller::{self, ControllerArgs};
 use switchboard::gateway::{self, GatewayArgs};
+use switchboard::local::{self, RunGatewayArgs};
 use switchboard::shutdown;
 use switchboard::simulator::cli::{self as simulate, SimulateArgs};
 
@@ -66,6 +67,9 @@ enum Command {
     },
     /// Run a local, stateful LINE and Twilio API simulator for development, tests and demos.
     Simulate(Box<SimulateArgs>),
+    /// Run an account's gateway on this machine exactly as the controller rendered it (for a
+    /// cluster without nodes: the quick start and the local demo).
+    RunGateway(Box<RunGatewayArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
         }
         Command::Controller { args, log_format } => serve("controller", log_format, controller::run(*args, shutdown::signal())),
         Command::Gateway { args, log_format } => serve("gateway", log_format, gateway::run(*args, shutdown::signal())),
+        Command::RunGateway(args) => serve("run-gateway", LogFormat::Text, local::run(*args, shutdown::signal())),
         Command::Simulate(args) => match simulate::run(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -322,9 +322,9 @@ fn messaging_account() {
         case(
             "ScaledToZero",
             kind,
-            account(valid(), registered(), Some(cond("GatewayReady", "True", "ScaledToZero", "no gateway runs", 3)), cond("Ready", "True", "Ready", "all True", 3)),
-            "Healthy",
-            "all True",
+            account(valid(), registered(), Some(cond("GatewayReady", "False", "ScaledToZero", "the gateway is paused", 3)), cond("Ready", "False", "ScaledToZero", "GatewayReady: the gateway is paused", 3)),
+            "Suspended",
+            "GatewayReady is False: ScaledToZero: the gateway is paused",
         ),
         case(
             "a terminal condition beside a transient Ready",

@@ -61,6 +61,16 @@ for _, c in ipairs(conditions) do
   end
 end
 
+-- A gateway paused on purpose (`replicas: 0`) receives nothing, so it is not Ready; Argo CD's
+-- word for a resource that is paused rather than broken is Suspended.
+for _, c in ipairs(conditions) do
+  if c.status == "False" and c.reason == "ScaledToZero" and current(c.observedGeneration) then
+    hs.status = "Suspended"
+    hs.message = c.type .. " is False: " .. describe(c)
+    return hs
+  end
+end
+
 if ready.status == "True" then
   hs.status = "Healthy"
   hs.message = ready.message or "Ready"

@@ -130,7 +130,7 @@ pub enum Registration {
 }
 
 /// Settings of the gateway Deployment that serves this account.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewaySpec {
     /// Number of gateway pods. The embedded store allows one writer, so at most 1 (0 pauses the
@@ -153,6 +153,14 @@ pub struct GatewaySpec {
 
 fn default_replicas() -> i32 {
     1
+}
+
+/// An account that says nothing about its gateway runs one replica: the CRD publishes this value
+/// as the schema default of `spec.gateway`, so it must agree with the field's serde default.
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self { replicas: default_replicas(), resources: None, storage: None, ingress: None }
+    }
 }
 
 /// The persistent volume of the gateway's store.

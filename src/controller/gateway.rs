@@ -80,6 +80,7 @@ pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway,
         secret_env: &rendered.secret_env,
         secret_versions: &secret_versions,
         image: &ctx.settings.gateway_image,
+        endpoints: ctx.providers.endpoints(),
     };
     let objects = match gateway_objects::render(&inputs) {
         Ok(objects) => objects,
@@ -153,7 +154,8 @@ where
 }
 
 /// GatewayReady from the Deployment: True once the current generation is rolled out and as many
-/// replicas as asked for are available; False when the rollout is stuck.
+/// replicas as asked for are available; False when the rollout is stuck, or when `replicas: 0`
+/// pauses the gateway (nothing receives the account's webhooks, so nothing is ready).
 pub fn availability(deployment: &Deployment, wanted: i32) -> Observation {
     let status = deployment.status.clone().unwrap_or_default();
     let rolled_out = status.observed_generation.unwrap_or_default() >= deployment.metadata.generation.unwrap_or_default();
@@ -165,7 +167,7 @@ pub fn availability(deployment: &Deployment, wanted: i32) -> Observation {
         return Observation::new(GATEWAY_READY, Status::False, &reason, c.message.clone().unwrap_or_default());
     }
     if wanted == 0 {
-        return Observation::new(GATEWAY_READY, Status::True, "ScaledToZero", "spec.gateway.replicas is 0: no gateway runs");
+        return Observation::new(GATEWAY_READY, Status::False, "ScaledToZero", "spec.gateway.replicas is 0: the gateway is paused and no webhook is received");
     }
     let message = format!("{available} of {wanted} gateway replicas available");
     if rolled_out && updated >= wanted && available >= wanted {
@@ -197,10 +199,11 @@ mod tests {
     }
 
     #[test]
-    fn a_stuck_rollout_is_false_and_zero_replicas_is_deliberate() {
+    fn a_stuck_rollout_and_zero_replicas_are_false() {
         let stuck = deployment(json!({"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]}));
         let obs = availability(&stuck, 1);
         assert_eq!((obs.status, obs.reason.as_str()), (Status::False, "ProgressDeadlineExceeded"));
-        assert_eq!(availability(&deployment(json!({})), 0).reason, "ScaledToZero");
+        let paused = availability(&deployment(json!({})), 0);
+        assert_eq!((paused.status, paused.reason.as_str()), (Status::False, "ScaledToZero"));
     }
 }

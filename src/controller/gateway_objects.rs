@@ -26,6 +26,7 @@ use kube::Resource;
 use crate::api::account::{GatewayIngress, GatewayStorage};
 use crate::api::MessagingAccount;
 use crate::config::SecretEnv;
+use crate::providers::ProviderEndpoints;
 
 /// The key of the ConfigMap's data that holds the compiled configuration document.
 pub const CONFIG_KEY: &str = "config.json";
@@ -85,6 +86,8 @@ pub struct Inputs<'a> {
     pub secret_versions: &'a str,
     /// The gateway's image.
     pub image: &'a GatewayImage,
+    /// The provider hosts the controller calls; the gateway calls the same ones.
+    pub endpoints: &'a ProviderEndpoints,
 }
 
 /// The objects that run one account's gateway.
@@ -418,7 +421,7 @@ fn empty_dir(name: &str) -> Volume {
 
 fn container(owner: &Owner, inputs: &Inputs) -> Container {
     let listen = |p: Port| format!("0.0.0.0:{}", p.number);
-    let args = [
+    let args: Vec<String> = [
         "gateway".to_owned(),
         "--config-map".to_owned(),
         owner.name.clone(),
@@ -430,7 +433,10 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         listen(AGENT_API),
         "--metrics-addr".to_owned(),
         listen(METRICS),
-    ];
+    ]
+    .into_iter()
+    .chain(inputs.endpoints.non_default_args())
+    .collect();
     // Only references: the kubelet reads the user's Secrets, so no credential is copied into an
     // object the controller writes.
     let credentials = inputs.secret_env.iter().map(|s| EnvVar {
@@ -456,7 +462,7 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         name: CONTAINER.to_owned(),
         image: Some(inputs.image.image.clone()),
         image_pull_policy: inputs.image.pull_policy.clone(),
-        args: Some(args.to_vec()),
+        args: Some(args),
         env: Some(fixed_env().into_iter().chain(credentials).collect()),
         ports: Some(vec![port(WEBHOOK), port(AGENT_API), port(METRICS)]),
         liveness_probe: Some(probe("/healthz")),
@@ -515,10 +521,17 @@ fn pvc(owner: &Owner, storage: &GatewayStorage) -> PersistentVolumeClaim {
 
 /// Routes the account's webhook path, and only it, to the Service. The metrics stay
 /// in-cluster: they describe the account's traffic and the provider has no reason to reach them.
+fn public_prefix(owner: &Owner) -> String {
+    format!("/switchboard/{}/{}", owner.namespace, owner.account)
+}
+
 fn ingress(owner: &Owner, spec: &GatewayIngress) -> Ingress {
     let path = HTTPIngressPath {
-        path: Some(format!("/switchboard/{}/{}/webhook", owner.namespace, owner.account)),
-        path_type: "Exact".to_owned(),
+        // The account's whole public prefix: the webhook, and the uploaded files the providers
+        // fetch under `…/media/`. Prefix matching is by path element, so another account whose
+        // name starts with this one's is not routed here.
+        path: Some(public_prefix(owner)),
+        path_type: "Prefix".to_owned(),
         backend: IngressBackend {
             service: Some(IngressServiceBackend {
                 name: owner.name.clone(),
@@ -612,12 +625,13 @@ spec:
 
     fn render_with(account: &MessagingAccount, config_json: &str, config_hash: &str, secret_versions: &str) -> GatewayObjects {
         let (secret_env, image) = (credentials(), image());
-        let inputs = Inputs { account, config_json, config_hash, secret_env: &secret_env, secret_versions, image: &image };
+        let endpoints = ProviderEndpoints::default();
+        let inputs = Inputs { account, config_json, config_hash, secret_env: &secret_env, secret_versions, image: &image, endpoints: &endpoints };
         render(&inputs).expect("the account renders")
     }
 
     fn try_render(account: &MessagingAccount, secret_env: &[SecretEnv]) -> Result<GatewayObjects, RenderError> {
-        render(&Inputs { account, config_json: "{}", config_hash: "h", secret_env, secret_versions: "", image: &image() })
+        render(&Inputs { account, config_json: "{}", config_hash: "h", secret_env, secret_versions: "", image: &image(), endpoints: &ProviderEndpoints::default() })
     }
 
     fn render_account(account: &MessagingAccount) -> GatewayObjects {
@@ -761,7 +775,7 @@ spec:
     }
 
     #[test]
-    fn ingress_routes_only_the_webhook_path() {
+    fn ingress_routes_the_accounts_public_prefix() {
         let ingress = render_account(&account()).ingress.unwrap();
         assert_eq!(ingress.metadata.annotations, Some(BTreeMap::from([("cert-manager.io/cluster-issuer".to_owned(), "letsencrypt".to_owned())])));
         assert_eq!(
@@ -771,8 +785,8 @@ spec:
                 "rules": [{
                     "host": "chat.contoso.example",
                     "http": {"paths": [{
-                        "path": "/switchboard/support/contoso-line/webhook",
-                        "pathType": "Exact",
+                        "path": "/switchboard/support/contoso-line",
+                        "pathType": "Prefix",
                         "backend": {"service": {"name": "contoso-line-gateway", "port": {"name": "webhook"}}},
                     }]},
                 }],
@@ -858,6 +872,19 @@ spec:
             to_json(&pod_spec(&objects).security_context),
             json!({"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532, "seccompProfile": {"type": "RuntimeDefault"}})
         );
+    }
+
+    #[test]
+    fn the_gateway_calls_the_providers_the_controller_calls() {
+        let (secret_env, image) = (credentials(), image());
+        let account = bare_account();
+        let endpoints = ProviderEndpoints::all_at(url::Url::parse("http://switchboard-simulator.dev.svc:8089").unwrap());
+        let inputs = Inputs { account: &account, config_json: "{}", config_hash: "h", secret_env: &secret_env, secret_versions: "", image: &image, endpoints: &endpoints };
+        let deployment = render(&inputs).unwrap().deployment;
+        let args = deployment.spec.template.spec.unwrap().containers[0].args.clone().unwrap();
+        let at = args.iter().position(|a| a == "--twilio-content-url").expect("the endpoint flags are passed");
+        assert_eq!(args[at + 1], "http://switchboard-simulator.dev.svc:8089/");
+        assert_eq!(args.iter().filter(|a| a.ends_with("-url")).count(), 5, "{args:?}");
     }
 
     #[test]

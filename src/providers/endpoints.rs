@@ -36,6 +36,21 @@ pub struct ProviderEndpoints {
 }
 
 impl ProviderEndpoints {
+    /// The flags that give another process these endpoints, for those that are not the real
+    /// hosts: the controller passes its own to the gateways it renders, so that a cluster set up
+    /// against the simulator sends the gateways' calls there too.
+    pub fn non_default_args(&self) -> Vec<String> {
+        let real = Self::default();
+        let flags = [
+            ("--line-api-url", &self.line_api, &real.line_api),
+            ("--line-data-api-url", &self.line_data_api, &real.line_data_api),
+            ("--twilio-api-url", &self.twilio_api, &real.twilio_api),
+            ("--twilio-content-url", &self.twilio_content, &real.twilio_content),
+            ("--twilio-messaging-url", &self.twilio_messaging, &real.twilio_messaging),
+        ];
+        flags.into_iter().filter(|(_, url, real)| url != real).flat_map(|(flag, url, _)| [flag.to_owned(), url.to_string()]).collect()
+    }
+
     /// Every provider host at one base URL, as the simulator serves them on one port.
     pub fn all_at(base: Url) -> Self {
         Self {
@@ -97,6 +112,17 @@ mod tests {
         let cli = Cli::parse_from(["test", "--twilio-api-url", "http://127.0.0.1:4010"]);
         assert_eq!(cli.endpoints.twilio_api.as_str(), "http://127.0.0.1:4010/");
         assert_eq!(cli.endpoints.line_api.as_str(), "https://api.line.me/");
+    }
+
+    #[test]
+    fn non_default_args_parse_back_into_the_same_endpoints() {
+        assert!(ProviderEndpoints::default().non_default_args().is_empty());
+        let mut endpoints = ProviderEndpoints::all_at(Url::parse("http://127.0.0.1:8089").unwrap());
+        endpoints.line_data_api = Url::parse(LINE_DATA_API).unwrap();
+        let args = endpoints.non_default_args();
+        assert_eq!(args.len(), 8, "{args:?}");
+        let cli = Cli::parse_from(std::iter::once("test".to_owned()).chain(args));
+        assert_eq!(cli.endpoints, endpoints);
     }
 
     #[test]

@@ -41,6 +41,11 @@ impl Providers {
         self
     }
 
+    /// Where the clients send their calls.
+    pub fn endpoints(&self) -> &ProviderEndpoints {
+        &self.endpoints
+    }
+
     /// A client for one LINE channel.
     pub fn line(&self, credentials: LineCredentials) -> LineClient {
         LineClient::new(self.transport.clone(), Arc::clone(&self.endpoints), credentials)
