@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
@@ -119,7 +120,7 @@ pub struct ControllerArgs {
     #[arg(long, env = "SWITCHBOARD_GATEWAY_IMAGE_PULL_POLICY")]
     pub gateway_image_pull_policy: Option<String>,
     /// Address of the health endpoints (/healthz, /readyz) and of /metrics.
-    #[arg(long, env = "SWITCHBOARD_PROBE_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "SWITCHBOARD_PROBE_ADDR", default_value = "0.0.0.0:9080")]
     pub probe_addr: SocketAddr,
     /// This instance's name in events (the pod name).
     #[arg(long, env = "POD_NAME")]
@@ -379,7 +380,11 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         }
     };
     let lookup = accounts.clone();
-    let account_controller = Controller::for_stream(watch::<MessagingAccount>(c, ns, accounts_writer), accounts.clone())
+    let (to_templates, account_changes_for_templates) = unbounded();
+    let (to_workstreams, account_changes_for_workstreams) = unbounded();
+    let (to_rules, account_changes_for_rules) = unbounded();
+    let account_stream = watch_telling::<MessagingAccount>(c, ns, accounts_writer, vec![to_templates, to_workstreams, to_rules]);
+    let account_controller = Controller::for_stream(account_stream, accounts.clone())
         .with_config(kube::runtime::controller::Config::default().debounce(RENDER_DEBOUNCE))
         .watches_stream(metadata::<Secret>(c, ns, None), move |secret| accounts_using(&lookup, &secret))
         .watches_stream(spec_changes::<Workstream>(c, ns), |ws| Some(ObjectRef::new(&ws.spec.account_ref.name).within(&ws.namespace().unwrap_or_default())))
@@ -399,7 +404,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
 
     let template_lookup = templates.clone();
     let template_controller = Controller::for_stream(watch::<MessageTemplate>(c, ns, templates_writer), templates.clone())
-        .watches_stream(metadata::<MessagingAccount>(c, ns, None), move |account| templates_of(&template_lookup, &account))
+        .watches_stream(account_changes_for_templates.map(Ok::<_, watcher::Error>), move |account| templates_of(&template_lookup, &account))
         .graceful_shutdown_on(shutdown.clone())
         .run(metered(template::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
@@ -408,7 +413,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     let (ws_for_account, ws_for_config, ws_for_rule) = (workstreams.clone(), (workstreams.clone(), ctx.clone()), workstreams.clone());
     let workstream_controller = Controller::for_stream(watch::<Workstream>(c, ns, workstreams_writer), workstreams.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
-        .watches_stream(readiness_changes(c, ns), move |account| workstreams_of(&ws_for_account, &account))
+        .watches_stream(readiness_changes(account_changes_for_workstreams), move |account| workstreams_of(&ws_for_account, &account))
         .watches_stream(config_stream, move |cm| stale_workstreams(&ws_for_config.0, &ws_for_config.1, &cm))
         .watches_stream(objects::<RoutingRule>(c, ns), move |rule| {
             ws_for_rule.get(&ObjectRef::new(&rule.spec.workstream_ref.name).within(&rule.namespace().unwrap_or_default())).map(|w| ObjectRef::from_obj(&*w))
@@ -424,7 +429,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         .watches_stream(watcher(scoped::<ConfigMap>(c, ns), gateway_watch()).default_backoff().touched_objects(), move |cm| {
             stale_rules(&rules_for_config.0, &rules_for_config.1, &cm)
         })
-        .watches_stream(readiness_changes(c, ns), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
+        .watches_stream(readiness_changes(account_changes_for_rules), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
         .graceful_shutdown_on(shutdown.clone())
         .run(metered(routing_rule::reconcile), error_policy, ctx)
         .for_each(|_| async {});
@@ -438,7 +443,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
 /// Accounts, passed on only when their Ready status or reason changes: workstreams and rules depend on
 /// that alone, and an account's status also changes with every new configuration hash (which
 /// would otherwise wake every rule of the account).
-fn readiness_changes(client: &Client, namespace: Option<&str>) -> impl futures::Stream<Item = Result<MessagingAccount, watcher::Error>> + Send + 'static {
+fn readiness_changes(accounts: UnboundedReceiver<MessagingAccount>) -> impl futures::Stream<Item = Result<MessagingAccount, watcher::Error>> + Send + 'static {
     let ready = |account: &MessagingAccount| {
         use std::hash::{Hash, Hasher};
         let ready = account.status.as_ref().and_then(|s| crate::api::conditions::find(&s.conditions, crate::api::conditions::READY));
@@ -446,10 +451,7 @@ fn readiness_changes(client: &Client, namespace: Option<&str>) -> impl futures::
         ready.map(|c| (&c.status, &c.reason)).hash(&mut hasher);
         Some(hasher.finish())
     };
-    watcher(scoped::<MessagingAccount>(client, namespace), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(ready, PredicateConfig::default())
+    accounts.map(Ok).predicate_filter(ready, PredicateConfig::default())
 }
 
 fn gateway_watch() -> watcher::Config {
@@ -507,9 +509,32 @@ fn watch<K>(client: &Client, namespace: Option<&str>, writer: reflector::store::
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
+    watch_telling(client, namespace, writer, Vec::new())
+}
+
+/// [`watch`], also handing every object it puts in (or takes out of) the store to `followers`,
+/// after the store has it. Reconcilers that read the store when an object changes follow this
+/// rather than a watch of their own, which could wake them before the store has the change:
+/// they would judge it by its previous state and not look again.
+fn watch_telling<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    writer: reflector::store::Writer<K>,
+    followers: Vec<UnboundedSender<K>>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
     watcher(scoped::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object) | watcher::Event::Delete(object)) = event {
+                for follower in &followers {
+                    let _ = follower.unbounded_send(object.clone());
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(worth_reconciling(), PredicateConfig::default())
 }
@@ -526,7 +551,7 @@ fn accounts_using(accounts: &Store<MessagingAccount>, secret: &PartialObjectMeta
 }
 
 /// The templates that use the account.
-fn templates_of(templates: &Store<MessageTemplate>, account: &PartialObjectMeta<MessagingAccount>) -> Vec<ObjectRef<MessageTemplate>> {
+fn templates_of(templates: &Store<MessageTemplate>, account: &MessagingAccount) -> Vec<ObjectRef<MessageTemplate>> {
     let (namespace, name) = (account.namespace(), account.name_any());
     templates
         .state()

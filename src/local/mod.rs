@@ -17,6 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use thiserror::Error;
 use tokio::process::Child;
@@ -73,10 +74,30 @@ pub enum LocalError {
     /// The gateway process could not be started.
     #[error("cannot start the gateway: {0}")]
     Spawn(std::io::Error),
+    /// The HTTP client for the gateway's health port could not be built.
+    #[error("cannot build an HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// The gateway process this runner started, and what it was started from.
+struct Running {
+    template: PodTemplateSpec,
+    child: Child,
+    /// `host:port` of its `/readyz`.
+    probe: Option<String>,
+}
+
+/// What the Deployment's status says, as a kubelet and the Deployment controller would report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Report {
+    generation: i64,
+    replicas: i32,
+    ready: bool,
 }
 
 /// Runs the account's gateway until `stop` completes, then stops it as a kubelet would (SIGTERM,
-/// then SIGKILL after the grace period).
+/// then SIGKILL after the grace period). The Deployment's status follows the gateway's `/readyz`,
+/// so the account is Ready only while the local gateway serves.
 pub async fn run(args: RunGatewayArgs, stop: impl Future<Output = ()>) -> Result<(), LocalError> {
     let client = kube_client(args.kubeconfig.as_deref()).await?;
     tokio::fs::create_dir_all(&args.state_dir).await.map_err(|source| LocalError::File { path: args.state_dir.clone(), source })?;
@@ -91,68 +112,100 @@ pub async fn run(args: RunGatewayArgs, stop: impl Future<Output = ()>) -> Result
     };
     let config = tokio::spawn(follow_config_map(client.clone(), args.namespace.clone(), name.clone(), placement.config_file.clone()));
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &args.namespace);
-    let mut running: Option<(PodTemplateSpec, Child)> = None;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    let mut running: Option<Running> = None;
+    let mut reported: Option<Report> = None;
+    let mut waiting_said = false;
     tokio::pin!(stop);
-    let result = loop {
-        let pause = if running.is_some() { POLL } else { Duration::ZERO };
+    loop {
         let event = tokio::select! {
             () = &mut stop => None,
             status = exit_of(&mut running) => Some(Some(status)),
-            () = tokio::time::sleep(pause) => Some(None),
+            () = tokio::time::sleep(POLL) => Some(None),
         };
         match event {
-            None => break Ok(()),
+            None => break,
             Some(Some(status)) => {
                 tracing::warn!(status = ?status, "the gateway exited; starting it again");
                 running = None;
-                tokio::time::sleep(POLL).await;
             }
             Some(None) => {}
         }
-        let wanted = match deployments.get_opt(&name).await {
-            Ok(Some(d)) if d.spec.replicas.unwrap_or(1) > 0 => Some(d.spec.template),
-            Ok(_) => None,
+        let deployment = match deployments.get_opt(&name).await {
+            Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the Deployment {name}");
-                tokio::time::sleep(POLL).await;
                 continue;
             }
         };
-        if running.as_ref().map(|(t, _)| t) == wanted.as_ref() {
-            continue;
+        let replicas = deployment.as_ref().map_or(0, |d| d.spec.replicas.unwrap_or(1));
+        let wanted = deployment.as_ref().filter(|_| replicas > 0).map(|d| d.spec.template.clone());
+        if running.as_ref().map(|r| &r.template) != wanted.as_ref() {
+            if let Some(old) = running.take() {
+                terminate(old.child).await;
+            }
+            let config_written = tokio::fs::try_exists(&placement.config_file).await.unwrap_or(false);
+            match wanted {
+                Some(template) if config_written => match start(&client, &args.namespace, &template, &placement).await {
+                    Ok((child, probe)) => running = Some(Running { template, child, probe }),
+                    // As a kubelet would: say why and try again (a Secret may come later).
+                    Err(e) => tracing::warn!(error = %e, "cannot start the gateway yet"),
+                },
+                Some(_) => {
+                    if !std::mem::replace(&mut waiting_said, true) {
+                        tracing::info!("waiting for the ConfigMap {name}");
+                    }
+                }
+                None => tracing::info!("no gateway wanted for {}/{} (no Deployment {name}, or replicas 0)", args.namespace, args.account),
+            }
         }
-        if let Some((_, child)) = running.take() {
-            terminate(child).await;
+        let Some(deployment) = deployment else { continue };
+        let ready = match running.as_ref().and_then(|r| r.probe.as_deref()) {
+            Some(probe) => http.get(format!("http://{probe}/readyz")).send().await.is_ok_and(|r| r.status().is_success()),
+            None => false,
+        };
+        let report = Report { generation: deployment.metadata.generation.unwrap_or_default(), replicas, ready };
+        if reported != Some(report) {
+            match report_status(&deployments, &name, report).await {
+                Ok(()) => reported = Some(report),
+                Err(e) => tracing::warn!(error = %e, "cannot report the Deployment's status"),
+            }
         }
-        let ready = tokio::fs::try_exists(&placement.config_file).await.unwrap_or(false);
-        match wanted {
-            Some(template) if ready => match start(&client, &args.namespace, &template, &placement).await {
-                Ok(child) => running = Some((template, child)),
-                Err(e) => break Err(e),
-            },
-            Some(_) => tracing::info!("waiting for the ConfigMap {name}"),
-            None => tracing::info!("no gateway wanted for {}/{} (no Deployment {name}, or replicas 0)", args.namespace, args.account),
-        }
-        if running.is_none() {
-            tokio::time::sleep(POLL).await;
-        }
-    };
-    if let Some((_, child)) = running.take() {
-        terminate(child).await;
+    }
+    if let Some(old) = running.take() {
+        terminate(old.child).await;
+    }
+    if let Some(report) = reported {
+        let _ = report_status(&deployments, &name, Report { ready: false, ..report }).await;
     }
     config.abort();
-    result
+    Ok(())
+}
+
+/// Writes what a kubelet and the Deployment controller would: one replica, available while the
+/// gateway answers `/readyz`.
+async fn report_status(deployments: &Api<Deployment>, name: &str, report: Report) -> Result<(), kube::Error> {
+    let available = i32::from(report.ready);
+    let status = serde_json::json!({"status": {
+        "observedGeneration": report.generation,
+        "replicas": report.replicas.min(1),
+        "updatedReplicas": report.replicas.min(1),
+        "readyReplicas": available,
+        "availableReplicas": available,
+    }});
+    deployments.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.map(drop)
 }
 
 /// Completes when the running gateway exits; never while none runs.
-async fn exit_of(running: &mut Option<(PodTemplateSpec, Child)>) -> Option<std::process::ExitStatus> {
+async fn exit_of(running: &mut Option<Running>) -> Option<std::process::ExitStatus> {
     match running {
-        Some((_, child)) => child.wait().await.ok(),
+        Some(r) => r.child.wait().await.ok(),
         None => std::future::pending().await,
     }
 }
 
-async fn start(client: &Client, namespace: &str, template: &PodTemplateSpec, placement: &Placement) -> Result<Child, LocalError> {
+/// Starts the planned command; answers the process and the address of its health port.
+async fn start(client: &Client, namespace: &str, template: &PodTemplateSpec, placement: &Placement) -> Result<(Child, Option<String>), LocalError> {
     let container = template.spec.as_ref().and_then(|s| s.containers.first()).ok_or_else(|| PlanError::NotTheGateway(Vec::new()))?;
     let secrets = read_secrets(client, namespace, container).await?;
     let lookup = |name: &str, key: &str| match secrets.get(name) {
@@ -161,9 +214,11 @@ async fn start(client: &Client, namespace: &str, template: &PodTemplateSpec, pla
     };
     let command = pod::plan(container, placement, lookup)?;
     let program = std::env::current_exe().map_err(LocalError::Spawn)?;
-    let listening: Vec<&str> = command.args.windows(2).filter(|w| pod::is_listen_flag(&w[0])).map(|w| w[1].as_str()).collect();
+    let listening: Vec<(&str, &str)> = command.args.windows(2).filter(|w| pod::is_listen_flag(&w[0])).map(|w| (w[0].as_str(), w[1].as_str())).collect();
     tracing::info!(listen = ?listening, "starting the gateway as rendered (credentials from the account's Secrets)");
-    tokio::process::Command::new(program).args(&command.args).envs(command.env).kill_on_drop(true).spawn().map_err(LocalError::Spawn)
+    let probe = listening.iter().find(|(flag, _)| *flag == "--metrics-addr").map(|(_, addr)| (*addr).to_owned());
+    let child = tokio::process::Command::new(program).args(&command.args).envs(command.env).kill_on_drop(true).spawn().map_err(LocalError::Spawn)?;
+    Ok((child, probe))
 }
 
 /// The keys of every Secret the container's environment names; `None` for a Secret that does

@@ -67,7 +67,7 @@ async fn the_gateway_follows_its_account() {
     let ingress = cluster::wait_for("the WhatsApp gateway's Ingress", || async { ingresses.get_opt("contoso-whatsapp-gateway").await.ok()? }).await;
     let ingress_rules = ingress.spec.unwrap().rules.unwrap();
     let path = ingress_rules[0].http.as_ref().unwrap().paths[0].path.clone();
-    assert_eq!(path, Some(format!("/switchboard/{}/contoso-whatsapp/webhook", h.namespace)));
+    assert_eq!(path, Some(format!("/switchboard/{}/contoso-whatsapp", h.namespace)), "the account's whole public prefix");
 
     // The rollout completes: GatewayReady, then the account, its workstream and rules are Ready.
     h.mark_gateway_available("contoso-line").await;

@@ -5,6 +5,7 @@
 mod cluster;
 mod controller;
 mod crds;
+mod defaults;
 mod gateway;
 mod gateway_configmap;
 mod gateway_rbac;
@@ -12,3 +13,4 @@ mod harness;
 mod leader;
 mod metrics;
 mod namespaced;
+mod quickstart;
