@@ -207,6 +207,7 @@ async fn templates_follow_review_and_changes() {
     let status = templates.get("reminder").await.unwrap().status.unwrap();
     let first = status.localizations[0].content_sid.clone().unwrap();
     assert_eq!(status.localizations[0].rejection_reason.as_deref(), Some("Variables at the start"));
+    assert_eq!(status.approval_summary.as_deref(), Some("Rejected: en"), "the APPROVAL column");
 
     h.sim_post(&format!("/__sim/content/{first}/approval"), json!({"status": "approved"})).await;
     h.wait_condition(&templates, "reminder", "Ready", "True", "Ready").await;
@@ -237,6 +238,7 @@ async fn templates_follow_review_and_changes() {
     h.wait_condition(&templates, "greeting", "Ready", "True", "Ready").await;
     let status = templates.get("greeting").await.unwrap().status.unwrap();
     assert_eq!(status.localizations[0].approval, Some(switchboard::api::template::Approval::NotRequired));
+    assert_eq!(status.approval_summary.as_deref(), Some("NotRequired"));
     assert!(status.localizations[0].content_sid.is_none());
     h.assert_no_secrets().await;
 }
