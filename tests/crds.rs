@@ -18,6 +18,35 @@ fn crds_folder_matches_the_types() {
     }
 }
 
+/// `kubectl apply -f crds/` reads every .json, .yaml and .yml file of the folder: each must be
+/// a CRD (a kustomization there would be refused as an object of no known kind), and together
+/// they are the four. `kubectl apply -k crds/` reads crds/Kustomization, a name kustomize
+/// accepts and `-f` skips, which lists the same four files.
+#[test]
+fn crds_folder_applies_with_f_and_with_k() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut applied: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+            continue;
+        }
+        let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(doc["kind"], "CustomResourceDefinition", "{} is not a CRD, so `kubectl apply -f crds/` fails on it", path.display());
+        applied.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    applied.sort();
+    let mut expected: Vec<String> = Kind::ALL.into_iter().map(Kind::file_name).collect();
+    expected.sort();
+    assert_eq!(applied, expected);
+
+    let kustomization: Value = serde_yaml::from_str(&std::fs::read_to_string(dir.join("Kustomization")).unwrap()).unwrap();
+    assert_eq!(kustomization["kind"], "Kustomization");
+    let mut listed: Vec<String> = kustomization["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    listed.sort();
+    assert_eq!(listed, expected);
+}
+
 fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, prop) in props {
@@ -48,7 +77,7 @@ fn every_spec_and_status_field_has_a_description() {
 #[test]
 fn names_columns_and_categories() {
     let expected: [(Kind, &str, &[&str]); 4] = [
-        (Kind::MessagingAccount, "msgacct", &["Provider", "Ready", "Reason", "Callback", "Age"]),
+        (Kind::MessagingAccount, "msgacct", &["Provider", "Ready", "Reason", "Callback", "Message", "Age"]),
         (Kind::Workstream, "ws", &["Account", "Fallback", "Ready", "Reason", "Age"]),
         (Kind::RoutingRule, "rr", &["Stage", "Order", "Queue", "Ready", "Reason", "Age"]),
         (Kind::MessageTemplate, "mtpl", &["Approval", "Ready", "Reason", "Age"]),
@@ -66,6 +95,52 @@ fn names_columns_and_categories() {
         for column in columns {
             assert!(names.contains(column), "{}: column {column} missing from {names:?}", kind.name());
         }
+    }
+}
+
+#[test]
+fn wide_output_shows_the_ready_message_and_templates_their_approval() {
+    for kind in Kind::ALL {
+        let crd = kind.crd();
+        let columns = crd.spec.versions[0].additional_printer_columns.clone().unwrap_or_default();
+        let message = columns.iter().find(|c| c.name == "Message").unwrap_or_else(|| panic!("{}: no Message column", kind.name()));
+        assert_eq!(message.json_path, r#".status.conditions[?(@.type=="Ready")].message"#);
+        assert_eq!(message.priority, Some(1), "{}: Message is for -o wide only", kind.name());
+        let status = &kind.schema()["properties"]["status"]["properties"];
+        assert_eq!(status["lastHandledReconcileAt"]["type"], "string", "{}", kind.name());
+    }
+    let crd = Kind::MessageTemplate.crd();
+    let columns = crd.spec.versions[0].additional_printer_columns.clone().unwrap();
+    let approval = columns.iter().find(|c| c.name == "Approval").unwrap();
+    assert_eq!(approval.json_path, ".status.approvalSummary", "a summary of the reviews, not a condition reason");
+    assert_eq!(approval.priority, None);
+}
+
+/// Walks a schema; `out` gets the path of every nullable field and of every object with neither
+/// properties nor additionalProperties (which `kubectl explain` would show as an empty `<>`).
+fn opaque(schema: &Value, path: &str, out: &mut Vec<String>) {
+    if schema.get("nullable").is_some() {
+        out.push(format!("{path} is nullable"));
+    }
+    if schema["type"] == "object" && schema.get("properties").is_none() && schema.get("additionalProperties").is_none() {
+        out.push(format!("{path} is an object without fields"));
+    }
+    for (name, child) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+        opaque(child, &format!("{path}.{name}"), out);
+    }
+    for (key, suffix) in [("items", "[]"), ("additionalProperties", "[*]")] {
+        if let Some(child) = schema.get(key).filter(|c| c.is_object()) {
+            opaque(child, &format!("{path}{suffix}"), out);
+        }
+    }
+}
+
+#[test]
+fn no_field_is_nullable_and_every_object_has_fields() {
+    for kind in Kind::ALL {
+        let mut found = Vec::new();
+        opaque(&kind.schema(), kind.name(), &mut found);
+        assert!(found.is_empty(), "{found:?}");
     }
 }
 

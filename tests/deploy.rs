@@ -260,9 +260,14 @@ fn documents(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The kustomization file of a folder, under any of the names kustomize accepts.
+fn kustomization_file(dir: &Path) -> Option<PathBuf> {
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"].into_iter().map(|name| dir.join(name)).find(|p| p.is_file())
+}
+
 /// Without kubectl (a CI machine may lack it), the references between the kustomizations at
 /// least resolve: every resource is a manifest file in or below the kustomization's folder or a
-/// folder with its own kustomization.yaml, never a folder that contains the referring one, and
+/// folder with its own kustomization file, never a folder that contains the referring one, and
 /// every manifest parses into named objects.
 #[test]
 fn every_kustomization_reference_resolves() {
@@ -274,13 +279,14 @@ fn every_kustomization_reference_resolves() {
         if !seen.insert(dir.clone()) {
             continue;
         }
-        let kustomization = &documents(&dir.join("kustomization.yaml"))[0];
+        let file = kustomization_file(&dir).unwrap_or_else(|| panic!("{} has no kustomization file", dir.display()));
+        let kustomization = &documents(&file)[0];
         for resource in strings(&kustomization["resources"]) {
             let path: PathBuf = dir.join(resource);
             assert!(path.exists(), "{}: {resource} does not exist", dir.display());
             let path = path.canonicalize().unwrap();
             if path.is_dir() {
-                assert!(path.join("kustomization.yaml").is_file(), "{}: {resource} has no kustomization.yaml", dir.display());
+                assert!(kustomization_file(&path).is_some(), "{}: {resource} has no kustomization file", dir.display());
                 assert!(!dir.starts_with(&path), "{}: {resource} contains it (kustomize refuses the cycle)", dir.display());
                 pending.push(path);
             } else {
@@ -298,7 +304,7 @@ fn every_kustomization_reference_resolves() {
     // settings, not manifests of the install): a file left beside them would silently not ship.
     let referenced: BTreeSet<PathBuf> = seen
         .iter()
-        .flat_map(|dir| strings(&documents(&dir.join("kustomization.yaml"))[0]["resources"]).into_iter().map(|r| dir.join(r)).collect::<Vec<_>>())
+        .flat_map(|dir| strings(&documents(&kustomization_file(dir).unwrap())[0]["resources"]).into_iter().map(|r| dir.join(r)).collect::<Vec<_>>())
         .filter_map(|p| p.canonicalize().ok())
         .collect();
     let mut folders = vec![root.join("deploy")];

@@ -27,6 +27,7 @@ use super::common::{CredentialSource, SecretKeyReference};
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
     printcolumn(name = "Callback", type_ = "string", json_path = ".status.callbackUrl", description = "The URL the provider posts webhooks to"),
+    printcolumn(name = "Message", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].message"#, priority = 1, description = "The Ready condition's message"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new("has(self.line) != has(self.twilioWhatsApp)").message("exactly one of line or twilioWhatsApp must be set").reason(kube::core::Reason::FieldValueInvalid))]
@@ -212,6 +213,10 @@ pub struct MessagingAccountStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The value of the `switchboard.dev/reconcile-requested-at` annotation the controller last
+    /// acted on: setting the annotation to a new value asks for a re-check at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// Which provider this account uses: LINE or TwilioWhatsApp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,

@@ -46,7 +46,7 @@ impl Kind {
         let mut crd = self.derived_crd();
         for version in &mut crd.spec.versions {
             if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
-                drop_null_enum_values(schema);
+                drop_nullable(schema);
             }
         }
         crd
@@ -74,9 +74,15 @@ impl Kind {
     }
 }
 
-/// schemars lists `null` among the values of an optional enum. The field is already
-/// `nullable`, and API servers before 1.30 refuse a null enum value in a CRD.
-fn drop_null_enum_values(schema: &mut JSONSchemaProps) {
+/// Optional fields are absent when unset (every `Option` skips `None` when serialized), never
+/// null, so no field is `nullable`. A nullable field is published in the API server's
+/// `/openapi/v2` without its type and properties, which leaves `kubectl explain` showing `<>`
+/// and kubectl's client-side field check letting typos inside it through. A null sent anyway is
+/// pruned by the API server (1.20+) before defaulting and validation, as `switchboard check`
+/// does. schemars also lists `null` among the values of an optional enum, which API servers
+/// before 1.30 refuse in a CRD.
+fn drop_nullable(schema: &mut JSONSchemaProps) {
+    schema.nullable = None;
     if let Some(values) = &mut schema.enum_ {
         values.retain(|v| !v.0.is_null());
     }
@@ -90,7 +96,7 @@ fn drop_null_enum_values(schema: &mut JSONSchemaProps) {
         JSONSchemaPropsOrBool::Bool(_) => None,
     });
     for child in children.chain(items).chain(additional) {
-        drop_null_enum_values(child);
+        drop_nullable(child);
     }
 }
 

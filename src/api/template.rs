@@ -22,9 +22,10 @@ use super::common::LocalObjectReference;
     category = "switchboard",
     printcolumn(name = "Account", type_ = "string", json_path = ".spec.accountRef.name"),
     printcolumn(name = "Template", type_ = "string", json_path = ".spec.templateName"),
-    printcolumn(name = "Approval", type_ = "string", json_path = r#".status.conditions[?(@.type=="Approved")].reason"#),
+    printcolumn(name = "Approval", type_ = "string", json_path = ".status.approvalSummary", description = "WhatsApp's review of the localizations"),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(name = "Message", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].message"#, priority = 1, description = "The Ready condition's message"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
@@ -115,6 +116,14 @@ pub struct MessageTemplateStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The value of the `switchboard.dev/reconcile-requested-at` annotation the controller last
+    /// acted on: setting the annotation to a new value asks for a re-check at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+    /// WhatsApp's review of the localizations in a word: Approved, NotRequired (LINE), Pending,
+    /// or the languages that cannot be sent, e.g. `Rejected: tr` or `Rejected: tr; Paused: en`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_summary: Option<String>,
     /// Provider state per language.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["language".into()]))]

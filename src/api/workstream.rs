@@ -25,6 +25,7 @@ use super::common::{LocalObjectReference, SecretKeyReference};
     printcolumn(name = "Rules", type_ = "integer", json_path = ".status.routingRules", priority = 1),
     printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
     printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(name = "Message", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].message"#, priority = 1, description = "The Ready condition's message"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = kube::core::Rule::new("self.queues.exists(q, q.name == self.distribution.fallbackQueue)").message("must be the name of one of spec.queues").field_path(".distribution.fallbackQueue"))]
@@ -318,6 +319,10 @@ pub struct WorkstreamStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = kube::core::ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The value of the `switchboard.dev/reconcile-requested-at` annotation the controller last
+    /// acted on: setting the annotation to a new value asks for a re-check at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// LINE or WhatsApp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,

@@ -17,6 +17,7 @@ use super::cleanup::{self, Abandon};
 use super::context::{CloudRegion, Context, Verified};
 use super::gateway::{self, GATEWAY_READY};
 use super::provider_status::{self, Retry};
+use super::reconcile_request;
 use super::secrets::{self, CredentialError, Credentials};
 use super::status::{self, Notice};
 use super::{Error, Next, next_action, object_key, retry_delay, with_finalizer};
@@ -97,7 +98,8 @@ async fn apply(account: &MessagingAccount, api: &Api<MessagingAccount>, ctx: &Co
     let generation = account.metadata.generation;
     let old = account.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let outcome = observe(account, &old, &mut status, ctx).await;
+    let request = reconcile_request::pending(account, old.last_handled_reconcile_at.as_deref());
+    let outcome = observe(account, &old, &mut status, request.is_some(), ctx).await;
     let mut observations = outcome.observations;
     if outcome.ready.is_none() {
         // The gateway follows the spec, the workstreams, rules and templates: rendered on every
@@ -115,6 +117,7 @@ async fn apply(account: &MessagingAccount, api: &Api<MessagingAccount>, ctx: &Co
     let ready = outcome.ready.unwrap_or_else(|| ready(&status.conditions));
     conditions::set(&mut status.conditions, ready, generation, now);
     status.observed_generation = generation;
+    reconcile_request::handled(request, &mut status.last_handled_reconcile_at);
 
     let mut notices = outcome.notices;
     notices.extend(status::transitions(&old.conditions, &status.conditions));
@@ -156,7 +159,8 @@ fn spec_errors(account: &MessagingAccount, ctx: &Context) -> Vec<FieldError> {
     acceptance::spec_errors(Kind::MessagingAccount, account, validation::account_errors(&account.spec, ctx.settings.url_policy))
 }
 
-async fn observe(account: &MessagingAccount, old: &MessagingAccountStatus, status: &mut MessagingAccountStatus, ctx: &Context) -> Outcome {
+/// `forced`: a re-check was asked for, so the last provider check does not stand.
+async fn observe(account: &MessagingAccount, old: &MessagingAccountStatus, status: &mut MessagingAccountStatus, forced: bool, ctx: &Context) -> Outcome {
     let spec = &account.spec;
     let namespace = account.namespace().unwrap_or_default();
     status.provider = Some(if spec.line.is_some() { "LINE" } else { "TwilioWhatsApp" }.to_owned());
@@ -182,7 +186,7 @@ async fn observe(account: &MessagingAccount, old: &MessagingAccountStatus, statu
         Err(error) => return Outcome::secret_failed(&error),
     };
     let fingerprint = format!("{}|{}", account.metadata.generation.unwrap_or_default(), credentials.versions().join(","));
-    if let Some((remaining, failed)) = still_checked(account, old, &fingerprint, ctx) {
+    if !forced && let Some((remaining, failed)) = still_checked(account, old, &fingerprint, ctx) {
         // Nothing changed since the provider last answered: keep the status as it is.
         let next = if failed { Next::Hold(remaining) } else { Next::Recheck(remaining) };
         return Outcome { observations: Vec::new(), ready: None, notices: Vec::new(), next, fingerprint: None };
@@ -394,10 +398,8 @@ impl Check<'_> {
                         Some(found) => {
                             let previous = found.sms_url.clone().unwrap_or_default();
                             if self.registered_before && !previous.is_empty() {
-                                notices.push(Notice::warning(
-                                    "EndpointMismatch",
-                                    format!("The inbound URL of {} was changed to {previous} outside Switchboard; setting it back to {url}", number.number),
-                                ));
+                                let note = format!("{}: its inbound URL was changed to {previous} outside Switchboard; setting it back to {url}", number.number);
+                                notices.push(Notice::warning("EndpointMismatch", note).about(&number.number));
                             }
                             let updated = client.set_number_webhook(&found.sid, Some(self.callback)).await?;
                             updated.sms_url.as_deref() == Some(url)

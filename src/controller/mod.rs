@@ -14,6 +14,7 @@ mod health;
 pub mod leader;
 mod metrics;
 mod provider_status;
+pub mod reconcile_request;
 pub mod routing_rule;
 mod secrets;
 mod status;

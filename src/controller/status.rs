@@ -18,6 +18,12 @@ use crate::api::conditions::READY;
 /// Longest event note the API accepts.
 const MAX_NOTE_BYTES: usize = 1024;
 
+/// Longest event action the API accepts.
+const MAX_ACTION_BYTES: usize = 128;
+
+/// The action of events about the object as a whole.
+const ACTION: &str = "Reconcile";
+
 /// Something to tell people through an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
@@ -27,22 +33,43 @@ pub struct Notice {
     pub reason: String,
     /// What happened, for people.
     pub note: String,
+    /// The part of the object the fact is about (a condition, a language, a number), when one
+    /// object can have several facts of the same reason; the note starts with it.
+    pub about: Option<String>,
 }
 
 impl Notice {
     /// A Normal event.
     pub fn normal(reason: &str, note: impl Into<String>) -> Self {
-        Self { type_: EventType::Normal, reason: reason.to_owned(), note: note.into() }
+        Self { type_: EventType::Normal, reason: reason.to_owned(), note: note.into(), about: None }
     }
 
     /// A Warning event.
     pub fn warning(reason: &str, note: impl Into<String>) -> Self {
-        Self { type_: EventType::Warning, reason: reason.to_owned(), note: note.into() }
+        Self { type_: EventType::Warning, reason: reason.to_owned(), note: note.into(), about: None }
+    }
+
+    /// The same fact about one part of the object.
+    pub fn about(mut self, part: impl Into<String>) -> Self {
+        self.about = Some(part.into());
+        self
+    }
+
+    /// The event. kube's Recorder folds an event into an earlier one of the same object,
+    /// reason and action (a series: `(x2)` with the first note only), whatever the notes say,
+    /// so the part goes into the action: facts about different parts stay separate events,
+    /// and only a fact repeated about the same part becomes a series.
+    fn event(&self) -> Event {
+        let action = match &self.about {
+            Some(part) => truncate(&format!("{ACTION} {part}"), MAX_ACTION_BYTES),
+            None => ACTION.to_owned(),
+        };
+        Event { type_: self.type_, reason: self.reason.clone(), note: Some(truncate(&self.note, MAX_NOTE_BYTES)), action, secondary: None }
     }
 }
 
-/// The events for the conditions that changed status or reason between `old` and `new`: True
-/// is Normal, False is Warning, Unknown (work in progress) says nothing. A False Ready repeats
+/// The events for the conditions that changed status or reason between `old` and `new`, each
+/// about its condition: True is Normal, False is Warning, Unknown (work in progress) says nothing. A False Ready repeats
 /// the cause another condition reports, so it has its own event only when no other condition
 /// changed (an invalid spec, say).
 pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Notice> {
@@ -57,7 +84,8 @@ pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Notice> {
         .filter(|c| c.type_ != READY || c.status == "True" || !others)
         .map(|c| {
             let note = format!("{} is {}: {}", c.type_, c.status, c.message);
-            if c.status == "True" { Notice::normal(&c.reason, note) } else { Notice::warning(&c.reason, note) }
+            let notice = if c.status == "True" { Notice::normal(&c.reason, note) } else { Notice::warning(&c.reason, note) };
+            notice.about(&c.type_)
         })
         .collect()
 }
@@ -126,14 +154,7 @@ where
 /// the status already says the same.
 pub async fn publish(recorder: &Recorder, regarding: &ObjectReference, notices: &[Notice]) {
     for notice in notices {
-        let event = Event {
-            type_: notice.type_,
-            reason: notice.reason.clone(),
-            note: Some(truncate(&notice.note, MAX_NOTE_BYTES)),
-            action: "Reconcile".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = recorder.publish(&event, regarding).await {
+        if let Err(error) = recorder.publish(&notice.event(), regarding).await {
             tracing::warn!(%error, reason = %notice.reason, "cannot publish an event");
         }
     }
@@ -218,6 +239,34 @@ mod tests {
         let notices = transitions(&[], &invalid);
         assert_eq!(notices.len(), 1);
         assert_eq!(notices[0].reason, "InvalidSpec");
+    }
+
+    /// What kube's Recorder folds events by (besides the object and the reporter).
+    fn key(notice: &Notice) -> (String, String) {
+        let event = notice.event();
+        (event.reason, event.action)
+    }
+
+    #[test]
+    fn facts_about_different_parts_are_different_events() {
+        let en = Notice::normal("ContentCreated", "en: created Content HX1").about("en");
+        let tr = Notice::normal("ContentCreated", "tr: created Content HX2").about("tr");
+        assert_ne!(key(&en), key(&tr), "en would hide tr in a series");
+        assert_eq!(key(&en), key(&Notice::normal("ContentCreated", "en: created Content HX3").about("en")), "the same fact again is a series");
+        assert_eq!(tr.event().note.as_deref(), Some("tr: created Content HX2"));
+        assert_eq!(Notice::warning("CleanupAbandoned", "x").event().action, "Reconcile");
+        let long = Notice::normal("R", "n").about("x".repeat(200));
+        assert!(long.event().action.len() <= MAX_ACTION_BYTES);
+
+        // On LINE, Synced and Approved both turn True for NotRequired: two events, each
+        // starting with its condition.
+        let line = vec![cond("Synced", "True", "NotRequired", 1), cond("Approved", "True", "NotRequired", 1)];
+        let notices = transitions(&[], &line);
+        assert_eq!(notices.len(), 2);
+        assert_ne!(key(&notices[0]), key(&notices[1]));
+        for notice in &notices {
+            assert!(notice.note.starts_with(notice.about.as_deref().unwrap()), "{notice:?}");
+        }
     }
 
     #[test]

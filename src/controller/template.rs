@@ -17,6 +17,7 @@ use super::backoff::jittered;
 use super::cleanup::{self, Abandon};
 use super::context::Context;
 use super::provider_status::{self, Retry};
+use super::reconcile_request;
 use super::secrets;
 use super::status::{self, Notice};
 use super::template_plan::{self, APPROVED, Planned, Source};
@@ -67,7 +68,8 @@ async fn apply(template: &MessageTemplate, api: &Api<MessageTemplate>, ctx: &Con
     let generation = template.metadata.generation;
     let old = template.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let mut pass = Pass { template, api, ctx, written: old.clone() };
+    let request = reconcile_request::pending(template, old.last_handled_reconcile_at.as_deref());
+    let mut pass = Pass { template, api, ctx, written: old.clone(), forced: request.is_some() };
     let outcome = pass.observe(&mut status).await?;
     let now = Timestamp::now();
     for observation in outcome.observations {
@@ -76,6 +78,8 @@ async fn apply(template: &MessageTemplate, api: &Api<MessageTemplate>, ctx: &Con
     let ready = outcome.ready.unwrap_or_else(|| conditions::ready(&status.conditions, &[SYNCED, APPROVED]));
     conditions::set(&mut status.conditions, ready, generation, now);
     status.observed_generation = generation;
+    status.approval_summary = template_plan::approval_summary(&status.localizations);
+    reconcile_request::handled(request, &mut status.last_handled_reconcile_at);
 
     let mut notices = outcome.notices;
     notices.extend(status::transitions(&old.conditions, &status.conditions));
@@ -91,6 +95,8 @@ struct Pass<'a> {
     api: &'a Api<MessageTemplate>,
     ctx: &'a Context,
     written: MessageTemplateStatus,
+    /// A re-check was asked for: every approval is read again, due or not.
+    forced: bool,
 }
 
 impl Pass<'_> {
@@ -180,13 +186,11 @@ impl Pass<'_> {
 
         for retired in &plan.retired {
             if retired.replaced {
-                notices.push(Notice::normal(
-                    "ContentReplaced",
-                    format!(
-                        "The {} localization changed; Content {} cannot change once submitted, so new Content was made",
-                        retired.language, retired.content_sid
-                    ),
-                ));
+                let note = format!(
+                    "{}: the localization changed; Content {} cannot change once submitted, so new Content was made",
+                    retired.language, retired.content_sid
+                );
+                notices.push(Notice::normal("ContentReplaced", note).about(&retired.language));
             }
             // Replaced Content goes whatever the policy (which is about deleting the object):
             // WhatsApp template names are unique per language, so the new Content could not be
@@ -195,7 +199,8 @@ impl Pass<'_> {
                 if let Err(e) = client.delete_content(&retired.content_sid).await {
                     return Ok(self.failed(&e, notices));
                 }
-                notices.push(Notice::normal("ContentDeleted", format!("Deleted Content {} ({})", retired.content_sid, retired.language)));
+                let note = format!("{}: deleted Content {}", retired.language, retired.content_sid);
+                notices.push(Notice::normal("ContentDeleted", note).about(&retired.language));
             }
         }
         status.localizations = localizations;
@@ -247,7 +252,7 @@ impl Pass<'_> {
             types: ContentTypes { text: Some(TextContent { body }), media: None },
         };
         let created = client.create_content(&content).await?;
-        notices.push(Notice::normal("ContentCreated", format!("Created Content {} for {}", created.sid, planned.language)));
+        notices.push(Notice::normal("ContentCreated", format!("{}: created Content {}", planned.language, created.sid)).about(&planned.language));
         Ok(created.sid)
     }
 
@@ -262,6 +267,7 @@ impl Pass<'_> {
         let now = Instant::now();
         if let (Some(due), Some(_)) = (due, entry.approval)
             && due > now
+            && !self.forced
         {
             return Ok(due - now);
         }

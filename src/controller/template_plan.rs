@@ -174,6 +174,33 @@ pub fn approved(localizations: &[LocalizationStatus]) -> Observation {
     Observation::new(APPROVED, Status::True, "Approved", "WhatsApp approved every localization")
 }
 
+/// The status's `approvalSummary`, for `kubectl get`: the localizations that cannot be sent,
+/// with their languages (Rejected, Disabled, Paused, in that order); else Pending while any is
+/// under review; else NotRequired on LINE and Approved on WhatsApp. None while no localization
+/// has a status yet.
+pub fn approval_summary(localizations: &[LocalizationStatus]) -> Option<String> {
+    if localizations.is_empty() {
+        return None;
+    }
+    let blocked: Vec<String> = [(Approval::Rejected, "Rejected"), (Approval::Disabled, "Disabled"), (Approval::Paused, "Paused")]
+        .into_iter()
+        .filter_map(|(state, word)| {
+            let languages: Vec<&str> = localizations.iter().filter(|l| l.approval == Some(state)).map(|l| l.language.as_str()).collect();
+            (!languages.is_empty()).then(|| format!("{word}: {}", languages.join(", ")))
+        })
+        .collect();
+    let summary = if !blocked.is_empty() {
+        blocked.join("; ")
+    } else if localizations.iter().any(|l| under_review(l.approval)) {
+        "Pending".to_owned()
+    } else if localizations.iter().all(|l| l.approval == Some(Approval::NotRequired)) {
+        "NotRequired".to_owned()
+    } else {
+        "Approved".to_owned()
+    };
+    Some(summary)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +333,26 @@ mod tests {
         let line = [with("en", Approval::NotRequired, None)];
         assert_eq!(approved(&line).reason, "NotRequired");
         assert_eq!(approved(&[]).status, Status::True);
+    }
+
+    #[test]
+    fn the_approval_summary_names_what_cannot_be_sent() {
+        let summary = |list: &[LocalizationStatus]| approval_summary(list);
+        assert_eq!(summary(&[with("en", Approval::Approved, None), with("tr", Approval::Approved, None)]).as_deref(), Some("Approved"));
+        assert_eq!(summary(&[with("en", Approval::Approved, None), with("tr", Approval::Pending, None)]).as_deref(), Some("Pending"));
+        let unknown = LocalizationStatus { language: "de".into(), ..Default::default() };
+        assert_eq!(summary(&[with("en", Approval::Received, None), unknown]).as_deref(), Some("Pending"), "no approval read yet is under review");
+        assert_eq!(summary(&[with("en", Approval::Approved, None), with("tr", Approval::Rejected, Some("Spam"))]).as_deref(), Some("Rejected: tr"));
+        let mixed = [
+            with("en", Approval::Paused, None),
+            with("tr", Approval::Rejected, None),
+            with("de", Approval::Pending, None),
+            with("fr", Approval::Rejected, None),
+            with("es", Approval::Disabled, None),
+        ];
+        assert_eq!(summary(&mixed).as_deref(), Some("Rejected: tr, fr; Disabled: es; Paused: en"));
+        assert_eq!(summary(&[with("en", Approval::NotRequired, None), with("tr", Approval::NotRequired, None)]).as_deref(), Some("NotRequired"));
+        assert_eq!(summary(&[]), None);
     }
 
     #[test]

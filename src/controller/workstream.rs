@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 
 use super::acceptance::{self, Refusal};
 use super::context::Context;
+use super::reconcile_request;
 use super::status;
 use super::{Error, object_key};
 use crate::api::conditions::{self, Observation, READY, Status};
@@ -51,6 +52,8 @@ pub async fn reconcile(ws: Arc<Workstream>, ctx: Arc<Context>) -> Result<Action,
     conditions::set(&mut new.conditions, accepted, generation, now);
     conditions::set(&mut new.conditions, ready, generation, now);
     new.observed_generation = generation;
+    // Nothing here is cached from a provider: a requested re-check is this pass.
+    reconcile_request::handled(reconcile_request::pending(&*ws, old.last_handled_reconcile_at.as_deref()), &mut new.last_handled_reconcile_at);
 
     let api: Api<Workstream> = Api::namespaced(ctx.client.clone(), &namespace);
     // Only problems: a Normal event per healthy rule would flood `kubectl get events`.

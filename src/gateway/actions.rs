@@ -84,7 +84,13 @@ fn attachment_message(r: &Refusal) -> String {
 
 fn template_message(e: &TemplateError) -> String {
     match e {
-        TemplateError::NotFound => "no approved template of that name in the configuration".to_owned(),
+        TemplateError::NotFound { sendable } if sendable.is_empty() => {
+            "no approved template of that name (a MessageTemplate's name or its templateName) in the configuration; none can be sent".to_owned()
+        }
+        TemplateError::NotFound { sendable } => {
+            let listed: Vec<String> = sendable.iter().map(|t| format!("{} ({}: {})", t.name, t.template_name, t.languages.join(", "))).collect();
+            format!("no approved template of that name (a MessageTemplate's name or its templateName) in the configuration; sendable: {}", listed.join(", "))
+        }
         TemplateError::LanguageUnavailable { languages } => format!("the template has no approved localization in that language; it has {}", languages.join(", ")),
         TemplateError::Variables { expected, missing, unexpected } => {
             format!("the template takes the variables {expected:?}; missing {missing:?}, unexpected {unexpected:?}")

@@ -105,7 +105,7 @@ fn refused(r: Refused) -> Response {
             }),
         ),
         Refused::Template(e) => match e {
-            TemplateError::NotFound => (StatusCode::UNPROCESSABLE_ENTITY, "template_not_found", json!({})),
+            TemplateError::NotFound { sendable } => (StatusCode::UNPROCESSABLE_ENTITY, "template_not_found", json!({ "templates": sendable })),
             TemplateError::LanguageUnavailable { languages } => (StatusCode::UNPROCESSABLE_ENTITY, "template_language_unavailable", json!({ "languages": languages })),
             TemplateError::Variables { expected, missing, unexpected } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -585,9 +585,19 @@ mod tests {
         assert_eq!(body["missing"], json!(["2"]));
         let (status, body) = api.send(&conv, json!({"clientMessageId": "m6", "template": {"name": "not-approved"}})).await;
         assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template_not_found")));
+        let listed = json!([
+            {"name": "order-update", "templateName": "order_update", "languages": ["en"]},
+            {"name": "survey", "templateName": "survey", "languages": ["en"]},
+        ]);
+        assert_eq!(body["templates"], listed, "{body}");
+        assert!(body["message"].as_str().unwrap().ends_with("sendable: order-update (order_update: en), survey (survey: en)"), "{body}");
+        let by_provider_name = json!({"clientMessageId": "m8", "template": {"name": "order_update", "variables": {"1": "Ann", "2": "A-8"}}});
+        let (status, body) = api.send(&conv, by_provider_name).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "the WhatsApp templateName is accepted too: {body}");
+        assert_eq!(body["message"]["contents"][0]["name"], "order-update");
         let (status, body) = api.send(&conv, json!({"clientMessageId": "m7", "template": {"name": "order-update", "language": "de", "variables": {}}})).await;
         assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("template_language_unavailable")));
-        assert_eq!(api.count("SELECT count(*) FROM sends").await, 2, "only the accepted messages are queued");
+        assert_eq!(api.count("SELECT count(*) FROM sends").await, 3, "only the accepted messages are queued");
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Serialize;
+
 use super::outbound::OutContent;
 use crate::config::TemplateConfig;
 
@@ -15,11 +17,26 @@ pub fn window_closes_at(last_customer_ms: i64) -> i64 {
     last_customer_ms.saturating_add(WINDOW_MS)
 }
 
+/// A template the configuration can send, as a refusal lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sendable {
+    /// The MessageTemplate object's name.
+    pub name: String,
+    /// The template's name at the provider (what a desk knows a WhatsApp template by).
+    pub template_name: String,
+    /// Its sendable languages.
+    pub languages: Vec<String>,
+}
+
 /// Why a template cannot be sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TemplateError {
     /// No sendable template of that name.
-    NotFound,
+    NotFound {
+        /// The templates that can be sent.
+        sendable: Vec<Sendable>,
+    },
     /// The asked language has no sendable localization.
     LanguageUnavailable {
         /// The languages it has.
@@ -40,9 +57,23 @@ fn base(language: &str) -> String {
     language.split(['-', '_']).next().unwrap_or(language).to_ascii_lowercase()
 }
 
-/// The template content for `name`: the asked `language` exactly (its base language as a second
-/// choice), or without one the customer's language, else the template's default language, else
-/// its first. The variables must be exactly the localization's.
+/// The template `name` refers to: a MessageTemplate object's name, else a template's name at
+/// the provider (`templateName`, unique per account).
+fn find<'t>(templates: &'t [TemplateConfig], name: &str) -> Option<&'t TemplateConfig> {
+    templates.iter().find(|t| t.name == name).or_else(|| templates.iter().find(|t| t.template_name == name))
+}
+
+fn not_found(templates: &[TemplateConfig]) -> TemplateError {
+    let sendable = templates
+        .iter()
+        .map(|t| Sendable { name: t.name.clone(), template_name: t.template_name.clone(), languages: t.localizations.iter().map(|l| l.language.clone()).collect() })
+        .collect();
+    TemplateError::NotFound { sendable }
+}
+
+/// The template content for `name` (see [`find`]): the asked `language` exactly (its base
+/// language as a second choice), or without one the customer's language, else the template's
+/// default language, else its first. The variables must be exactly the localization's.
 pub fn resolve(
     templates: &[TemplateConfig],
     name: &str,
@@ -50,7 +81,7 @@ pub fn resolve(
     customer_language: Option<&str>,
     variables: &BTreeMap<String, String>,
 ) -> Result<OutContent, TemplateError> {
-    let template = templates.iter().find(|t| t.name == name).ok_or(TemplateError::NotFound)?;
+    let template = find(templates, name).ok_or_else(|| not_found(templates))?;
     let pick = |want: &str| {
         let exact = template.localizations.iter().find(|l| l.language.eq_ignore_ascii_case(want));
         exact.or_else(|| template.localizations.iter().find(|l| base(&l.language) == base(want)))
@@ -61,7 +92,7 @@ pub fn resolve(
             .and_then(pick)
             .or_else(|| pick(&template.default_language))
             .or_else(|| template.localizations.first())
-            .ok_or(TemplateError::NotFound)?,
+            .ok_or_else(|| not_found(templates))?,
     };
     let expected: BTreeSet<&String> = localization.variables.keys().collect();
     let given: BTreeSet<&String> = variables.keys().collect();
@@ -120,8 +151,29 @@ mod tests {
     }
 
     #[test]
+    fn a_template_is_found_by_its_object_name_or_its_provider_name() {
+        let v = vars(&[("1", "Ann"), ("2", "A-7")]);
+        let by_object = resolve(&templates(), "order-update", Some("en"), None, &v).unwrap();
+        assert_eq!(resolve(&templates(), "order_update", Some("en"), None, &v).unwrap(), by_object, "the WhatsApp name a desk knows");
+        let OutContent::Template { name, .. } = by_object else { panic!() };
+        assert_eq!(name, "order-update");
+
+        // An object name wins over another template's provider name.
+        let mut two = templates();
+        let mut other = two[0].clone();
+        other.name = "order_update".into();
+        other.template_name = "order_update_v2".into();
+        other.localizations.truncate(1);
+        other.localizations[0].content_sid = Some("HXv2".into());
+        two.push(other);
+        let OutContent::Template { name, content_sid, .. } = resolve(&two, "order_update", Some("en"), None, &v).unwrap() else { panic!() };
+        assert_eq!((name.as_str(), content_sid.as_deref()), ("order_update", Some("HXv2")));
+    }
+
+    #[test]
     fn refusals_say_what_is_wrong() {
-        assert_eq!(resolve(&templates(), "nope", None, None, &BTreeMap::new()), Err(TemplateError::NotFound));
+        let sendable = vec![Sendable { name: "order-update".into(), template_name: "order_update".into(), languages: vec!["en".into(), "tr".into()] }];
+        assert_eq!(resolve(&templates(), "nope", None, None, &BTreeMap::new()), Err(TemplateError::NotFound { sendable }));
         assert_eq!(
             resolve(&templates(), "order-update", Some("de"), None, &vars(&[("1", "a"), ("2", "b")])),
             Err(TemplateError::LanguageUnavailable { languages: vec!["en".into(), "tr".into()] })

@@ -207,6 +207,7 @@ async fn templates_follow_review_and_changes() {
     let status = templates.get("reminder").await.unwrap().status.unwrap();
     let first = status.localizations[0].content_sid.clone().unwrap();
     assert_eq!(status.localizations[0].rejection_reason.as_deref(), Some("Variables at the start"));
+    assert_eq!(status.approval_summary.as_deref(), Some("Rejected: en"), "the APPROVAL column");
 
     h.sim_post(&format!("/__sim/content/{first}/approval"), json!({"status": "approved"})).await;
     h.wait_condition(&templates, "reminder", "Ready", "True", "Ready").await;
@@ -237,6 +238,7 @@ async fn templates_follow_review_and_changes() {
     h.wait_condition(&templates, "greeting", "Ready", "True", "Ready").await;
     let status = templates.get("greeting").await.unwrap().status.unwrap();
     assert_eq!(status.localizations[0].approval, Some(switchboard::api::template::Approval::NotRequired));
+    assert_eq!(status.approval_summary.as_deref(), Some("NotRequired"));
     assert!(status.localizations[0].content_sid.is_none());
     h.assert_no_secrets().await;
 }
@@ -342,5 +344,75 @@ async fn policies_refuse_what_this_controller_cannot_serve() {
     h.wait_condition(&accounts, "contoso-whatsapp", "Ready", "True", "Ready").await;
     assert_eq!(h.twilio_state().await["messagingServices"][0]["inboundRequestUrl"], Value::Null);
     assert_eq!(h.requests("POST /**").await, 0, "nothing was changed at Twilio");
+    h.assert_no_secrets().await;
+}
+
+/// Sets `switchboard.dev/reconcile-requested-at` on an object and waits until its status says
+/// the request was handled.
+async fn request_reconcile<K>(api: &Api<K>, name: &str, value: &str, handled: impl Fn(&K) -> Option<String>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"metadata": {"annotations": {"switchboard.dev/reconcile-requested-at": value}}});
+    api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    cluster::wait_for(&format!("{name} to handle the reconcile request {value:?}"), || async {
+        let object = api.get(name).await.ok()?;
+        (handled(&object).as_deref() == Some(value)).then_some(())
+    })
+    .await;
+}
+
+/// The annotation asks for a re-check at once: with nothing due for hours (the 6 h re-check and
+/// settled-approval intervals), an account's credentials and webhook and a template's approvals
+/// are read again from the provider, and every kind's status echoes the value. Also: facts
+/// about two languages are two events.
+#[tokio::test]
+async fn the_reconcile_annotation_rechecks_at_once() {
+    let schedule = "approvals: {receivedFor: 200ms, pendingFor: 300ms}";
+    let Some(h) = Harness::start("ctl-recheck", schedule, &["--approval-pending-interval", "1s"]).await else { return };
+    let mut docs = examples(&["line-quickstart.yaml"]);
+    let (secret, account) = twilio_account();
+    docs.extend([secret, account, template("reminder", &[("en", "Hi {{1}}, see you soon."), ("tr", "Merhaba {{1}}, görüşmek üzere.")])]);
+    h.apply(&docs).await;
+    let (accounts, templates) = (h.accounts(), h.templates());
+    h.wait_condition(&accounts, "contoso-line", "Ready", "True", "Ready").await;
+    h.wait_condition(&templates, "reminder", "Ready", "True", "Ready").await;
+
+    let mut created: Vec<String> = h
+        .events()
+        .await
+        .iter()
+        .filter(|e| e["reason"] == "ContentCreated" && e["regarding"]["name"] == "reminder")
+        .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    created.sort();
+    assert_eq!(created.len(), 2, "one ContentCreated event per language, not a series hiding tr: {created:?}");
+    assert!(created[0].starts_with("en: created Content HX") && created[1].starts_with("tr: created Content HX"), "{created:?}");
+
+    // The account: bot info (credentials) and the webhook endpoint, asked again.
+    h.sim_delete("/__sim/requests").await;
+    request_reconcile(&accounts, "contoso-line", "2026-05-01T10:00:00Z", |a| a.status.as_ref()?.last_handled_reconcile_at.clone()).await;
+    assert!(h.requests("GET /v2/bot/info").await >= 1, "the credentials were checked again");
+    assert!(h.requests("GET /v2/bot/channel/webhook/endpoint").await >= 1, "the webhook was checked again");
+    assert_eq!(h.requests("GET /v1/Content/**").await, 0, "another object's request re-checks nothing of the template");
+
+    // The same value again, with another annotation changing: nothing is asked.
+    h.sim_delete("/__sim/requests").await;
+    let patch = json!({"metadata": {"annotations": {"example.com/note": "unrelated"}}});
+    accounts.patch("contoso-line", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.requests("").await, 0, "a handled request is not repeated");
+
+    // The template: each localization's approval, read again.
+    request_reconcile(&templates, "reminder", "again", |t| t.status.as_ref()?.last_handled_reconcile_at.clone()).await;
+    assert_eq!(h.requests("GET /v1/Content/*/ApprovalRequests").await, 2, "both approvals were read again");
+    let status = templates.get("reminder").await.unwrap().status.unwrap();
+    assert_eq!(status.approval_summary.as_deref(), Some("Approved"));
+
+    // Workstreams and rules are evaluated again and echo it too.
+    let workstreams: Api<Workstream> = Api::namespaced(h.client.clone(), &h.namespace);
+    request_reconcile(&workstreams, "support-line", "1", |w| w.status.as_ref()?.last_handled_reconcile_at.clone()).await;
+    let rules: Api<RoutingRule> = Api::namespaced(h.client.clone(), &h.namespace);
+    request_reconcile(&rules, "billing-queue", "1", |r| r.status.as_ref()?.last_handled_reconcile_at.clone()).await;
     h.assert_no_secrets().await;
 }

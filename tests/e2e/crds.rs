@@ -68,7 +68,7 @@ async fn descriptions_and_printer_columns_land() {
     assert!(channel_id["description"].as_str().unwrap().contains("channel ID"), "{channel_id}");
     assert_eq!(channel_id["pattern"], "^[0-9]{1,20}$");
     let columns: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-    assert_eq!(columns, ["Provider", "Ready", "Reason", "Callback", "Age"]);
+    assert_eq!(columns, ["Provider", "Ready", "Reason", "Callback", "Message", "Age"]);
     assert_eq!(crd.spec.names.categories.as_deref(), Some(&["switchboard".to_owned()][..]));
 }
 
@@ -108,7 +108,7 @@ async fn the_switchboard_category_lists_the_examples_with_their_columns() {
         }
     };
     let (columns, names) = table(plural::<RoutingRule>()).await;
-    assert_eq!(columns, ["Name", "Workstream", "Stage", "Order", "Queue", "Ready", "Reason", "Age"]);
+    assert_eq!(columns, ["Name", "Workstream", "Stage", "Order", "Queue", "Ready", "Reason", "Message", "Age"]);
     assert!(names.contains(&"billing-queue".to_owned()), "{names:?}");
     let (columns, names) = table(plural::<Workstream>()).await;
     assert!(columns.iter().any(|c| c == "Fallback") && columns.iter().any(|c| c == "Account"), "{columns:?}");
@@ -116,4 +116,130 @@ async fn the_switchboard_category_lists_the_examples_with_their_columns() {
     let (columns, names) = table(plural::<MessagingAccount>()).await;
     assert!(columns.iter().any(|c| c == "Callback"), "{columns:?}");
     assert!(names.contains(&"contoso-line".to_owned()), "{names:?}");
+}
+
+/// Walks a definition the API server publishes in `/openapi/v2`; `out` gets every field kubectl
+/// cannot see into: one without a type (kubectl explain shows `<>`, and its client-side check
+/// takes anything there), or an object without properties. Declared maps (additionalProperties:
+/// annotations, attributes, sample values, resource quantities) and int-or-string quantities
+/// are what they are meant to be; `$ref`s point at the server's own definitions (metadata).
+fn hidden(schema: &Value, path: &str, out: &mut Vec<String>) {
+    if schema.get("$ref").is_some() {
+        return;
+    }
+    let int_or_string = schema["x-kubernetes-int-or-string"] == true;
+    match schema["type"].as_str() {
+        None if !int_or_string => out.push(format!("{path}: no type")),
+        Some("object") if schema.get("properties").is_none() && schema.get("additionalProperties").is_none() => {
+            out.push(format!("{path}: an object without properties"));
+        }
+        _ => {}
+    }
+    for (name, child) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+        hidden(child, &format!("{path}.{name}"), out);
+    }
+    for (key, suffix) in [("items", "[]"), ("additionalProperties", "[*]")] {
+        if let Some(child) = schema.get(key).filter(|c| c.is_object()) {
+            hidden(child, &format!("{path}{suffix}"), out);
+        }
+    }
+}
+
+/// What `kubectl explain` and kubectl's client-side field check read: the API server's
+/// `/openapi/v2`. A 1.20 server publishes a `nullable` field without its type and properties,
+/// so every field of every kind must be published without it, down to `spec.line`'s.
+#[tokio::test]
+async fn openapi_v2_publishes_every_field_of_every_kind() {
+    let Some(client) = cluster::client("openapi_v2_publishes_every_field_of_every_kind").await else { return };
+    cluster::install_crds(&client).await;
+    let definition = |spec: &Value, kind: Kind| spec["definitions"][format!("dev.switchboard.v1alpha1.{}", kind.name())].clone();
+    // The server publishes a CRD's schema a moment after it changes.
+    let spec: Value = cluster::wait_for("/openapi/v2 to hold the installed CRDs", || async {
+        let spec: Value = client.request(http::Request::get("/openapi/v2").body(vec![]).unwrap()).await.ok()?;
+        let current = Kind::ALL.into_iter().all(|kind| definition(&spec, kind)["properties"]["status"]["properties"].get("lastHandledReconcileAt").is_some());
+        current.then_some(spec)
+    })
+    .await;
+    for kind in Kind::ALL {
+        let published = definition(&spec, kind);
+        let mut found = Vec::new();
+        hidden(&published, kind.name(), &mut found);
+        assert!(found.is_empty(), "kubectl cannot see into {found:?}");
+        for part in ["spec", "status"] {
+            assert!(published["properties"][part]["properties"].is_object(), "{} {part}: {published}", kind.name());
+        }
+    }
+    let line = &definition(&spec, Kind::MessagingAccount)["properties"]["spec"]["properties"]["line"];
+    let mut fields: Vec<&String> = line["properties"].as_object().map(|p| p.keys().collect()).unwrap_or_default();
+    fields.sort();
+    assert_eq!(fields, ["channelAccessToken", "channelId", "channelSecret"], "{line}");
+
+    let Some(kubectl) = Kubectl::find() else { return };
+    let explained = kubectl.run(&["explain", "messagingaccount.spec.line"]);
+    assert!(explained.status.success(), "{}", String::from_utf8_lossy(&explained.stderr));
+    let text = String::from_utf8_lossy(&explained.stdout);
+    for field in ["channelId", "channelSecret", "channelAccessToken"] {
+        assert!(text.contains(field), "kubectl explain lists {field}: {text}");
+    }
+    // kubectl's client-side check (the server of 1.20 has no field validation of its own)
+    // now refuses a misspelt field inside an optional object.
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.yaml");
+    let mut account = documents(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/line-quickstart.yaml"))
+        .into_iter()
+        .find(|d| d["kind"] == "MessagingAccount")
+        .unwrap();
+    let id = account["spec"]["line"].as_object_mut().unwrap().remove("channelId").unwrap();
+    account["spec"]["line"]["chanelId"] = id;
+    std::fs::write(&typo, serde_yaml::to_string(&account).unwrap()).unwrap();
+    let checked = kubectl.run(&["apply", "--dry-run=client", "--validate=true", "-f", typo.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success() && stderr.contains(r#"unknown field "chanelId""#), "{stderr}");
+}
+
+/// `kubectl apply -f crds/` and `kubectl apply -k crds/` both apply the four CRDs (server-side
+/// dry run: the CRDs other tests use stay as they are). `--validate=false`: kubectl's own schema
+/// check does not know `x-kubernetes-validations`, which a 1.20 server lacks (see README,
+/// Cluster versions).
+#[tokio::test]
+async fn kubectl_applies_the_crds_folder_with_f_and_with_k() {
+    let Some(client) = cluster::client("kubectl_applies_the_crds_folder_with_f_and_with_k").await else { return };
+    cluster::install_crds(&client).await;
+    let Some(kubectl) = Kubectl::find() else { return };
+    for how in ["-f", "-k"] {
+        let out = kubectl.run(&["apply", "--dry-run=server", "--validate=false", how, "crds/"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "kubectl apply {how} crds/: {}{stdout}", String::from_utf8_lossy(&out.stderr));
+        for kind in Kind::ALL {
+            let name = format!("customresourcedefinition.apiextensions.k8s.io/{}s.switchboard.dev", kind.name().to_lowercase());
+            assert!(stdout.contains(&name), "kubectl apply {how} crds/ applied {name}: {stdout}");
+        }
+        assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    }
+}
+
+/// kubectl against the test cluster, when it is installed.
+struct Kubectl {
+    kubeconfig: String,
+}
+
+impl Kubectl {
+    fn find() -> Option<Kubectl> {
+        let installed = std::process::Command::new("kubectl").args(["version", "--client"]).output().is_ok_and(|o| o.status.success());
+        if !installed {
+            eprintln!("kubectl is not installed: its checks were skipped");
+            return None;
+        }
+        Some(Kubectl { kubeconfig: std::env::var("SWITCHBOARD_TEST_KUBECONFIG").ok()? })
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("kubectl runs")
+    }
 }
