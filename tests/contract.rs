@@ -1,4 +1,7 @@
-//! Contract tests against the providers' own OpenAPI documents (`../shared/provider-specs/`).
+//! Contract tests against the providers' own OpenAPI documents: by default the ones a fresh clone
+//! can have (Twilio's from the npm registry, LINE's as the extract in `tests/contract/extracts/`,
+//! which `extract.rs` writes and checks against the full document whenever that is present);
+//! `tests/contract/prism.sh` says which file each proxy reads.
 //!
 //! Every request goes through Prism (`tests/contract/prism.sh`), which runs one validating proxy
 //! (`prism proxy --errors`) per document in front of an upstream: Prism checks the request
@@ -23,6 +26,9 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::Response;
 use serde_json::Value;
 use url::Url;
+
+#[path = "contract/extract.rs"]
+mod extract;
 
 // ---------------------------------------------------------------------------------------------
 // endpoints.env
@@ -342,6 +348,8 @@ impl PrismProxies {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+        // Which file each proxy reads (the packaged documents or the full ones), for the test output.
+        let _ = std::io::stderr().write_all(&out.stderr);
         let env_file = state.path().join("endpoints.env");
         let text = std::fs::read_to_string(&env_file).unwrap_or_else(|e| panic!("read {}: {e}", env_file.display()));
         let endpoints = parse_endpoints_env(&text).unwrap_or_else(|e| panic!("{}: {e}", env_file.display()));

@@ -20,7 +20,8 @@ if [[ -z "${SWITCHBOARD_TEST_KUBECONFIG:-}" ]]; then
 fi
 
 # The contract tests validate every provider call against the providers' own
-# OpenAPI documents through Prism (installed from npm once, then cached).
+# OpenAPI documents through Prism; Prism and Twilio's documents come from npm
+# (once, then cached), LINE's is the extract committed in tests/contract/extracts/.
 tests/contract/prism.sh install >/dev/null
 
 cargo test --locked "$@"

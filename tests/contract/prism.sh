@@ -5,22 +5,30 @@
 #   tests/contract/prism.sh install
 #       Installs Prism (the exact tree in package-lock.json beside this script) into
 #       ${SWITCHBOARD_PRISM_CACHE:-$HOME/.cache/switchboard-prism}/<hash of the pin>/ unless it is
-#       there already, installing Debian's nodejs and npm first when npm is missing. Prints the
-#       path of Prism's entry script.
+#       there already, installing Debian's nodejs and npm first when npm is missing, and fetches
+#       Twilio's documents (below) into the same cache. Prints the path of Prism's entry script.
 #   tests/contract/prism.sh check
-#       Exits 0 and prints the entry script's path when Prism is installed, 1 otherwise; never
-#       installs anything (tests use it to decide whether they can run).
+#       Exits 0 and prints the entry script's path when Prism (and, unless the full documents are
+#       used, Twilio's documents) are installed, 1 otherwise; never installs anything (tests use it
+#       to decide whether they can run).
 #   tests/contract/prism.sh start STATE_DIR UPSTREAM_URL
 #       Installs when needed, then starts `prism proxy --errors` for each document below on a free
-#       loopback port, all forwarding to UPSTREAM_URL. Waits until every proxy answers, then writes
-#       STATE_DIR/endpoints.env (NAME=http://127.0.0.1:PORT lines) and prints its path. Logs go to
-#       STATE_DIR/<name>.log, process ids to STATE_DIR/<name>.pid. With
-#       SWITCHBOARD_PRISM_WATCH_PID set, a watchdog stops the proxies once that process is gone;
-#       with SWITCHBOARD_PRISM_ONLY="name ..." only those proxies (names below) are started.
+#       loopback port, all forwarding to UPSTREAM_URL, and says on stderr which file each reads.
+#       Waits until every proxy answers, then writes STATE_DIR/endpoints.env
+#       (NAME=http://127.0.0.1:PORT lines) and prints its path. Logs go to STATE_DIR/<name>.log,
+#       process ids to STATE_DIR/<name>.pid. With SWITCHBOARD_PRISM_WATCH_PID set, a watchdog stops
+#       the proxies once that process is gone; with SWITCHBOARD_PRISM_ONLY="name ..." only those
+#       proxies (names below) are started.
 #   tests/contract/prism.sh stop STATE_DIR
 #       Stops exactly the processes recorded in STATE_DIR.
 #
-# The documents are read from ${SWITCHBOARD_PROVIDER_SPECS:-<repo>/../shared/provider-specs}.
+# The documents (SWITCHBOARD_PRISM_DOCUMENTS):
+#   packaged (the default; what a fresh clone has): LINE's is the committed extract
+#       tests/contract/extracts/line/messaging-api.yml (no registry publishes LINE's documents;
+#       tests/contract/extract.rs writes the extract and checks it against the full document);
+#       Twilio's come from the npm package pinned below, fetched once into the cache.
+#   full: the providers' full documents from
+#       ${SWITCHBOARD_PROVIDER_SPECS:-<repo>/../shared/provider-specs}.
 # README.md beside this script describes how Prism reports violations.
 set -euo pipefail
 
@@ -34,7 +42,7 @@ min_node="18.20.1"
 
 # One proxy per document: Prism reads one document per process, and it routes by path alone
 # (a document's or a path's `servers` are only checked when a request carries `?__server=`).
-# NAME|document|endpoints.env keys it serves
+# NAME|document (its path among the full documents)|endpoints.env keys it serves
 proxies=(
   "line|line/messaging-api.yml|LINE_API LINE_DATA_API"
   "twilio-api|twilio/twilio_api_v2010.yaml|TWILIO_API"
@@ -43,14 +51,28 @@ proxies=(
   "twilio-messaging-v2|twilio/twilio_messaging_v2.yaml|TWILIO_MESSAGING_V2"
 )
 
+# Twilio's OpenAPI documents (twilio/twilio-oai), as the npm package below ships them under
+# twilio-oai/spec/yaml/. Only its tarball is fetched (`npm pack`, not installed: its dependencies
+# are an MCP server the tests do not run), and its sha512 must be the pinned one.
+twilio_package="@twilio-alpha/mcp"
+twilio_version="0.7.0"
+twilio_integrity="sha512-YsUde1pMXwqHm8Cvq9JdtsyvclVCC/f/V+FmxTNN04u5Qt5aapkbQgcfqBYQ0xcmvATBNswgPDo3MPVaCtZK8Q=="
+
+documents_mode="${SWITCHBOARD_PRISM_DOCUMENTS:-packaged}"
+
 log() { echo "prism.sh: $*" >&2; }
 die() {
   log "$*"
   exit 1
 }
 
+case "${documents_mode}" in
+  packaged | full) ;;
+  *) die "SWITCHBOARD_PRISM_DOCUMENTS must be packaged or full, not '${documents_mode}'" ;;
+esac
+
 usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -101,16 +123,79 @@ installed() {
   [[ -f "$(install_dir)/.installed" && -f "$(prism_entry)" ]] && command -v node >/dev/null 2>&1
 }
 
+# Where the pinned Twilio package's documents are unpacked; a new pin gets a new directory.
+twilio_dir() {
+  local hash
+  hash="$(echo "${twilio_package}@${twilio_version} ${twilio_integrity}" | sha256sum)"
+  echo "${cache_root}/twilio-oai/${twilio_version}-${hash:0:16}"
+}
+
+twilio_installed() {
+  [[ -f "$(twilio_dir)/.installed" ]]
+}
+
+install_twilio() {
+  local dir
+  dir="$(twilio_dir)"
+  twilio_installed && return 0
+  ensure_node
+  mkdir -p "${cache_root}/twilio-oai"
+  local tmp
+  tmp="$(mktemp -d "${cache_root}/twilio-oai/.install.XXXXXX")"
+  log "fetching ${twilio_package}@${twilio_version} (Twilio's OpenAPI documents) from the npm registry"
+  local tarball integrity
+  # npm pack prints the tarball's file name.
+  if ! tarball="$(cd "${tmp}" && npm pack --ignore-scripts --silent "${twilio_package}@${twilio_version}")" ||
+    [[ ! -f "${tmp}/${tarball}" ]]; then
+    rm -rf "${tmp}"
+    die "npm pack ${twilio_package}@${twilio_version} failed"
+  fi
+  tarball="${tmp}/${tarball}"
+  integrity="$(node -e '
+    const data = require("fs").readFileSync(process.argv[1]);
+    console.log("sha512-" + require("crypto").createHash("sha512").update(data).digest("base64"));' "${tarball}")"
+  if [[ "${integrity}" != "${twilio_integrity}" ]]; then
+    rm -rf "${tmp}"
+    die "${twilio_package}@${twilio_version}: the tarball's integrity is ${integrity}, not the pinned ${twilio_integrity}"
+  fi
+  if ! tar -xzf "${tarball}" -C "${tmp}" --strip-components=1 package/twilio-oai/spec/yaml; then
+    rm -rf "${tmp}"
+    die "${twilio_package}@${twilio_version} has no twilio-oai/spec/yaml/"
+  fi
+  rm -f "${tarball}"
+  local entry_spec name doc
+  for entry_spec in "${proxies[@]}"; do
+    IFS='|' read -r name doc _ <<<"${entry_spec}"
+    [[ "${doc}" != twilio/* || -f "${tmp}/twilio-oai/spec/yaml/${doc#twilio/}" ]] || {
+      rm -rf "${tmp}"
+      die "${twilio_package}@${twilio_version} has no twilio-oai/spec/yaml/${doc#twilio/} (for ${name})"
+    }
+  done
+  touch "${tmp}/.installed"
+  if [[ -d "${dir}" && ! -f "${dir}/.installed" ]]; then
+    rm -rf "${dir}"
+  fi
+  if ! mv -T "${tmp}" "${dir}" 2>/dev/null; then
+    rm -rf "${tmp}"
+    [[ -f "${dir}/.installed" ]] || die "could not move Twilio's documents into ${dir}"
+  fi
+  log "Twilio's documents from ${twilio_package}@${twilio_version} are in ${dir}/twilio-oai/spec/yaml"
+}
+
 cmd_check() {
-  if installed; then
-    prism_entry
-  else
+  if ! installed; then
     log "Prism is not installed in $(install_dir); run tests/contract/prism.sh install"
     return 1
   fi
+  if [[ "${documents_mode}" == packaged ]] && ! twilio_installed; then
+    log "Twilio's documents (${twilio_package}@${twilio_version}) are not in $(twilio_dir); run tests/contract/prism.sh install"
+    return 1
+  fi
+  prism_entry
 }
 
 cmd_install() {
+  [[ "${documents_mode}" == full ]] || install_twilio
   local dir
   dir="$(install_dir)"
   if installed; then
@@ -150,8 +235,31 @@ cmd_install() {
 specs_dir() {
   local dir="${SWITCHBOARD_PROVIDER_SPECS:-${repo}/../shared/provider-specs}"
   [[ -d "${dir}" ]] ||
-    die "provider documents not found at ${dir} (set SWITCHBOARD_PROVIDER_SPECS, or check out shared/ beside the repository)"
+    die "SWITCHBOARD_PRISM_DOCUMENTS=full, but there are no provider documents at ${dir} (set SWITCHBOARD_PROVIDER_SPECS, or check out shared/ beside the repository)"
   (cd "${dir}" && pwd)
+}
+
+# The file Prism reads for a document (its path among the full documents), and on stderr which
+# source that is.
+document_file() {
+  local name="$1" doc="$2" file
+  case "${documents_mode}:${doc}" in
+    full:*)
+      file="$(specs_dir)/${doc}"
+      log "${name}: the full document ${file}"
+      ;;
+    *:line/*)
+      file="${here}/extracts/${doc}"
+      log "${name}: the committed extract tests/contract/extracts/${doc} (of LINE's ${doc#line/})"
+      ;;
+    *:twilio/*)
+      file="$(twilio_dir)/twilio-oai/spec/yaml/${doc#twilio/}"
+      log "${name}: ${doc#twilio/} from the npm package ${twilio_package}@${twilio_version}"
+      ;;
+    *) die "${name}: no packaged source for ${doc}" ;;
+  esac
+  [[ -f "${file}" ]] || die "missing provider document ${file}"
+  echo "${file}"
 }
 
 # N distinct free loopback ports, held open together so they differ.
@@ -207,15 +315,15 @@ cmd_start() {
     ((${#wanted[@]})) || die "SWITCHBOARD_PRISM_ONLY='${SWITCHBOARD_PRISM_ONLY}' names no proxy"
     proxies=("${wanted[@]}")
   fi
-  local specs entry
-  specs="$(specs_dir)"
+  local entry
   entry="$(cmd_install)"
   ensure_node
   rm -f "${state}/endpoints.env"
 
+  local -A file_of=()
   for entry_spec in "${proxies[@]}"; do
     IFS='|' read -r name doc _ <<<"${entry_spec}"
-    [[ -f "${specs}/${doc}" ]] || die "missing provider document ${specs}/${doc}"
+    file_of[${name}]="$(document_file "${name}" "${doc}")"
   done
 
   local -A port_of=()
@@ -236,7 +344,7 @@ cmd_start() {
       local port="${ports[i]}"
       i=$((i + 1))
       node "${entry}" proxy --errors --host 127.0.0.1 --port "${port}" \
-        "${specs}/${doc}" "${upstream}" >"${state}/${name}.log" 2>&1 </dev/null &
+        "${file_of[${name}]}" "${upstream}" >"${state}/${name}.log" 2>&1 </dev/null &
       echo "$!" >"${state}/${name}.pid"
       port_of[${name}]="${port}"
     done
