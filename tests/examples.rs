@@ -54,6 +54,14 @@ fn good_examples_pass() {
 }
 
 #[test]
+fn the_local_quick_start_passes_with_http_on_loopback() {
+    let output = check(&["--allow-http-loopback", "examples/local"]);
+    assert!(output.status.success(), "{}{}", stdout(&output), stderr(&output));
+    let strict = check(&["examples/local"]);
+    assert!(stdout(&strict).contains("spec.webhook.publicBaseUrl: must use https"), "without the flag the loopback URLs are refused: {}", stdout(&strict));
+}
+
+#[test]
 fn every_bad_example_has_an_expected_output_and_vice_versa() {
     let manifests = bad_files("yaml");
     let expected = bad_files("expected");
