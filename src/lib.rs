@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod providers;
 pub mod routing;
+pub mod serve;
 pub mod shutdown;
 pub mod signing;
 pub mod simulator;

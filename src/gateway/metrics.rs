@@ -122,6 +122,8 @@ pub struct Metrics {
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// Agent API requests by operation and HTTP status.
     pub agent_requests: Family<AgentRequestLabels, Counter>,
+    /// Connections of the webhook, agent API and metrics ports.
+    pub connections: crate::metrics::Connections,
 }
 
 /// Labels of agent API requests.
@@ -158,6 +160,8 @@ impl Default for Metrics {
         registry.register("config_loads", "Configuration loads by outcome", config_reloads.clone());
         let agent_requests = Family::default();
         registry.register("agent_api_requests", "Agent API requests by operation and HTTP status", agent_requests.clone());
+        let connections = crate::metrics::Connections::default();
+        connections.register(&mut registry);
         Self {
             registry,
             requests,
@@ -171,6 +175,7 @@ impl Default for Metrics {
             sends,
             config_reloads,
             agent_requests,
+            connections,
         }
     }
 }
