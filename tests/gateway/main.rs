@@ -11,6 +11,7 @@ mod agent_whatsapp;
 mod bot;
 mod config_reload;
 mod crash;
+mod credentials;
 mod delivery;
 mod desk;
 mod harness;
