@@ -320,6 +320,19 @@ pub enum BodyError {
     Read(#[from] hyper::Error),
 }
 
+/// Whether reading a body failed because it missed its deadline (see [`DeadlineBody`]), however
+/// deep in `error`'s sources that is.
+pub fn body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if matches!(e.downcast_ref::<BodyError>(), Some(BodyError::Timeout(_))) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A request body that fails once `timeout` has passed since its headers arrived. Unlike a
 /// timeout between frames (tower-http's `TimeoutBody`), a client trickling a byte at a time
 /// cannot hold its connection past the deadline.
@@ -363,7 +376,14 @@ impl Body for DeadlineBody {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
     use futures::FutureExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::{Semaphore, oneshot};
 
     use super::*;
 
@@ -408,5 +428,137 @@ mod tests {
             table.release(id);
         }
         assert!(table.open.is_empty() && table.waiting.is_empty());
+    }
+
+    const SHORT: Duration = Duration::from_millis(300);
+
+    /// Serves `router` on a loopback port; returns its address, the metrics, the stop switch and
+    /// the serving task.
+    async fn start(router: Router, cap: usize, header_read_timeout: Duration) -> (SocketAddr, Connections, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Connections::default();
+        let metrics = connections.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let timeouts = Timeouts { header_read_timeout, body_read_timeout: SHORT };
+        let task = tokio::spawn(async move {
+            let port = Port { name: "test", listener, cap };
+            serve(port, router, timeouts, &metrics, async { stopped.await.unwrap_or_default() }).await;
+        });
+        (addr, connections, stop, task)
+    }
+
+    /// Reads until the server closes the connection; returns what it sent and how long that took.
+    async fn until_closed(stream: &mut TcpStream) -> (String, Duration) {
+        let started = Instant::now();
+        let mut text = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await
+            && n > 0
+        {
+            text.extend_from_slice(&buffer[..n]);
+        }
+        (String::from_utf8_lossy(&text).into_owned(), started.elapsed())
+    }
+
+    fn count(family: &prometheus_client::metrics::family::Family<PortLabels, Counter>) -> u64 {
+        family.get_or_create(&PortLabels { port: "test" }).get()
+    }
+
+    #[tokio::test]
+    async fn connections_without_headers_and_idle_keep_alive_ones_are_closed_after_the_header_timeout() {
+        let (addr, connections, _stop, _task) = start(Router::new().route("/", get(|| async { "ok" })), 8, SHORT).await;
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        silent.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let (answer, took) = until_closed(&mut silent).await;
+        assert_eq!(answer, "", "closed without an answer");
+        assert!(took >= SHORT - Duration::from_millis(50) && took < Duration::from_secs(3), "closed after the header timeout: {took:?}");
+
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let (answer, took) = until_closed(&mut kept).await;
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+        assert!(took < Duration::from_secs(3), "the idle keep-alive connection is closed too: {took:?}");
+        assert_eq!(count(&connections.timed_out), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_trickling_in_fails_at_its_deadline() {
+        async fn read(body: axum::body::Body) -> StatusCode {
+            match axum::body::to_bytes(body, 1 << 20).await {
+                Ok(_) => StatusCode::OK,
+                Err(e) if body_timed_out(&e) => StatusCode::REQUEST_TIMEOUT,
+                Err(_) => StatusCode::BAD_REQUEST,
+            }
+        }
+        let (addr, _, _stop, _task) = start(Router::new().route("/", post(read)), 8, Duration::from_secs(10)).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n").await.unwrap();
+        // A byte every 100 ms: never quiet for the timeout, yet not done by the deadline.
+        let started = Instant::now();
+        let mut answer = [0u8; 12];
+        loop {
+            tokio::select! {
+                read = stream.read_exact(&mut answer) => {
+                    read.unwrap();
+                    break;
+                }
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    let _ = stream.write_all(b"x").await;
+                }
+            }
+        }
+        assert_eq!(&answer, b"HTTP/1.1 408", "{}", String::from_utf8_lossy(&answer));
+        assert!(started.elapsed() < Duration::from_secs(3), "answered at the deadline: {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn at_its_cap_a_port_closes_the_connection_waiting_longest_or_refuses_when_all_serve_and_drains_on_shutdown() {
+        let gate = Arc::new(Semaphore::new(0));
+        let entered = Arc::new(AtomicUsize::new(0));
+        let router = {
+            let (gate, entered) = (Arc::clone(&gate), Arc::clone(&entered));
+            Router::new().route(
+                "/wait",
+                get(move || async move {
+                    entered.fetch_add(1, Ordering::SeqCst);
+                    let _permit = gate.acquire().await;
+                    "done"
+                }),
+            )
+        };
+        let (addr, connections, stop, task) = start(router, 2, Duration::from_secs(10)).await;
+        let mut oldest = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let (answer, took) = until_closed(&mut oldest).await;
+        assert!(answer.is_empty() && took < Duration::from_secs(3), "the oldest waiting connection made room");
+        assert_eq!(count(&connections.evicted), 1);
+
+        // Both slots serve a request: a new connection is refused, nobody else is closed.
+        for stream in [&mut second, &mut third] {
+            stream.write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        }
+        while entered.load(Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut refused = TcpStream::connect(addr).await.unwrap();
+        let (answer, took) = until_closed(&mut refused).await;
+        assert!(answer.is_empty() && took < Duration::from_secs(3), "refused at once");
+        assert_eq!((count(&connections.refused), count(&connections.evicted)), (1, 1));
+
+        // Shutdown lets the requests in flight finish, then the port stops.
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.add_permits(2);
+        for stream in [&mut second, &mut third] {
+            let (answer, _) = until_closed(stream).await;
+            assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done"), "{answer}");
+        }
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("the port stopped").unwrap();
+        assert!(TcpStream::connect(addr).await.is_err(), "no longer listening");
+        assert_eq!(connections.open.get_or_create(&PortLabels { port: "test" }).get(), 0);
     }
 }

@@ -28,6 +28,8 @@ pub enum RequestOutcome {
     BadRequest,
     /// Body over the limit: 413.
     TooLarge,
+    /// Body not received within `--body-read-timeout`: 408.
+    TimedOut,
     /// No configuration or store yet, or the store failed: 503.
     Unavailable,
 }

@@ -14,6 +14,7 @@ mod crash;
 mod credentials;
 mod delivery;
 mod desk;
+mod flood;
 mod harness;
 mod inbound;
 mod lifecycle;
