@@ -270,9 +270,7 @@ impl Sender {
         self.delivery.notify_one();
         Ok(Some(Duration::ZERO))
     }
-}
 
-impl Sender {
     /// Turns refusals of the credentials into retries while the account's streak is younger
     /// than `credentials_retry_for`, and into failures after; logs the streak's start (once, at
     /// WARN) and its end.
