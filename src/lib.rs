@@ -13,6 +13,7 @@ pub mod local;
 pub mod metrics;
 pub mod providers;
 pub mod routing;
+pub mod serve;
 pub mod shutdown;
 pub mod signing;
 pub mod simulator;

@@ -75,7 +75,7 @@ mod tests {
         assert!(matches!(Abandon::from(down), Abandon::Retry(_)));
         let limited = ProviderError::RateLimited { operation: Operation::LineSetWebhook, retry_after: None };
         assert!(matches!(Abandon::from(limited), Abandon::Retry(_)));
-        let refused = ProviderError::Unauthorized { operation: Operation::LineSetWebhook, message: String::new() };
+        let refused = ProviderError::Unauthorized { operation: Operation::LineSetWebhook, code: None, message: String::new() };
         assert!(matches!(Abandon::from(refused), Abandon::Now(_)));
         let gone = CredentialError::SecretNotFound { name: "s".into(), field: "spec.f".into() };
         assert_eq!(Abandon::from(gone), Abandon::Now("Secret s (named by spec.f) not found".into()));

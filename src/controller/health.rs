@@ -1,5 +1,6 @@
 //! The probe port: `/healthz` (the process serves), `/readyz` (it is ready for work) for the
-//! Deployment's probes, and `/metrics` (Prometheus text, see [`super::metrics`]).
+//! Deployment's probes, and `/metrics` (Prometheus text, see [`super::metrics`]); served with
+//! the timeouts and the connection cap of [`crate::serve`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,6 +10,8 @@ use axum::routing::get;
 use tokio::task::JoinHandle;
 
 use super::ControllerError;
+use crate::metrics::Connections;
+use crate::serve::{self, Port, Timeouts};
 
 /// The running health server.
 pub struct Probes {
@@ -29,6 +32,8 @@ impl Probes {
 /// Listens on `addr` until `shutdown` completes; `/metrics` answers with what `metrics` renders.
 pub async fn serve(
     addr: SocketAddr,
+    timeouts: Timeouts,
+    connections: Connections,
     metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Probes, ControllerError> {
@@ -38,10 +43,8 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route("/metrics", get(move || std::future::ready(crate::metrics::response(metrics()))));
-    let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::warn!(%error, "the health server failed");
-        }
-    });
+    let [cap] = serve::caps(serve::open_file_limit(), [1]);
+    let port = Port { name: "probe", listener, cap };
+    let task = tokio::spawn(async move { serve::serve(port, app, timeouts, &connections, shutdown).await });
     Ok(Probes { local_addr, task })
 }

@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 
 use super::REPORTER_CONCURRENCY;
 use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
-use crate::metrics::ProviderCalls;
+use crate::metrics::{Connections, ProviderCalls};
 
 /// How a reconcile ended, told apart by the object's failure count before and after it, since
 /// the reconcilers turn provider failures into a requeue, not an error.
@@ -93,6 +93,8 @@ pub struct Metrics {
     in_backoff: Family<KindLabels, Gauge>,
     /// Provider API calls by operation and outcome; the provider clients report to it.
     pub provider_calls: ProviderCalls,
+    /// Connections of the probe port.
+    pub connections: Connections,
 }
 
 /// 5 ms to about 80 s: a reconcile without provider calls takes milliseconds, one whose calls
@@ -122,12 +124,14 @@ impl Default for Metrics {
         );
         let provider_calls = ProviderCalls::default();
         provider_calls.register(&mut registry);
+        let connections = Connections::default();
+        connections.register(&mut registry);
         // The gauges show 0 before the first reconcile rather than nothing.
         for kind in [MessagingAccount::kind(&()), MessageTemplate::kind(&()), Workstream::kind(&()), RoutingRule::kind(&())] {
             in_flight.get_or_create(&KindLabels { kind: kind.clone() }).set(0);
             in_backoff.get_or_create(&KindLabels { kind }).set(0);
         }
-        Self { registry, reconciles, reconcile_seconds, in_flight, in_backoff, provider_calls }
+        Self { registry, reconciles, reconcile_seconds, in_flight, in_backoff, provider_calls, connections }
     }
 }
 

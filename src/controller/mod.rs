@@ -123,6 +123,9 @@ pub struct ControllerArgs {
     /// Address of the health endpoints (/healthz, /readyz) and of /metrics.
     #[arg(long, env = "SWITCHBOARD_PROBE_ADDR", default_value = "0.0.0.0:9080")]
     pub probe_addr: SocketAddr,
+    /// Timeouts of the probe port.
+    #[command(flatten)]
+    pub timeouts: crate::serve::Timeouts,
     /// This instance's name in events (the pod name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
@@ -363,7 +366,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         let ctx = ctx.clone();
         move || ctx.metrics_text()
     };
-    let probes = health::serve(args.probe_addr, scrape, shutdown.clone()).await?;
+    let probes = health::serve(args.probe_addr, args.timeouts, ctx.metrics.connections.clone(), scrape, shutdown.clone()).await?;
     tracing::info!(namespace = ns.unwrap_or("<all>"), probes = %probes.local_addr, "controller starting");
     // Only the holder of the lease reconciles; a standby waits here (and /readyz says ready).
     let Some(leadership) = leader::campaign(&client, &args, shutdown.clone()).await? else {

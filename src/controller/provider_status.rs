@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn reasons_follow_the_error_kind() {
-        let unauthorized = ProviderError::Unauthorized { operation: Operation::LineBotInfo, message: "Authentication failed".into() };
+        let unauthorized = ProviderError::Unauthorized { operation: Operation::LineBotInfo, code: None, message: "Authentication failed".into() };
         let (obs, retry) = failure("CredentialsValid", &unauthorized);
         assert_eq!((obs.status, obs.reason.as_str(), retry), (Status::False, "Unauthorized", Retry::Backoff));
         assert!(obs.message.contains("LINE bot info"), "{}", obs.message);

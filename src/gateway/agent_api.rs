@@ -241,9 +241,13 @@ async fn upload(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>,
         let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         attachments::check_agent(policy, Some(&file_name), None, declared).map_err(|r| refused(Refused::Attachment(r)))?;
         let limit = attachments::max_bytes(policy);
-        let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX))
-            .await
-            .map_err(|_| refused(Refused::Attachment(Refusal::TooLarge { max_bytes: limit })))?;
+        let bytes = axum::body::to_bytes(body, usize::try_from(limit).unwrap_or(usize::MAX)).await.map_err(|e| {
+            if crate::serve::body_timed_out(&e) {
+                error(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the file did not arrive within the body read timeout", json!({}))
+            } else {
+                refused(Refused::Attachment(Refusal::TooLarge { max_bytes: limit }))
+            }
+        })?;
         if bytes.is_empty() {
             return Err(error(StatusCode::BAD_REQUEST, "invalid_request", "the file is empty", json!({ "field": "body" })));
         }

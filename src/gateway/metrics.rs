@@ -28,6 +28,8 @@ pub enum RequestOutcome {
     BadRequest,
     /// Body over the limit: 413.
     TooLarge,
+    /// Body not received within `--body-read-timeout`: 408.
+    TimedOut,
     /// No configuration or store yet, or the store failed: 503.
     Unavailable,
 }
@@ -122,6 +124,8 @@ pub struct Metrics {
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// Agent API requests by operation and HTTP status.
     pub agent_requests: Family<AgentRequestLabels, Counter>,
+    /// Connections of the webhook, agent API and metrics ports.
+    pub connections: crate::metrics::Connections,
 }
 
 /// Labels of agent API requests.
@@ -158,6 +162,8 @@ impl Default for Metrics {
         registry.register("config_loads", "Configuration loads by outcome", config_reloads.clone());
         let agent_requests = Family::default();
         registry.register("agent_api_requests", "Agent API requests by operation and HTTP status", agent_requests.clone());
+        let connections = crate::metrics::Connections::default();
+        connections.register(&mut registry);
         Self {
             registry,
             requests,
@@ -171,6 +177,7 @@ impl Default for Metrics {
             sends,
             config_reloads,
             agent_requests,
+            connections,
         }
     }
 }

@@ -48,6 +48,7 @@ use crate::api::duration;
 use crate::controller::backoff::Backoff;
 use crate::controller::kube_client;
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
+use crate::serve::{self, Port};
 use config_source::{Loader, Source};
 use metrics::Metrics;
 use processor::Wakers;
@@ -91,6 +92,9 @@ pub struct GatewayArgs {
     /// Provider base URLs (point them at `switchboard simulate` for development).
     #[command(flatten)]
     pub endpoints: ProviderEndpoints,
+    /// Timeouts of the webhook, agent API and metrics ports.
+    #[command(flatten)]
+    pub timeouts: serve::Timeouts,
     /// Largest webhook body taken, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub body_limit: usize,
@@ -103,6 +107,11 @@ pub struct GatewayArgs {
     /// Longest retry delay of a failed delivery or send.
     #[arg(long, value_parser = duration::parse_flag, default_value = "1m")]
     pub retry_max: Duration,
+    /// How long sends are retried while the provider refuses the account's credentials (401 or
+    /// 403), from the first refusal; longer than a rollout, so that a rotated Secret reaches the
+    /// pod in time. Then each message refused fails with `credentials_rejected`.
+    #[arg(long, value_parser = duration::parse_flag, default_value = "10m")]
+    pub credentials_retry_for: Duration,
     /// How often inactive conversations are looked for.
     #[arg(long, value_parser = duration::parse_flag, default_value = "30s")]
     pub sweep_interval: Duration,
@@ -131,9 +140,6 @@ pub enum GatewayError {
         /// Why.
         source: std::io::Error,
     },
-    /// A server failed while serving.
-    #[error("serving failed: {0}")]
-    Serve(std::io::Error),
     /// The provider HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] ClientBuildError),
@@ -203,6 +209,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             wake: Arc::clone(&wakers.sender),
             delivery: Arc::clone(&wakers.delivery),
             backoff,
+            credentials_retry_for: args.credentials_retry_for,
         }
         .run(),
     );
@@ -225,18 +232,27 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         processor: Arc::clone(&wakers.processor),
         body_limit: args.body_limit,
     });
+    let connections = metrics.connections.clone();
     let probe_state = Arc::new(probes::ProbeState { store, runtime, metrics });
-    let webhooks = listen(args.webhook_addr).await?;
-    let agents = listen(args.agent_api_addr).await?;
-    let probes = listen(args.metrics_addr).await?;
-    tracing::info!(webhook = %args.webhook_addr, agent_api = %args.agent_api_addr, metrics = %args.metrics_addr, "gateway listening");
+    // The public webhook port takes half of the connections the open-file limit allows.
+    let limit = serve::open_file_limit();
+    let [webhook_cap, agent_cap, metrics_cap] = serve::caps(limit, [2, 1, 1]);
+    let webhooks = Port { name: "webhook", listener: listen(args.webhook_addr).await?, cap: webhook_cap };
+    let agents = Port { name: "agent_api", listener: listen(args.agent_api_addr).await?, cap: agent_cap };
+    let probes = Port { name: "metrics", listener: listen(args.metrics_addr).await?, cap: metrics_cap };
+    tracing::info!(
+        webhook = %args.webhook_addr, agent_api = %args.agent_api_addr, metrics = %args.metrics_addr,
+        open_file_limit = ?limit, webhook_cap, agent_cap, metrics_cap,
+        "gateway listening"
+    );
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let serve_webhooks = axum::serve(webhooks, webhook::router(webhook_state)).with_graceful_shutdown(shutdown.clone());
-    let serve_agents = axum::serve(agents, agent_api::router(agent_state)).with_graceful_shutdown(shutdown.clone());
-    let serve_probes = axum::serve(probes, probes::router(probe_state)).with_graceful_shutdown(shutdown);
-    let served = tokio::try_join!(async { serve_webhooks.await }, async { serve_agents.await }, async { serve_probes.await });
+    let timeouts = args.timeouts;
+    tokio::join!(
+        serve::serve(webhooks, webhook::router(webhook_state), timeouts, &connections, shutdown.clone()),
+        serve::serve(agents, agent_api::router(agent_state), timeouts, &connections, shutdown.clone()),
+        serve::serve(probes, probes::router(probe_state), timeouts, &connections, shutdown),
+    );
     tasks.abort_all();
-    served.map_err(GatewayError::Serve)?;
     tracing::info!("gateway stopped");
     Ok(())
 }

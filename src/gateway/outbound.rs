@@ -79,7 +79,7 @@ pub enum Status {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SendError {
-    /// `session_window_closed`, `provider_rejected` or `expired`.
+    /// `session_window_closed`, `provider_rejected`, `credentials_rejected` or `expired`.
     pub code: String,
     /// The provider's own error code (e.g. Twilio 63016).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +90,9 @@ pub struct SendError {
 
 /// The error code of a message refused because the WhatsApp window is closed.
 pub const WINDOW_CLOSED: &str = "session_window_closed";
+/// The error code of a message that failed because the provider refused the account's
+/// credentials (401 or 403) for longer than `--credentials-retry-for`.
+pub const CREDENTIALS_REJECTED: &str = "credentials_rejected";
 /// Twilio's code for a free-form message outside the window.
 pub const TWILIO_WINDOW_CLOSED: i64 = 63016;
 

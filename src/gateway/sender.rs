@@ -1,7 +1,11 @@
 //! Messages to customers — agents', the bot's and the gateway's own — from a durable queue:
 //! stored and queued in the transaction that decided to send them, retried until the provider
 //! takes them or refuses them for good, and the outcome told to the conversation's handler as
-//! `message.delivered` or `message.failed`.
+//! `message.delivered` or `message.failed`: no message leaves the queue without one.
+//!
+//! Refused credentials (401 or 403) are retried for `--credentials-retry-for` from the first
+//! refusal of the streak, time for a rotated Secret to reach the pod by a rollout; the streak is
+//! logged once, at WARN, and then each message refused fails with `credentials_rejected`.
 //!
 //! One message per conversation is in flight at a time, oldest first, so the customer reads
 //! them in the order they were accepted.
@@ -23,7 +27,7 @@ use super::conversation::{AgentRef, Conversation};
 use super::conversation_store::{self as conversations, Pending};
 use super::desk_event::{AccountRef, EventType, MessageBody};
 use super::metrics::{AttemptOutcome, Metrics};
-use super::outbound::{self, Author, OutContent, OutboundMessage, SendError, Status, TWILIO_WINDOW_CLOSED, WINDOW_CLOSED};
+use super::outbound::{self, Author, CREDENTIALS_REJECTED, OutContent, OutboundMessage, SendError, Status, TWILIO_WINDOW_CLOSED, WINDOW_CLOSED};
 use super::processor::now_ms;
 use super::runtime::{Provider, Runtime, Workstream};
 use super::store::{Store, StoreError};
@@ -150,6 +154,51 @@ enum Outcome {
     Refused(SendError),
 }
 
+/// What the provider answered to one attempt.
+enum Answer {
+    /// An outcome as it is.
+    Outcome(Outcome),
+    /// The account's credentials were refused: a retry or a refusal, as the account's
+    /// [`Streak`] says.
+    CredentialsRefused(SendError),
+}
+
+impl From<Outcome> for Answer {
+    fn from(outcome: Outcome) -> Self {
+        Self::Outcome(outcome)
+    }
+}
+
+/// The provider's refusals of the account's credentials since it last accepted them. In memory:
+/// a restarted gateway (as after a Secret's rotation) gives queued messages the whole time again.
+#[derive(Debug, Default)]
+struct Streak {
+    since_ms: Option<i64>,
+}
+
+/// What a refusal of the credentials means for its message.
+#[derive(Debug, PartialEq, Eq)]
+struct Verdict {
+    /// The refusal begins a streak (the one to log).
+    first: bool,
+    /// The streak is older than the retry time: the message fails.
+    give_up: bool,
+}
+
+impl Streak {
+    /// A refusal at `now`.
+    fn refused(&mut self, now: i64, retry_for: Duration) -> Verdict {
+        let first = self.since_ms.is_none();
+        let since = *self.since_ms.get_or_insert(now);
+        Verdict { first, give_up: now.saturating_sub(since) >= retry_for.as_millis() as i64 }
+    }
+
+    /// The provider accepted a message; returns when the streak it ends began.
+    fn accepted(&mut self) -> Option<i64> {
+        self.since_ms.take()
+    }
+}
+
 /// The sending loop.
 pub struct Sender {
     /// The store.
@@ -164,15 +213,18 @@ pub struct Sender {
     pub delivery: Arc<Notify>,
     /// Retry delays: first, and the most.
     pub backoff: Backoff,
+    /// How long refused credentials are retried, from the first refusal of the streak.
+    pub credentials_retry_for: Duration,
 }
 
 impl Sender {
     /// Sends until the process ends.
     pub async fn run(self) {
+        let mut streak = Streak::default();
         loop {
             let rt = self.runtime.borrow().clone();
             let wait = match rt {
-                Some(rt) => self.round(&rt).await.unwrap_or_else(|e| {
+                Some(rt) => self.round(&rt, &mut streak).await.unwrap_or_else(|e| {
                     tracing::error!(error = %e, "sending queued messages failed; retrying");
                     Some(self.backoff.min)
                 }),
@@ -189,14 +241,14 @@ impl Sender {
     }
 
     /// Sends what is due; returns how long to wait before the next round (None: until woken).
-    async fn round(&self, rt: &Arc<Runtime>) -> Result<Option<Duration>, StoreError> {
+    async fn round(&self, rt: &Arc<Runtime>, streak: &mut Streak) -> Result<Option<Duration>, StoreError> {
         let now = now_ms();
         let rows = self.store.read(move |c| due(c, now)).await?;
         if rows.is_empty() {
             let next: Option<i64> = self.store.read(|c| Ok(c.query_row("SELECT min(next_attempt_ms) FROM sends", [], |r| r.get(0))?)).await?;
             return Ok(next.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64)));
         }
-        let results: Vec<(Row, Outcome)> = futures::stream::iter(rows)
+        let answers: Vec<(Row, Answer)> = futures::stream::iter(rows)
             .map(|row| async move {
                 let o = attempt(rt, &row).await;
                 (row, o)
@@ -204,18 +256,51 @@ impl Sender {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        for (_, outcome) in &results {
-            self.metrics.send(match outcome {
-                Outcome::Sent(_) => AttemptOutcome::Delivered,
-                Outcome::Retry(..) => AttemptOutcome::Failed,
-                Outcome::Refused(_) => AttemptOutcome::Rejected,
+        for (_, answer) in &answers {
+            self.metrics.send(match answer {
+                Answer::Outcome(Outcome::Sent(_)) => AttemptOutcome::Delivered,
+                Answer::Outcome(Outcome::Retry(..)) => AttemptOutcome::Failed,
+                Answer::Outcome(Outcome::Refused(_)) | Answer::CredentialsRefused(_) => AttemptOutcome::Rejected,
             });
         }
+        let results = self.judge(rt, answers, streak, now_ms());
         let backoff = self.backoff;
         let rt = Arc::clone(rt);
         self.store.run(move |c| settle(c, &rt, &results, backoff, now_ms())).await?;
         self.delivery.notify_one();
         Ok(Some(Duration::ZERO))
+    }
+
+    /// Turns refusals of the credentials into retries while the account's streak is younger
+    /// than `credentials_retry_for`, and into failures after; logs the streak's start (once, at
+    /// WARN) and its end.
+    fn judge(&self, rt: &Runtime, answers: Vec<(Row, Answer)>, streak: &mut Streak, now: i64) -> Vec<(Row, Outcome)> {
+        let account = format!("{}/{}", rt.config.account.namespace, rt.config.account.name);
+        if answers.iter().any(|(_, a)| matches!(a, Answer::Outcome(Outcome::Sent(_))))
+            && let Some(since) = streak.accepted()
+        {
+            tracing::info!(%account, refused_for_ms = now.saturating_sub(since), "the provider accepts the account's credentials again");
+        }
+        answers
+            .into_iter()
+            .map(|(row, answer)| {
+                let error = match answer {
+                    Answer::Outcome(outcome) => return (row, outcome),
+                    Answer::CredentialsRefused(error) => error,
+                };
+                let verdict = streak.refused(now, self.credentials_retry_for);
+                if verdict.first {
+                    tracing::warn!(
+                        %account,
+                        provider_code = ?error.provider_code,
+                        error = %error.message,
+                        retry_for = ?self.credentials_retry_for,
+                        "the provider refuses the account's credentials; messages are retried for --credentials-retry-for, then fail with credentials_rejected: check the account's Secret"
+                    );
+                }
+                if verdict.give_up { (row, Outcome::Refused(error)) } else { (row, Outcome::Retry(error.message, None)) }
+            })
+            .collect()
     }
 }
 
@@ -258,6 +343,11 @@ fn settle(c: &Connection, rt: &Runtime, results: &[(Row, Outcome)], backoff: Bac
     for (row, outcome) in results {
         let finished = match outcome {
             Outcome::Sent(ids) => Some((Status::Delivered, ids.clone(), None)),
+            // The streak of refused credentials was logged once, at WARN, when it began.
+            Outcome::Refused(error) if error.code == CREDENTIALS_REJECTED => {
+                tracing::info!(message = row.message_id, provider_code = ?error.provider_code, "a message failed: the provider refused the credentials for longer than --credentials-retry-for");
+                Some((Status::Failed, Vec::new(), Some(error.clone())))
+            }
             Outcome::Refused(error) => {
                 tracing::warn!(message = row.message_id, code = %error.code, provider_code = ?error.provider_code, "the provider refused a message");
                 Some((Status::Failed, Vec::new(), Some(error.clone())))
@@ -276,7 +366,10 @@ fn settle(c: &Connection, rt: &Runtime, results: &[(Row, Outcome)], backoff: Bac
         };
         let Some((status, ids, error)) = finished else { continue };
         c.prepare_cached("DELETE FROM sends WHERE seq = ?1")?.execute([row.seq])?;
-        let (Some(mut message), Some(conv)) = (load_message(c, &row.message_id.to_string())?, conversations::load(c, &row.conversation_id)?) else { continue };
+        let (Some(mut message), Some(conv)) = (load_message(c, &row.message_id.to_string())?, conversations::load(c, &row.conversation_id)?) else {
+            tracing::error!(message = row.message_id, conversation = %row.conversation_id, "a sent or failed message or its conversation is missing from the store; no event tells its outcome");
+            continue;
+        };
         message.status = status;
         message.provider_message_ids = ids;
         message.error = error;
@@ -294,15 +387,15 @@ pub fn retry_delay(attempts: u32, backoff: Backoff) -> Duration {
     backoff.delay(attempts.saturating_add(1), 1.0)
 }
 
-async fn attempt(rt: &Runtime, row: &Row) -> Outcome {
+async fn attempt(rt: &Runtime, row: &Row) -> Answer {
     let result = match &rt.provider {
         Provider::Line { client, .. } => {
             let messages = outbound::line_messages(&row.contents);
             match row.reply_token.as_deref().filter(|_| now_ms() < row.reply_until_ms) {
                 Some(token) => match client.reply(token, &messages, SendOptions::default()).await {
-                    Ok(sent) => return Outcome::Sent(sent.into_iter().map(|m| m.id).collect()),
+                    Ok(sent) => return Outcome::Sent(sent.into_iter().map(|m| m.id).collect()).into(),
                     // A refused or failed reply spends the token; the next attempt pushes at once.
-                    Err(e) => return Outcome::Retry(e.to_string(), Some(Duration::ZERO)),
+                    Err(e) => return Outcome::Retry(e.to_string(), Some(Duration::ZERO)).into(),
                 },
                 None => client.push(&row.recipient, &messages, row.retry_key, SendOptions::default()).await.map(|outcome| match outcome {
                     PushOutcome::Sent(sent) | PushOutcome::AlreadyAccepted { sent_messages: sent, .. } => sent.into_iter().map(|m| m.id).collect(),
@@ -310,33 +403,34 @@ async fn attempt(rt: &Runtime, row: &Row) -> Outcome {
             }
         }
         Provider::Twilio { client, .. } => {
-            let Some(from) = &row.sender else { return refused("provider_rejected", None, "the workstream has no sending number") };
+            let Some(from) = &row.sender else { return refused("provider_rejected", None, "the workstream has no sending number").into() };
             let content = match outbound::twilio_content(&row.contents) {
                 Ok(content) => content,
-                Err(detail) => return refused("provider_rejected", None, &detail),
+                Err(detail) => return refused("provider_rejected", None, &detail).into(),
             };
             let message = OutgoingMessage { to: row.recipient.clone(), from: MessageSender::Address(from.clone()), content, status_callback: None };
             match client.send_message(&message).await {
                 // Twilio can answer 201 for a message that already failed.
                 Ok(sent) if sent.error_code.is_some() || sent.status.as_deref() == Some("failed") => {
-                    return provider_refusal(sent.error_code, sent.error_message.unwrap_or_else(|| "failed".to_owned()));
+                    return provider_refusal(sent.error_code, sent.error_message.unwrap_or_else(|| "failed".to_owned())).into();
                 }
                 Ok(sent) => Ok(vec![sent.sid]),
                 Err(e) => Err(e),
             }
         }
     };
-    match result {
+    let outcome = match result {
         Ok(ids) => Outcome::Sent(ids),
-        // Refused credentials are retried too: they are fixed by rotating the Secret, after which
-        // the message should still go out.
-        Err(e @ (ProviderError::Unavailable { .. } | ProviderError::InvalidResponse { .. } | ProviderError::Unauthorized { .. })) => {
-            Outcome::Retry(e.to_string(), None)
+        Err(e @ (ProviderError::Unavailable { .. } | ProviderError::InvalidResponse { .. })) => Outcome::Retry(e.to_string(), None),
+        // Fixed by rotating the Secret, after which the message should still go out.
+        Err(e @ (ProviderError::Unauthorized { code, .. } | ProviderError::Rejected { status: 403, code, .. })) => {
+            return Answer::CredentialsRefused(SendError { code: CREDENTIALS_REJECTED.to_owned(), provider_code: code, message: e.to_string() });
         }
         Err(ProviderError::RateLimited { retry_after, operation }) => Outcome::Retry(format!("{operation}: rate limited"), retry_after),
         Err(ProviderError::Rejected { code, message, .. }) => provider_refusal(code, message),
         Err(e) => refused("provider_rejected", None, &e.to_string()),
-    }
+    };
+    outcome.into()
 }
 
 /// A refusal with the provider's code; Twilio's "outside the window" is the gateway's own
@@ -355,6 +449,20 @@ fn refused(code: &str, provider_code: Option<i64>, message: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streak_of_refused_credentials_gives_up_after_the_retry_time_and_ends_when_accepted() {
+        let retry_for = Duration::from_secs(600);
+        let mut streak = Streak::default();
+        assert_eq!(streak.accepted(), None, "no streak to end");
+        assert_eq!(streak.refused(1_000, retry_for), Verdict { first: true, give_up: false });
+        assert_eq!(streak.refused(1_000, retry_for), Verdict { first: false, give_up: false }, "the same instant is the same streak");
+        assert_eq!(streak.refused(600_999, retry_for), Verdict { first: false, give_up: false });
+        assert_eq!(streak.refused(601_000, retry_for), Verdict { first: false, give_up: true });
+        assert_eq!(streak.accepted(), Some(1_000));
+        assert_eq!(streak.refused(700_000, retry_for), Verdict { first: true, give_up: false }, "a new streak has the whole time again");
+        assert_eq!(Streak::default().refused(5, Duration::ZERO), Verdict { first: true, give_up: true }, "no retry time: the first refusal fails");
+    }
 
     #[test]
     fn retry_delay_doubles_and_is_capped() {

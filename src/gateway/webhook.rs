@@ -77,9 +77,16 @@ async fn receive(
         Provider::Twilio { .. } => ProviderLabel::Twilio,
     };
     let count = |outcome| state.metrics.request(provider, outcome);
-    let Ok(body) = axum::body::to_bytes(body, state.body_limit).await else {
-        count(RequestOutcome::TooLarge);
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "the body is over the size limit\n");
+    let body = match axum::body::to_bytes(body, state.body_limit).await {
+        Ok(body) => body,
+        Err(error) if crate::serve::body_timed_out(&error) => {
+            count(RequestOutcome::TimedOut);
+            return plain(StatusCode::REQUEST_TIMEOUT, "the body did not arrive within the body read timeout\n");
+        }
+        Err(_) => {
+            count(RequestOutcome::TooLarge);
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "the body is over the size limit\n");
+        }
     };
     let received = now_ms();
     let header_value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

@@ -109,10 +109,12 @@ impl fmt::Display for Operation {
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider refused the credentials (HTTP 401).
-    #[error("{operation}: the provider refused the credentials: {message}")]
+    #[error("{operation}: the provider refused the credentials (HTTP 401{}): {message}", Code(*.code))]
     Unauthorized {
         /// The call that failed.
         operation: Operation,
+        /// The provider's error code (Twilio's `code`, e.g. 20003); LINE sends none.
+        code: Option<i64>,
         /// The provider's message, if it sent one.
         message: String,
     },
@@ -208,7 +210,7 @@ impl fmt::Display for RetryAfter {
     }
 }
 
-/// Formats an optional provider error code for the `Rejected` message.
+/// Formats an optional provider error code for the `Unauthorized` and `Rejected` messages.
 struct Code(Option<i64>);
 
 impl fmt::Display for Code {

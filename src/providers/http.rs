@@ -401,7 +401,7 @@ impl Transport {
         let (code, message) = ErrorBody::summary(&body);
         let message = secret.scrub(&message);
         Err(match status {
-            StatusCode::UNAUTHORIZED => Failure::permanent(ProviderError::Unauthorized { operation, message }),
+            StatusCode::UNAUTHORIZED => Failure::permanent(ProviderError::Unauthorized { operation, code, message }),
             StatusCode::NOT_FOUND => Failure::permanent(ProviderError::NotFound { operation, message }),
             StatusCode::TOO_MANY_REQUESTS => Failure::retryable(ProviderError::RateLimited { operation, retry_after }),
             status if status.is_server_error() => {

@@ -84,6 +84,7 @@ fn refuse(provider: Provider, refusal: Refusal) -> Result<Response<Body>, Connec
         Refusal::ServerError { status } => {
             Ok(provider.server_error(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)))
         }
+        Refusal::Unauthorized { status } => Ok(provider.unauthorized(StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED))),
         Refusal::Drop => Err(ConnectionDropped),
     }
 }

@@ -59,6 +59,19 @@ impl Provider {
         response
     }
 
+    /// The provider's refusal of the credentials: 401 as for a wrong token, 403 as for a token
+    /// without the permission.
+    pub fn unauthorized(self, status: StatusCode) -> Response {
+        match (self, status) {
+            (Self::Line, StatusCode::FORBIDDEN) => {
+                LineError::new(status, "The access token is not authorized to use this API. Confirm the channel's permissions.").into_response()
+            }
+            (Self::Line, _) => LineError::unauthorized().into_response(),
+            (Self::Twilio, StatusCode::FORBIDDEN) => TwilioError::new(status, 20403, "Forbidden").into_response(),
+            (Self::Twilio, _) => TwilioError::unauthorized().into_response(),
+        }
+    }
+
     /// The provider's answer to an internal failure with the given 5xx status.
     pub fn server_error(self, status: StatusCode) -> Response {
         match self {

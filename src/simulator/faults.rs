@@ -1,5 +1,6 @@
 //! Injected faults: per route, for a number of calls or for a while, a request is slowed down,
-//! refused with 429 or a 5xx, or its connection is closed without an answer.
+//! refused with 429, a 5xx or the provider's refusal of the credentials (401 or 403), or its
+//! connection is closed without an answer.
 
 use std::time::Duration;
 
@@ -32,6 +33,13 @@ pub enum Fault {
         #[serde(default = "internal_server_error")]
         status: u16,
     },
+    /// The provider's answer to credentials it does not take (401), or to credentials without
+    /// the permission (403), as if the access token or auth token had been revoked.
+    Unauthorized {
+        /// The status, 401 or 403.
+        #[serde(default = "unauthorized")]
+        status: u16,
+    },
     /// The connection is closed without an answer.
     Drop,
 }
@@ -43,6 +51,7 @@ impl Fault {
             Self::Latency { delay } => Action::Delay(*delay),
             Self::RateLimit { retry_after } => Action::Refuse(Refusal::RateLimit { retry_after: *retry_after }),
             Self::ServerError { status } => Action::Refuse(Refusal::ServerError { status: *status }),
+            Self::Unauthorized { status } => Action::Refuse(Refusal::Unauthorized { status: *status }),
             Self::Drop => Action::Refuse(Refusal::Drop),
         }
     }
@@ -53,6 +62,7 @@ impl Fault {
             Self::Latency { .. } => "latency",
             Self::RateLimit { .. } => "rateLimit",
             Self::ServerError { .. } => "serverError",
+            Self::Unauthorized { .. } => "unauthorized",
             Self::Drop => "drop",
         }
     }
@@ -80,6 +90,11 @@ pub enum Refusal {
         /// The status.
         status: u16,
     },
+    /// 401 or 403 in the provider's shape.
+    Unauthorized {
+        /// The status.
+        status: u16,
+    },
     /// No answer: the connection is closed.
     Drop,
 }
@@ -90,6 +105,10 @@ fn one_second() -> u64 {
 
 fn internal_server_error() -> u16 {
     500
+}
+
+fn unauthorized() -> u16 {
+    401
 }
 
 /// A fault as the admin API takes it.
@@ -164,6 +183,11 @@ impl FaultTable {
             && !(500..=599).contains(&status)
         {
             return Err(format!("serverError status {status} is not between 500 and 599"));
+        }
+        if let Fault::Unauthorized { status } = request.fault
+            && !matches!(status, 401 | 403)
+        {
+            return Err(format!("unauthorized status {status} is not 401 or 403"));
         }
         if request.times == Some(0) {
             return Err("times must be at least 1".to_owned());
@@ -264,8 +288,11 @@ mod tests {
         assert_eq!(latency.duration, Some(Duration::from_secs(1)));
         assert_eq!(request(r#"{"route": "GET /x", "kind": "serverError"}"#).fault, Fault::ServerError { status: 500 });
         assert_eq!(request(r#"{"route": "GET /x", "kind": "drop", "afterHandler": true}"#).fault, Fault::Drop);
+        assert_eq!(request(r#"{"route": "GET /x", "kind": "unauthorized"}"#).fault, Fault::Unauthorized { status: 401 });
+        assert_eq!(request(r#"{"route": "GET /x", "kind": "unauthorized", "status": 403}"#).fault, Fault::Unauthorized { status: 403 });
         let mut table = FaultTable::default();
         assert!(table.add(request(r#"{"route": "GET /x", "kind": "serverError", "status": 404}"#)).is_err());
         assert!(table.add(request(r#"{"route": "GET /x", "kind": "drop", "times": 0}"#)).is_err());
+        assert!(table.add(request(r#"{"route": "GET /x", "kind": "unauthorized", "status": 400}"#)).is_err());
     }
 }

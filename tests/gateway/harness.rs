@@ -90,6 +90,9 @@ pub struct Gateway {
     pub config_path: PathBuf,
     pub store: PathBuf,
     pub log_path: PathBuf,
+    /// The process's open-file limit (soft and hard), set through `prlimit`; the test's own
+    /// otherwise.
+    pub open_file_limit: Option<u64>,
     args: Vec<String>,
     sim_url: String,
     starts: u32,
@@ -119,7 +122,16 @@ impl Gateway {
             .into_iter()
             .filter(|(flag, _)| !self.args.iter().any(|a| a == flag))
             .flat_map(|(flag, value)| [flag, value]);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        let binary = env!("CARGO_BIN_EXE_switchboard");
+        let mut command = match self.open_file_limit {
+            // prlimit sets the limit and then executes the gateway, which keeps its process ID.
+            Some(limit) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={limit}:{limit}")).arg("--").arg(binary);
+                prlimit
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("gateway")
             .args(source)
@@ -293,6 +305,7 @@ webhookTimeout: 60s
             config_path: dir.path().join("gateway.json"),
             store: dir.path().join("gateway.db"),
             log_path: dir.path().join("gateway.log"),
+            open_file_limit: None,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             sim_url: sim.base_url().to_owned(),
             starts: 0,
