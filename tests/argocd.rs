@@ -285,6 +285,8 @@ fn messaging_account() {
         case("RateLimited", kind, credentials_failed("RateLimited"), "Progressing", "RateLimited"),
         case("SecretUnreadable", kind, credentials_failed("SecretUnreadable"), "Progressing", "SecretUnreadable"),
         case("NumberNotFound", kind, webhook_failed("NumberNotFound"), "Degraded", "NumberNotFound"),
+        case("NumberNotInService", kind, webhook_failed("NumberNotInService"), "Degraded", "NumberNotInService"),
+        case("ChannelInUse", kind, webhook_failed("ChannelInUse"), "Degraded", "ChannelInUse"),
         case("WebhookInactive", kind, webhook_failed("WebhookInactive"), "Degraded", "WebhookInactive"),
         case("ProviderRejected (webhook)", kind, webhook_failed("ProviderRejected"), "Degraded", "ProviderRejected"),
         case("EndpointMismatch (retried)", kind, webhook_failed("EndpointMismatch"), "Progressing", "EndpointMismatch"),

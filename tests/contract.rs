@@ -820,6 +820,15 @@ mod clients {
         contract.check("Twilio account", twilio.account().await);
         let numbers = contract.check("Twilio list numbers", twilio.incoming_numbers(None).await);
         contract.check("Twilio list numbers (by number)", twilio.incoming_numbers(Some(BUSINESS_NUMBER)).await);
+        if let Some(senders) = contract.check("Twilio list WhatsApp senders", twilio_v2.whatsapp_senders().await) {
+            assert!(senders.iter().any(|s| s.sender_id.as_deref() == Some(&format!("whatsapp:{BUSINESS_NUMBER}"))), "{senders:?}");
+        }
+        if let Some(pool) = contract.check("Twilio list Messaging Service numbers", twilio.service_numbers(DEMO_TWILIO_SERVICE).await) {
+            assert_eq!(pool.iter().map(|n| n.phone_number.as_str()).collect::<Vec<_>>(), [BUSINESS_NUMBER]);
+        }
+        if let Some(pool) = contract.check("Twilio list Messaging Service senders", twilio.service_senders(DEMO_TWILIO_SERVICE).await) {
+            assert_eq!(pool.iter().map(|s| s.sender.clone()).collect::<Vec<_>>(), [Some(format!("whatsapp:{BUSINESS_NUMBER}"))]);
+        }
         let number_sid = numbers
             .and_then(|n| n.into_iter().find(|n| n.phone_number == BUSINESS_NUMBER).map(|n| n.sid))
             .unwrap_or_else(|| switchboard::simulator::config::NumberConfig::new(BUSINESS_NUMBER).sid());

@@ -273,6 +273,13 @@ pub struct NumberStatus {
     pub number: String,
     /// Whether the provider's inbound URL for this number is the callback URL.
     pub inbound_url_configured: bool,
+    /// Why the number cannot be registered: NumberNotFound (not an incoming number or WhatsApp
+    /// sender of the account) or NumberNotInService (not in spec.twilioWhatsApp.messagingServiceSid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What was looked at, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The gateway Deployment's state.

@@ -2,6 +2,7 @@
 //! their conditions, schemas and validation.
 
 pub mod account;
+pub mod channels;
 pub mod common;
 pub mod conditions;
 pub mod crds;

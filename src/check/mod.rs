@@ -9,6 +9,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::channels;
 use crate::api::crds::Kind;
 use crate::api::references::{self, Missing, ObjectKey};
 use crate::api::validation::{self, FieldError, UrlPolicy};
@@ -245,8 +246,9 @@ fn cross_checks(set: &Set, on_missing: Missing) -> Vec<(usize, Problem)> {
     let workstreams: Vec<Workstream> = objects(&set.workstreams);
     let templates: Vec<MessageTemplate> = objects(&set.templates);
     let mut problems = Vec::new();
-    for (origin, account) in &set.accounts {
+    for (i, (origin, account)) in set.accounts.iter().enumerate() {
         problems.extend(secret_ref_errors(set, origin, account.spec.secret_refs()).into_iter().map(|e| origin.problem(e)));
+        problems.extend(channel_conflict(&set.accounts[..i], account).map(|e| origin.problem(e)));
     }
     for (origin, ws) in &set.workstreams {
         let mut errors = references::workstream_errors(ws, &accounts, &workstreams, &templates, on_missing);
@@ -260,6 +262,20 @@ fn cross_checks(set: &Set, on_missing: Missing) -> Vec<(usize, Problem)> {
         problems.extend(references::template_errors(tpl, &accounts, &templates, on_missing).into_iter().map(|e| origin.problem(e)));
     }
     problems
+}
+
+/// A provider channel that an account earlier in the set claims too: on a cluster only the oldest
+/// of them would hold it, and the controller would stop the others with ChannelInUse.
+fn channel_conflict(earlier: &[(Origin, MessagingAccount)], account: &MessagingAccount) -> Option<FieldError> {
+    let conflict = channels::first_conflict(&account.spec, earlier.iter().map(|(o, a)| (o, &a.spec)))?;
+    let holder = conflict.holder;
+    Some(FieldError::new(
+        conflict.claim.field,
+        format!(
+            "{} is already claimed by MessagingAccount {}/{} ({}#{}): a provider channel belongs to one account",
+            conflict.claim.channel, holder.namespace, holder.name, holder.file, holder.index
+        ),
+    ))
 }
 
 /// A Secret that is part of the set must hold the keys objects reference. Secrets outside the

@@ -15,7 +15,9 @@ use super::acceptance;
 use super::backoff::jittered;
 use super::cleanup::{self, Abandon};
 use super::context::{CloudRegion, Context, Verified};
+use super::channels::{self, CHANNEL_IN_USE};
 use super::gateway::{self, GATEWAY_READY};
+use super::numbers::{self, NUMBER_NOT_FOUND, NUMBER_NOT_IN_SERVICE, Place};
 use super::provider_status::{self, Retry};
 use super::reconcile_request;
 use super::secrets::{self, CredentialError, Credentials};
@@ -26,7 +28,7 @@ use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::crds::Kind;
 use crate::api::validation::{self, FieldError};
 use crate::api::{MessagingAccount, MessagingAccountStatus, SecretKeyReference};
-use crate::providers::twilio::{AccountStatus, AccountType, IncomingNumber};
+use crate::providers::twilio::{AccountStatus, AccountType};
 use crate::providers::{LineClient, LineCredentials, ProviderError, TwilioClient, TwilioCredentials};
 
 /// Condition: the credentials were read and the provider accepted them.
@@ -48,8 +50,16 @@ struct Outcome {
     ready: Option<Observation>,
     notices: Vec<Notice>,
     next: Next,
-    /// Set when the provider was consulted: the inputs' fingerprint, remembered with the result.
-    fingerprint: Option<String>,
+    /// Set when the provider was consulted: what to remember with the result.
+    checked: Option<Checked>,
+}
+
+/// What a pass that consulted the provider leaves for the next one.
+struct Checked {
+    /// The inputs' fingerprint.
+    fingerprint: String,
+    /// When the credentials are next checked (the webhook may be re-read before).
+    credentials_due: Instant,
 }
 
 impl Outcome {
@@ -61,14 +71,21 @@ impl Outcome {
             ready: Some(Observation::new(READY, Status::False, reason, message)),
             notices: Vec::new(),
             next: Next::AwaitChange,
-            fingerprint: None,
+            checked: None,
         }
+    }
+
+    /// Another account holds a channel this one claims: nothing is registered or rendered.
+    fn channel_in_use(message: String) -> Self {
+        let mut outcome = Self::blocked(CHANNEL_IN_USE, message.clone());
+        outcome.observations[1] = Observation::new(WEBHOOK_REGISTERED, Status::False, CHANNEL_IN_USE, message);
+        outcome
     }
 
     /// The credentials are not usable: the webhook waits for them.
     fn credentials_failed(credentials: Observation, next: Next) -> Self {
         let webhook = Observation::new(WEBHOOK_REGISTERED, Status::Unknown, "CredentialsNotValid", "waiting for valid credentials");
-        Self { observations: vec![credentials, webhook], ready: None, notices: Vec::new(), next, fingerprint: None }
+        Self { observations: vec![credentials, webhook], ready: None, notices: Vec::new(), next, checked: None }
     }
 
     fn secret_failed(error: &CredentialError) -> Self {
@@ -89,7 +106,7 @@ impl Outcome {
             return outcome;
         }
         so_far.push(observation);
-        Self { observations: so_far, ready: None, notices: Vec::new(), next: Next::Retry(retry), fingerprint: None }
+        Self { observations: so_far, ready: None, notices: Vec::new(), next: Next::Retry(retry), checked: None }
     }
 }
 
@@ -128,11 +145,17 @@ async fn apply(account: &MessagingAccount, api: &Api<MessagingAccount>, ctx: &Co
             let delay = retry_delay(ctx, &key, retry);
             (Action::requeue(delay), delay, true)
         }
+        Next::Recheck(after) => {
+            ctx.failures.succeeded(&key);
+            let wait = jittered(after);
+            (Action::requeue(wait), wait, false)
+        }
         next => (next_action(ctx, &key, next), jittered(ctx.settings.recheck_interval), false),
     };
-    if let (Some(fingerprint), Some(uid)) = (outcome.fingerprint, account.uid()) {
+    if let (Some(Checked { fingerprint, credentials_due }), Some(uid)) = (outcome.checked, account.uid()) {
         let due = Instant::now() + wait;
-        ctx.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, Verified { fingerprint, due, failed });
+        let verified = Verified { fingerprint, due, credentials_due, failed };
+        ctx.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, verified);
     }
     Ok(action)
 }
@@ -180,47 +203,65 @@ async fn observe(account: &MessagingAccount, old: &MessagingAccountStatus, statu
         Err(e) => return Outcome::blocked("InvalidSpec", format!("spec.webhook.publicBaseUrl: {e}")),
     };
     status.callback_url = Some(callback.to_string());
+    if let Some(conflict) = channels::conflict(account, &ctx.accounts.state()) {
+        // Taking the channel over later starts with a full provider check.
+        if let Some(uid) = account.uid() {
+            ctx.verified.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+        }
+        status.numbers.clear();
+        return Outcome::channel_in_use(channels::message(&conflict));
+    }
 
     let credentials = match secrets::read(&ctx.client, &namespace, &spec.secret_refs()).await {
         Ok(credentials) => credentials,
         Err(error) => return Outcome::secret_failed(&error),
     };
     let fingerprint = format!("{}|{}", account.metadata.generation.unwrap_or_default(), credentials.versions().join(","));
-    if !forced && let Some((remaining, failed)) = still_checked(account, old, &fingerprint, ctx) {
+    let last = if forced { None } else { last_check(account, old, &fingerprint, ctx) };
+    if let Some(last) = &last
+        && let Some(remaining) = last.due.checked_duration_since(Instant::now())
+    {
         // Nothing changed since the provider last answered: keep the status as it is.
-        let next = if failed { Next::Hold(remaining) } else { Next::Recheck(remaining) };
-        return Outcome { observations: Vec::new(), ready: None, notices: Vec::new(), next, fingerprint: None };
+        let next = if last.failed { Next::Hold(remaining) } else { Next::Recheck(remaining) };
+        return Outcome { observations: Vec::new(), ready: None, notices: Vec::new(), next, checked: None };
     }
+    // The webhook is due before the credentials: they stand as the provider last judged them.
+    let known = last.filter(|last| !last.failed && last.credentials_due > Instant::now()).and_then(|last| {
+        let valid = conditions::find(&old.conditions, CREDENTIALS_VALID).filter(|c| c.status == "True")?;
+        Some((last.credentials_due, Observation::new(CREDENTIALS_VALID, Status::True, &valid.reason, valid.message.clone())))
+    });
+    let credentials_due = known.as_ref().map_or_else(|| Instant::now() + jittered(ctx.settings.recheck_interval), |(due, _)| *due);
+    let known_credentials = known.map(|(_, observation)| observation);
     let registered_before = conditions::is_true(&old.conditions, WEBHOOK_REGISTERED) && old.callback_url.as_deref() == Some(callback.as_str());
     let manual = spec.webhook.registration == Registration::Manual;
     let mut outcome = match (&spec.line, &spec.twilio_whatsapp) {
         (Some(line), _) => {
-            let check = Check { credentials: &credentials, callback: &callback, manual, registered_before, ctx };
+            let check = Check { credentials: &credentials, known_credentials: known_credentials.clone(), callback: &callback, manual, registered_before, ctx };
             check.line(line, status).await
         }
         (None, Some(twilio)) => {
-            let check = Check { credentials: &credentials, callback: &callback, manual, registered_before, ctx };
+            let check = Check { credentials: &credentials, known_credentials: known_credentials.clone(), callback: &callback, manual, registered_before, ctx };
             check.twilio(twilio, status).await
         }
         (None, None) => Outcome::blocked("InvalidSpec", "spec: exactly one of line or twilioWhatsApp must be set".to_owned()),
     };
-    outcome.fingerprint = Some(fingerprint);
+    outcome.checked = Some(Checked { fingerprint, credentials_due });
     outcome
 }
 
-/// How long the last provider check stands, and whether it failed, when its inputs are
-/// unchanged and the status still shows its result.
-fn still_checked(account: &MessagingAccount, old: &MessagingAccountStatus, fingerprint: &str, ctx: &Context) -> Option<(std::time::Duration, bool)> {
+/// The last provider check, when its inputs are unchanged and the status still shows its result.
+fn last_check(account: &MessagingAccount, old: &MessagingAccountStatus, fingerprint: &str, ctx: &Context) -> Option<Verified> {
     let uid = account.uid()?;
     let checked = ctx.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).cloned()?;
     let current = old.observed_generation == account.metadata.generation;
-    let remaining = checked.due.checked_duration_since(Instant::now())?;
-    (checked.fingerprint == fingerprint && current).then_some((remaining, checked.failed))
+    (checked.fingerprint == fingerprint && current).then_some(checked)
 }
 
 /// One verification pass against the provider.
 struct Check<'a> {
     credentials: &'a Credentials,
+    /// CredentialsValid as the last full check found it, when only the webhook is due.
+    known_credentials: Option<Observation>,
     callback: &'a Url,
     manual: bool,
     /// The status showed this callback URL registered: a different URL at the provider now was
@@ -244,17 +285,18 @@ impl Check<'_> {
             Err(error) => return Outcome::secret_failed(&error),
         };
         let client = self.ctx.providers.line(LineCredentials { channel_access_token: token });
-        let bot = match client.bot_info().await {
-            Ok(bot) => bot,
-            Err(e) => return Outcome::provider_failed(CREDENTIALS_VALID, &e, Vec::new()),
+        let credentials = match &self.known_credentials {
+            Some(known) => known.clone(),
+            None => {
+                let bot = match client.bot_info().await {
+                    Ok(bot) => bot,
+                    Err(e) => return Outcome::provider_failed(CREDENTIALS_VALID, &e, Vec::new()),
+                };
+                let message = format!("LINE accepted the channel access token of {} ({})", bot.display_name, bot.basic_id);
+                status.line = Some(LineIdentity { bot_user_id: bot.user_id, basic_id: bot.basic_id, display_name: bot.display_name });
+                Observation::new(CREDENTIALS_VALID, Status::True, "Valid", message)
+            }
         };
-        let credentials = Observation::new(
-            CREDENTIALS_VALID,
-            Status::True,
-            "Valid",
-            format!("LINE accepted the channel access token of {} ({})", bot.display_name, bot.basic_id),
-        );
-        status.line = Some(LineIdentity { bot_user_id: bot.user_id, basic_id: bot.basic_id, display_name: bot.display_name });
         status.twilio = None;
         status.numbers.clear();
         if self.manual {
@@ -292,7 +334,7 @@ impl Check<'_> {
         if endpoint != self.callback.as_str() {
             let message = format!("LINE reports the webhook URL {endpoint:?} after it was set to {}", self.callback);
             let webhook = Observation::new(WEBHOOK_REGISTERED, Status::False, "EndpointMismatch", message);
-            return Outcome { observations: vec![credentials, webhook], ready: None, notices, next: Next::Retry(Retry::Backoff), fingerprint: None };
+            return Outcome { observations: vec![credentials, webhook], ready: None, notices, next: Next::Retry(Retry::Backoff), checked: None };
         }
         let webhook = if active {
             Observation::new(WEBHOOK_REGISTERED, Status::True, "Registered", format!("LINE sends webhooks to {}", self.callback))
@@ -312,36 +354,15 @@ impl Check<'_> {
             Err(error) => return Outcome::secret_failed(&error),
         };
         let client = self.ctx.providers.twilio(TwilioCredentials { account_sid: twilio.account_sid.clone(), auth_token });
-        let account = match client.account().await {
-            Ok(account) => account,
-            Err(e) => return Outcome::provider_failed(CREDENTIALS_VALID, &e, Vec::new()),
+        let credentials = match &self.known_credentials {
+            Some(known) => known.clone(),
+            None => match twilio_credentials(&client, twilio, status).await {
+                Ok(credentials) => credentials,
+                Err(outcome) => return outcome,
+            },
         };
-        let state = match account.status {
-            AccountStatus::Active => "active",
-            AccountStatus::Suspended => "suspended",
-            AccountStatus::Closed => "closed",
-        };
-        let friendly_name = account.friendly_name.unwrap_or_default();
-        let account_type = match account.kind {
-            AccountType::Trial => "Trial",
-            AccountType::Full => "Full",
-        };
-        status.twilio = Some(TwilioIdentity { friendly_name: friendly_name.clone(), status: state.to_owned(), account_type: account_type.to_owned() });
-        status.line = None;
-        if account.status != AccountStatus::Active {
-            let message = format!("Twilio account {} is {state}", twilio.account_sid);
-            // Re-activation happens at Twilio: look again on the backoff schedule.
-            let observation = Observation::new(CREDENTIALS_VALID, Status::False, "AccountSuspended", message);
-            return Outcome::credentials_failed(observation, Next::Retry(Retry::Backoff));
-        }
-        let credentials = Observation::new(
-            CREDENTIALS_VALID,
-            Status::True,
-            "Valid",
-            format!("Twilio accepted the auth token of account {} ({friendly_name})", twilio.account_sid),
-        );
         let unregistered = |twilio: &TwilioWhatsAppAccount| {
-            twilio.numbers.iter().map(|n| NumberStatus { name: n.name.clone(), number: n.number.clone(), inbound_url_configured: false }).collect()
+            twilio.numbers.iter().map(|n| NumberStatus { name: n.name.clone(), number: n.number.clone(), inbound_url_configured: false, reason: None, message: None }).collect()
         };
         if twilio.sandbox || self.manual {
             status.numbers = unregistered(twilio);
@@ -365,7 +386,8 @@ impl Check<'_> {
     }
 
     /// Points inbound messages at the callback URL: on the Messaging Service when one is named,
-    /// otherwise on each number (its WhatsApp sender when given, else the phone number).
+    /// otherwise on each number (its WhatsApp sender when it has one, else the phone number),
+    /// after finding every number in the account (and in the service).
     async fn twilio_webhooks(
         &self,
         client: &TwilioClient,
@@ -373,61 +395,107 @@ impl Check<'_> {
     ) -> Result<(Vec<NumberStatus>, Observation, Vec<Notice>), ProviderError> {
         let url = self.callback.as_str();
         let mut notices = Vec::new();
-        let mut numbers = Vec::new();
-        let mut missing = Vec::new();
-        if let Some(service) = &twilio.messaging_service_sid {
-            let updated = client.set_service_webhook(service, Some(self.callback)).await?;
-            let configured = updated.inbound_request_url.as_deref() == Some(url);
-            numbers = twilio.numbers.iter().map(|n| NumberStatus { name: n.name.clone(), number: n.number.clone(), inbound_url_configured: configured }).collect();
-        } else {
-            let mut incoming: Option<Vec<IncomingNumber>> = None;
-            for number in &twilio.numbers {
-                let configured = if let Some(sender) = &number.sender_sid {
-                    let updated = client.set_sender_webhook(sender, self.callback).await?;
-                    updated.webhook.and_then(|w| w.callback_url).as_deref() == Some(url)
-                } else {
-                    if incoming.is_none() {
-                        incoming = Some(client.incoming_numbers(None).await?);
-                    }
-                    match incoming.iter().flatten().find(|n| n.phone_number == number.number) {
-                        None => {
-                            missing.push(format!("{} ({})", number.name, number.number));
-                            false
-                        }
-                        Some(found) if found.sms_url.as_deref() == Some(url) => true,
-                        Some(found) => {
-                            let previous = found.sms_url.clone().unwrap_or_default();
-                            if self.registered_before && !previous.is_empty() {
-                                let note = format!("{}: its inbound URL was changed to {previous} outside Switchboard; setting it back to {url}", number.number);
-                                notices.push(Notice::warning("EndpointMismatch", note).about(&number.number));
-                            }
-                            let updated = client.set_number_webhook(&found.sid, Some(self.callback)).await?;
-                            updated.sms_url.as_deref() == Some(url)
-                        }
-                    }
-                };
-                numbers.push(NumberStatus { name: number.name.clone(), number: number.number.clone(), inbound_url_configured: configured });
+        let incoming = client.incoming_numbers(None).await?;
+        let senders = if numbers::needs_senders(&twilio.numbers, &incoming) { client.whatsapp_senders().await? } else { Vec::new() };
+        let (pool_numbers, pool_senders) = match &twilio.messaging_service_sid {
+            Some(service) => {
+                let pool = client.service_numbers(service).await?;
+                let senders = if numbers::needs_service_senders(&twilio.numbers, &pool) { client.service_senders(service).await? } else { Vec::new() };
+                (pool, senders)
             }
+            None => (Vec::new(), Vec::new()),
+        };
+        let service = twilio.messaging_service_sid.as_deref().map(|sid| numbers::Pool { sid, numbers: &pool_numbers, senders: &pool_senders });
+        let lists = numbers::Lists { incoming: &incoming, senders: &senders, service };
+        let service_configured = match &twilio.messaging_service_sid {
+            Some(service) => client.set_service_webhook(service, Some(self.callback)).await?.inbound_request_url.as_deref() == Some(url),
+            None => false,
+        };
+        let mut statuses = Vec::new();
+        for number in &twilio.numbers {
+            let mut status = NumberStatus { name: number.name.clone(), number: number.number.clone(), inbound_url_configured: false, reason: None, message: None };
+            match numbers::place(number, &lists) {
+                Place::Service => status.inbound_url_configured = service_configured,
+                Place::Sender(sid) => {
+                    let updated = client.set_sender_webhook(&sid, self.callback).await?;
+                    status.inbound_url_configured = updated.webhook.and_then(|w| w.callback_url).as_deref() == Some(url);
+                }
+                Place::Number(found) if found.sms_url.as_deref() == Some(url) => status.inbound_url_configured = true,
+                Place::Number(found) => {
+                    let previous = found.sms_url.clone().unwrap_or_default();
+                    if self.registered_before && !previous.is_empty() {
+                        let note = format!("{}: its inbound URL was changed to {previous} outside Switchboard; setting it back to {url}", number.number);
+                        notices.push(Notice::warning("EndpointMismatch", note).about(&number.number));
+                    }
+                    let updated = client.set_number_webhook(&found.sid, Some(self.callback)).await?;
+                    status.inbound_url_configured = updated.sms_url.as_deref() == Some(url);
+                }
+                Place::NotFound(why) => (status.reason, status.message) = (Some(NUMBER_NOT_FOUND.to_owned()), Some(why)),
+                Place::NotInService(why) => (status.reason, status.message) = (Some(NUMBER_NOT_IN_SERVICE.to_owned()), Some(why)),
+            }
+            statuses.push(status);
         }
-        let webhook = if !missing.is_empty() {
-            let message = format!("not incoming numbers of Twilio account {}: {}", twilio.account_sid, missing.join(", "));
-            Observation::new(WEBHOOK_REGISTERED, Status::False, "NumberNotFound", message)
-        } else if let Some(number) = numbers.iter().find(|n| !n.inbound_url_configured) {
+        let unplaced = |reason: &str| statuses.iter().filter(|s| s.reason.as_deref() == Some(reason)).collect::<Vec<_>>();
+        let (not_found, not_in_service) = (unplaced(NUMBER_NOT_FOUND), unplaced(NUMBER_NOT_IN_SERVICE));
+        let webhook = if let Some((reason, _)) = [(NUMBER_NOT_FOUND, &not_found), (NUMBER_NOT_IN_SERVICE, &not_in_service)].into_iter().find(|(_, l)| !l.is_empty()) {
+            let which: Vec<String> = not_found
+                .iter()
+                .chain(&not_in_service)
+                .map(|s| format!("{} ({}): {}", s.name, s.number, s.message.as_deref().unwrap_or_default()))
+                .collect();
+            let message = format!("spec.twilioWhatsApp.numbers of Twilio account {}: {}", twilio.account_sid, which.join("; "));
+            Observation::new(WEBHOOK_REGISTERED, Status::False, reason, message)
+        } else if let Some(number) = statuses.iter().find(|n| !n.inbound_url_configured) {
             let message = format!("Twilio does not report {url} as the inbound URL of {} after it was set", number.name);
             Observation::new(WEBHOOK_REGISTERED, Status::False, "EndpointMismatch", message)
         } else {
             let message = format!("Twilio sends inbound messages for {} to {url}", twilio_target(twilio));
             Observation::new(WEBHOOK_REGISTERED, Status::True, "Registered", message)
         };
-        Ok((numbers, webhook, notices))
+        Ok((statuses, webhook, notices))
     }
 
     /// A finished check: remembered until the next re-check unless the webhook needs another
     /// attempt soon.
     fn done(&self, credentials: Observation, webhook: Observation, notices: Vec<Notice>) -> Outcome {
-        let next = if webhook.reason == "EndpointMismatch" { Next::Retry(Retry::Backoff) } else { Next::Recheck(self.ctx.settings.recheck_interval) };
-        Outcome { observations: vec![credentials, webhook], ready: None, notices, next, fingerprint: None }
+        let settings = &self.ctx.settings;
+        let next = match webhook.reason.as_str() {
+            "EndpointMismatch" => Next::Retry(Retry::Backoff),
+            // Nobody's registration to watch over.
+            MANUAL => Next::Recheck(settings.recheck_interval),
+            _ => Next::Recheck(settings.webhook_recheck_interval.min(settings.recheck_interval)),
+        };
+        Outcome { observations: vec![credentials, webhook], ready: None, notices, next, checked: None }
     }
+}
+
+/// The credential check of a Twilio account, which also shows its identity; the outcome of the
+/// pass when the account is refused, suspended or closed.
+async fn twilio_credentials(client: &TwilioClient, twilio: &TwilioWhatsAppAccount, status: &mut MessagingAccountStatus) -> Result<Observation, Outcome> {
+    let account = match client.account().await {
+        Ok(account) => account,
+        Err(e) => return Err(Outcome::provider_failed(CREDENTIALS_VALID, &e, Vec::new())),
+    };
+    let state = match account.status {
+        AccountStatus::Active => "active",
+        AccountStatus::Suspended => "suspended",
+        AccountStatus::Closed => "closed",
+    };
+    let friendly_name = account.friendly_name.unwrap_or_default();
+    let account_type = match account.kind {
+        AccountType::Trial => "Trial",
+        AccountType::Full => "Full",
+    };
+    status.twilio = Some(TwilioIdentity { friendly_name: friendly_name.clone(), status: state.to_owned(), account_type: account_type.to_owned() });
+    status.line = None;
+    if account.status != AccountStatus::Active {
+        let message = format!("Twilio account {} is {state}", twilio.account_sid);
+        // Re-activation happens at Twilio: look again on the backoff schedule.
+        let observation = Observation::new(CREDENTIALS_VALID, Status::False, "AccountSuspended", message);
+        return Err(Outcome::credentials_failed(observation, Next::Retry(Retry::Backoff)));
+    }
+    let message = format!("Twilio accepted the auth token of account {} ({friendly_name})", twilio.account_sid);
+    Ok(Observation::new(CREDENTIALS_VALID, Status::True, "Valid", message))
 }
 
 /// Where a Twilio account's inbound URL lives, for messages to people.
@@ -455,7 +523,9 @@ async fn cleanup(account: &MessagingAccount, ctx: &Context) -> Result<Action, Er
     }
     let spec = &account.spec;
     let sandbox = spec.twilio_whatsapp.as_ref().is_some_and(|t| t.sandbox);
-    if spec.webhook.registration == Registration::Manual || sandbox {
+    // An account stopped by ChannelInUse registered nothing: the webhook is the holder's.
+    let stopped = channels::conflict(account, &ctx.accounts.state()).is_some();
+    if spec.webhook.registration == Registration::Manual || sandbox || stopped {
         return Ok(Action::await_change());
     }
     let namespace = account.namespace().unwrap_or_default();

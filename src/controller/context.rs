@@ -35,8 +35,10 @@ pub struct Settings {
     pub url_policy: UrlPolicy,
     /// The cloud region.
     pub region: CloudRegion,
-    /// How often a verified account's credentials and webhook are checked again.
+    /// How often a verified account's credentials are checked again.
     pub recheck_interval: Duration,
+    /// How often a registered webhook is read again (and put back when changed at the provider).
+    pub webhook_recheck_interval: Duration,
     /// How often a template under review is polled.
     pub approval_pending_interval: Duration,
     /// How often a template whose review ended is polled (it may be paused or disabled later).
@@ -104,8 +106,10 @@ impl Context {
 pub struct Verified {
     /// The account's generation and the versions of the Secrets it read.
     pub fingerprint: String,
-    /// When to check again.
+    /// When to look again: the webhook is re-read sooner than the credentials are checked.
     pub due: Instant,
+    /// When the credentials are checked again.
+    pub credentials_due: Instant,
     /// Whether the check failed (the wait is a backoff, and the failure count must stay).
     pub failed: bool,
 }

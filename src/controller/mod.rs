@@ -4,6 +4,7 @@
 
 mod acceptance;
 pub mod account;
+mod channels;
 pub mod backoff;
 mod cleanup;
 mod configs;
@@ -13,6 +14,7 @@ pub mod gateway_objects;
 mod health;
 pub mod leader;
 mod metrics;
+mod numbers;
 mod provider_status;
 pub mod reconcile_request;
 pub mod routing_rule;
@@ -96,9 +98,13 @@ pub struct ControllerArgs {
     /// The cloud region this controller runs in; LINE is not offered in government regions.
     #[arg(long, env = "SWITCHBOARD_CLOUD_REGION", value_enum, default_value_t)]
     pub cloud_region: CloudRegion,
-    /// How often verified credentials and webhooks are checked again (jittered ±10%).
+    /// How often verified credentials are checked again (jittered ±10%).
     #[arg(long, value_parser = duration::parse_flag, default_value = "6h")]
     pub recheck_interval: Duration,
+    /// How often a registered webhook is read again at the provider (jittered ±10%), so that a
+    /// URL changed in the provider's console is put back within this interval.
+    #[arg(long, value_parser = duration::parse_flag, default_value = "10m")]
+    pub webhook_recheck_interval: Duration,
     /// How often a template under WhatsApp review is polled (jittered).
     #[arg(long, value_parser = duration::parse_flag, default_value = "5m")]
     pub approval_pending_interval: Duration,
@@ -140,6 +146,7 @@ impl ControllerArgs {
             url_policy: UrlPolicy { allow_http_loopback: self.allow_http_loopback },
             region: self.cloud_region,
             recheck_interval: self.recheck_interval,
+            webhook_recheck_interval: self.webhook_recheck_interval,
             approval_pending_interval: self.approval_pending_interval,
             approval_settled_interval: self.approval_settled_interval,
             backoff: Backoff { min: self.min_backoff, max: self.max_backoff.max(self.min_backoff) },
@@ -387,10 +394,13 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     let (to_templates, account_changes_for_templates) = unbounded();
     let (to_workstreams, account_changes_for_workstreams) = unbounded();
     let (to_rules, account_changes_for_rules) = unbounded();
-    let account_stream = watch_telling::<MessagingAccount>(c, ns, accounts_writer, vec![to_templates, to_workstreams, to_rules]);
+    let (to_claimants, account_changes_for_claimants) = unbounded();
+    let account_stream = watch_telling::<MessagingAccount>(c, ns, accounts_writer, vec![to_templates, to_workstreams, to_rules, to_claimants]);
+    let claimants = accounts.clone();
     let account_controller = Controller::for_stream(account_stream, accounts.clone())
         .with_config(kube::runtime::controller::Config::default().debounce(RENDER_DEBOUNCE))
         .watches_stream(metadata::<Secret>(c, ns, None), move |secret| accounts_using(&lookup, &secret))
+        .watches_stream(account_changes_for_claimants.map(Ok::<_, watcher::Error>), move |account| channels::affected(&account, &claimants.state()))
         .watches_stream(spec_changes::<Workstream>(c, ns), |ws| Some(ObjectRef::new(&ws.spec.account_ref.name).within(&ws.namespace().unwrap_or_default())))
         .watches_stream(spec_changes::<RoutingRule>(c, ns), by_account)
         .watches_stream(objects::<MessageTemplate>(c, ns), |t| Some(ObjectRef::new(&t.spec.account_ref.name).within(&t.namespace().unwrap_or_default())))

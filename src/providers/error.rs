@@ -32,6 +32,12 @@ pub enum Operation {
     TwilioUpdateService,
     /// Twilio `POST /v2/Channels/Senders/{Sid}` (WhatsApp sender).
     TwilioUpdateSender,
+    /// Twilio `GET /v2/Channels/Senders?Channel=whatsapp`.
+    TwilioListSenders,
+    /// Twilio `GET /v1/Services/{Sid}/PhoneNumbers` (a Messaging Service's numbers).
+    TwilioListServiceNumbers,
+    /// Twilio `GET /v1/Services/{Sid}/ChannelSenders` (a Messaging Service's WhatsApp senders).
+    TwilioListServiceSenders,
     /// Twilio `POST …/Messages.json`.
     TwilioSendMessage,
     /// Twilio `GET /v1/Content`.
@@ -63,6 +69,9 @@ impl Operation {
             Self::TwilioUpdateNumber => "Twilio update incoming number",
             Self::TwilioUpdateService => "Twilio update messaging service",
             Self::TwilioUpdateSender => "Twilio update WhatsApp sender",
+            Self::TwilioListSenders => "Twilio list WhatsApp senders",
+            Self::TwilioListServiceNumbers => "Twilio list messaging service numbers",
+            Self::TwilioListServiceSenders => "Twilio list messaging service senders",
             Self::TwilioSendMessage => "Twilio send message",
             Self::TwilioListContent => "Twilio list content",
             Self::TwilioCreateContent => "Twilio create content",
@@ -88,6 +97,9 @@ impl Operation {
             Self::TwilioUpdateNumber => "twilio_update_number",
             Self::TwilioUpdateService => "twilio_update_service",
             Self::TwilioUpdateSender => "twilio_update_sender",
+            Self::TwilioListSenders => "twilio_list_senders",
+            Self::TwilioListServiceNumbers => "twilio_list_service_numbers",
+            Self::TwilioListServiceSenders => "twilio_list_service_senders",
             Self::TwilioSendMessage => "twilio_send_message",
             Self::TwilioListContent => "twilio_list_content",
             Self::TwilioCreateContent => "twilio_create_content",

@@ -25,7 +25,7 @@ use super::http::{Auth, Body, Call, Repeat, Reply, Transport};
 /// The REST API version in every 2010 API path.
 const API_VERSION: &str = "2010-04-01";
 
-/// Page size asked for when listing phone numbers.
+/// Page size asked for when listing phone numbers and senders.
 const NUMBERS_PAGE_SIZE: &str = "100";
 
 /// Page size asked for when listing Content. WhatsApp alone allows 6,000 approved templates per
@@ -132,10 +132,12 @@ impl ListPage for NumberPage {
     }
 }
 
-/// One page of `GET /v1/Content`; the newer APIs give the next page as an absolute URL.
+/// One page of a list of the newer APIs (Content, Messaging, Senders), which give the next page
+/// as an absolute URL; each names its items after the list (`meta.key`).
 #[derive(Deserialize)]
-struct ContentPage {
-    contents: Vec<Content>,
+struct MetaPage<T> {
+    #[serde(alias = "contents", alias = "senders", alias = "phone_numbers")]
+    items: Vec<T>,
     #[serde(default)]
     meta: Option<PageMeta>,
 }
@@ -147,11 +149,11 @@ struct PageMeta {
     next_page_url: Option<String>,
 }
 
-impl ListPage for ContentPage {
-    type Item = Content;
+impl<T: DeserializeOwned> ListPage for MetaPage<T> {
+    type Item = T;
 
-    fn into_parts(self) -> (Vec<Content>, Option<String>) {
-        (self.contents, self.meta.and_then(|meta| meta.next_page_url))
+    fn into_parts(self) -> (Vec<T>, Option<String>) {
+        (self.items, self.meta.and_then(|meta| meta.next_page_url))
     }
 }
 
@@ -193,6 +195,25 @@ pub struct SenderWebhook {
     /// The method of that call (POST or PUT).
     #[serde(default)]
     pub callback_method: Option<String>,
+}
+
+/// A number in a Messaging Service's pool (`/v1/Services/{Sid}/PhoneNumbers`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ServiceNumber {
+    /// The incoming number's SID (`PN…`).
+    pub sid: String,
+    /// The number in E.164.
+    pub phone_number: String,
+}
+
+/// A sender attached to a Messaging Service (`/v1/Services/{Sid}/ChannelSenders`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ServiceSender {
+    /// The sender SID (`XE…`).
+    pub sid: String,
+    /// The sender address, e.g. `whatsapp:+14155550100`.
+    #[serde(default)]
+    pub sender: Option<String>,
 }
 
 /// A message to send (`POST …/Messages.json`).
@@ -501,6 +522,27 @@ impl TwilioClient {
         self.send(&call).await?.json(operation, &self.credentials.auth_token)
     }
 
+    /// The account's WhatsApp senders (Senders API), all pages (at most [`MAX_LIST_PAGES`]).
+    pub async fn whatsapp_senders(&self) -> Result<Vec<WhatsAppSender>, ProviderError> {
+        let mut url = join(&self.endpoints.twilio_messaging, &["v2", "Channels", "Senders"]);
+        url.query_pairs_mut().append_pair("Channel", "whatsapp").append_pair("PageSize", NUMBERS_PAGE_SIZE);
+        self.list::<MetaPage<WhatsAppSender>>(Operation::TwilioListSenders, &self.endpoints.twilio_messaging, url).await
+    }
+
+    /// The phone numbers in a Messaging Service's pool, all pages.
+    pub async fn service_numbers(&self, service_sid: &str) -> Result<Vec<ServiceNumber>, ProviderError> {
+        let mut url = join(&self.endpoints.twilio_messaging, &["v1", "Services", service_sid, "PhoneNumbers"]);
+        url.query_pairs_mut().append_pair("PageSize", NUMBERS_PAGE_SIZE);
+        self.list::<MetaPage<ServiceNumber>>(Operation::TwilioListServiceNumbers, &self.endpoints.twilio_messaging, url).await
+    }
+
+    /// The senders (WhatsApp and others) attached to a Messaging Service, all pages.
+    pub async fn service_senders(&self, service_sid: &str) -> Result<Vec<ServiceSender>, ProviderError> {
+        let mut url = join(&self.endpoints.twilio_messaging, &["v1", "Services", service_sid, "ChannelSenders"]);
+        url.query_pairs_mut().append_pair("PageSize", NUMBERS_PAGE_SIZE);
+        self.list::<MetaPage<ServiceSender>>(Operation::TwilioListServiceSenders, &self.endpoints.twilio_messaging, url).await
+    }
+
     /// Sends a message. Never retried: Twilio has no idempotency key for messages, so a repeat
     /// after a lost answer could deliver it twice. [`ProviderError::Unavailable`] therefore means
     /// the outcome is unknown (the message may have been accepted).
@@ -519,7 +561,7 @@ impl TwilioClient {
     pub async fn contents(&self) -> Result<Vec<Content>, ProviderError> {
         let mut url = join(&self.endpoints.twilio_content, &["v1", "Content"]);
         url.query_pairs_mut().append_pair("PageSize", CONTENT_PAGE_SIZE);
-        self.list::<ContentPage>(Operation::TwilioListContent, &self.endpoints.twilio_content, url).await
+        self.list::<MetaPage<Content>>(Operation::TwilioListContent, &self.endpoints.twilio_content, url).await
     }
 
     /// Creates a Content resource (a template). Never retried: a repeat could create two.
@@ -774,7 +816,7 @@ mod tests {
 
     #[test]
     fn content_pages_read_their_next_link() {
-        let page: ContentPage = serde_json::from_value(json!({
+        let page: MetaPage<Content> = serde_json::from_value(json!({
             "contents": [{"sid": "HX1", "account_sid": "AC1", "friendly_name": "a", "language": "en", "types": {}}],
             "meta": {"page": 0, "page_size": 1, "next_page_url": "https://content.twilio.com/v1/Content?PageSize=1&Page=1&PageToken=PA1", "key": "contents"}
         }))
@@ -782,7 +824,7 @@ mod tests {
         let (contents, next) = page.into_parts();
         assert_eq!(contents[0].friendly_name.as_deref(), Some("a"));
         assert_eq!(next.as_deref(), Some("https://content.twilio.com/v1/Content?PageSize=1&Page=1&PageToken=PA1"));
-        let last: ContentPage =
+        let last: MetaPage<Content> =
             serde_json::from_value(json!({"contents": [], "meta": {"next_page_url": null}})).unwrap();
         assert_eq!(last.into_parts().1, None);
     }

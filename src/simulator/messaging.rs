@@ -21,6 +21,8 @@ use super::state::{App, MessagingService, Sender, SenderWebhook, TwilioAccount};
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/v1/Services/{sid}", get(fetch_service).post(update_service))
+        .route("/v1/Services/{sid}/PhoneNumbers", get(list_service_numbers))
+        .route("/v1/Services/{sid}/ChannelSenders", get(list_service_senders))
         .route("/v2/Channels/Senders", get(list_senders))
         .route("/v2/Channels/Senders/{sid}", get(fetch_sender).post(update_sender))
 }
@@ -110,6 +112,93 @@ async fn update_service(State(app): State<Arc<App>>, auth: TwilioAccountAuth, Pa
     Ok(Json(service_json(&app.base_url, account, &service)).into_response())
 }
 
+/// One page of a messaging.twilio.com list: every item fits (the simulator's lists are short), and
+/// `meta` is shaped as Twilio's.
+fn list_page(url: String, key: &str, page_size: usize, items: Vec<Value>) -> Response {
+    Json(json!({
+        key: items,
+        "meta": {
+            "page": 0,
+            "page_size": page_size,
+            "first_page_url": url,
+            "previous_page_url": null,
+            "url": url,
+            "next_page_url": null,
+            "key": key,
+        },
+    }))
+    .into_response()
+}
+
+/// `PageSize` of a list request: 1 to 1000, else `default`.
+fn page_size(query: &Form, default: usize) -> Result<usize, TwilioError> {
+    match query.get("PageSize") {
+        None => Ok(default),
+        Some(size) => size.parse::<usize>().ok().filter(|s| (1..=1000).contains(s)).ok_or_else(|| TwilioError::invalid_parameter("PageSize must be an integer from 1 to 1000")),
+    }
+}
+
+/// What a Messaging Service's pool lists.
+#[derive(Clone, Copy)]
+enum Pool {
+    /// `/PhoneNumbers`: the account's incoming numbers in the pool.
+    PhoneNumbers,
+    /// `/ChannelSenders`: the account's WhatsApp senders whose number is in the pool.
+    ChannelSenders,
+}
+
+async fn list_service_numbers(app: State<Arc<App>>, auth: TwilioAccountAuth, sid: Path<String>, query: RawQuery) -> Result<Response, TwilioError> {
+    list_pool(app, auth, sid, query, Pool::PhoneNumbers).await
+}
+
+async fn list_service_senders(app: State<Arc<App>>, auth: TwilioAccountAuth, sid: Path<String>, query: RawQuery) -> Result<Response, TwilioError> {
+    list_pool(app, auth, sid, query, Pool::ChannelSenders).await
+}
+
+async fn list_pool(State(app): State<Arc<App>>, auth: TwilioAccountAuth, Path(sid): Path<String>, RawQuery(query): RawQuery, pool: Pool) -> Result<Response, TwilioError> {
+    auth.require_active()?;
+    let size = page_size(&Form::parse(query.unwrap_or_default().as_bytes()), 50)?;
+    let (path, key) = match pool {
+        Pool::PhoneNumbers => ("PhoneNumbers", "phone_numbers"),
+        Pool::ChannelSenders => ("ChannelSenders", "senders"),
+    };
+    let mut state = app.lock();
+    let account = state.twilio_account(&auth.account_sid).ok_or_else(TwilioError::unauthorized)?;
+    let service = account.services.iter().find(|s| s.sid == sid).ok_or_else(|| TwilioError::not_found(&format!("/Services/{sid}/{path}")))?;
+    let url = format!("{}/v1/Services/{sid}/{path}", app.base_url);
+    let created = clock::rfc3339(account.created);
+    let pooled = |number: &String| service.numbers.contains(number);
+    let items: Vec<Value> = match pool {
+        Pool::PhoneNumbers => account
+            .numbers
+            .iter()
+            .filter(|n| pooled(&n.phone_number))
+            .map(|n| {
+                json!({
+                    "sid": n.sid, "account_sid": account.config.account_sid, "service_sid": sid,
+                    "date_created": created, "date_updated": clock::rfc3339(n.updated),
+                    "phone_number": n.phone_number, "country_code": "US", "capabilities": ["SMS", "MMS"],
+                    "url": format!("{url}/{}", n.sid),
+                })
+            })
+            .collect(),
+        Pool::ChannelSenders => account
+            .senders
+            .iter()
+            .filter(|s| pooled(&s.phone_number))
+            .map(|s| {
+                json!({
+                    "sid": s.sid, "account_sid": account.config.account_sid, "messaging_service_sid": sid,
+                    "sender": format!("whatsapp:{}", s.phone_number), "sender_type": "WhatsApp", "country_code": "US",
+                    "date_created": created, "date_updated": created,
+                    "url": format!("{url}/{}", s.sid),
+                })
+            })
+            .collect(),
+    };
+    Ok(list_page(format!("{url}?PageSize={size}&Page=0"), key, size, items.into_iter().take(size).collect()))
+}
+
 fn sender_json(base_url: &str, sender: &Sender) -> Value {
     let mut body = json!({
         "sid": sender.sid,
@@ -131,24 +220,13 @@ async fn list_senders(State(app): State<Arc<App>>, auth: TwilioAccountAuth, RawQ
     if query.get("Channel").is_some_and(|c| !c.eq_ignore_ascii_case("whatsapp")) {
         return Err(TwilioError::invalid_parameter("Channel must be whatsapp"));
     }
-    let page_size = query.get("PageSize").and_then(|p| p.parse::<usize>().ok()).filter(|p| *p >= 1).unwrap_or(20);
+    // Twilio's default for WhatsApp senders.
+    let size = page_size(&query, 20)?;
     let mut state = app.lock();
     let account = state.twilio_account(&auth.account_sid).ok_or_else(TwilioError::unauthorized)?;
-    let senders: Vec<Value> = account.senders.iter().take(page_size).map(|s| sender_json(&app.base_url, s)).collect();
-    let url = format!("{}/v2/Channels/Senders?Channel=whatsapp&PageSize={page_size}&Page=0", app.base_url);
-    Ok(Json(json!({
-        "senders": senders,
-        "meta": {
-            "page": 0,
-            "page_size": page_size,
-            "first_page_url": url,
-            "previous_page_url": null,
-            "url": url,
-            "next_page_url": null,
-            "key": "senders",
-        },
-    }))
-    .into_response())
+    let senders: Vec<Value> = account.senders.iter().take(size).map(|s| sender_json(&app.base_url, s)).collect();
+    let url = format!("{}/v2/Channels/Senders?Channel=whatsapp&PageSize={size}&Page=0", app.base_url);
+    Ok(list_page(url, "senders", size, senders))
 }
 
 async fn fetch_sender(State(app): State<Arc<App>>, auth: TwilioAccountAuth, Path(sid): Path<String>) -> Result<Response, TwilioError> {

@@ -19,13 +19,13 @@ fn only(docs: &[Value], kind: &str, name: Option<&str>) -> Vec<Value> {
     docs.iter().filter(|d| d["kind"] == kind && name.is_none_or(|n| d["metadata"]["name"] == n)).cloned().collect()
 }
 
-fn line_account(name: &str) -> Value {
+pub(crate) fn line_account(name: &str) -> Value {
     let mut account = only(&examples(&["line-quickstart.yaml"]), "MessagingAccount", Some("contoso-line")).remove(0);
     account["metadata"]["name"] = json!(name);
     account
 }
 
-fn twilio_account() -> (Value, Value) {
+pub(crate) fn twilio_account() -> (Value, Value) {
     let docs = examples(&["whatsapp-twilio.yaml"]);
     (only(&docs, "Secret", Some("contoso-twilio")).remove(0), only(&docs, "MessagingAccount", Some("contoso-whatsapp")).remove(0))
 }

@@ -2,6 +2,7 @@
 //! `SWITCHBOARD_TEST_KUBECONFIG` (`tests/run.sh` starts one from `tests/testbed/`); without it
 //! every test prints that it was skipped and why.
 
+mod channels;
 mod cluster;
 mod controller;
 mod crds;
