@@ -134,6 +134,9 @@ fn main() -> ExitCode {
                     for p in &report.problems {
                         println!("{p}");
                     }
+                    for size in &report.configurations {
+                        eprintln!("check: {size}");
+                    }
                 }
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report).expect("a report serializes")),
             }

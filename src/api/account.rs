@@ -291,9 +291,11 @@ pub struct GatewayStatus {
     /// Pods that are ready.
     #[serde(default)]
     pub ready_replicas: i32,
-    /// Hash of the configuration the gateway was given.
+    /// How much of the ConfigMap's room the compressed configuration takes, in whole percent
+    /// (coarse, so that a rule change does not rewrite the account; the ConfigMap's
+    /// `switchboard.dev/config-size` annotation has the exact size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config_hash: Option<String>,
+    pub config_usage: Option<String>,
 }
 
 impl MessagingAccountSpec {

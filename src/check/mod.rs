@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::channels;
+use crate::config;
 use crate::api::crds::Kind;
 use crate::api::references::{self, Missing, ObjectKey};
 use crate::api::validation::{self, FieldError, UrlPolicy};
@@ -66,6 +67,40 @@ pub struct Report {
     pub objects: usize,
     /// Everything wrong, in file and document order.
     pub problems: Vec<Problem>,
+    /// Each account's gateway configuration as the set would render it.
+    pub configurations: Vec<ConfigurationSize>,
+}
+
+/// How large an account's gateway configuration is, from the set's workstreams, rules and
+/// templates of the account (all of them: an upper bound of what the controller accepts).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationSize {
+    /// The account's namespace.
+    pub namespace: String,
+    /// The account's name.
+    pub name: String,
+    /// Bytes of the JSON document.
+    pub json_bytes: usize,
+    /// Bytes of the compressed document the ConfigMap holds.
+    pub compressed_bytes: usize,
+    /// What the ConfigMap has room for.
+    pub limit_bytes: usize,
+}
+
+impl fmt::Display for ConfigurationSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MessagingAccount {}/{}: gateway configuration {} bytes of JSON, {} compressed; {} of {} left",
+            self.namespace,
+            self.name,
+            self.json_bytes,
+            self.compressed_bytes,
+            self.limit_bytes.saturating_sub(self.compressed_bytes),
+            self.limit_bytes
+        )
+    }
 }
 
 /// Where an object came from, for attributing problems.
@@ -177,9 +212,18 @@ pub fn check(documents: Vec<Document>, options: Options) -> Report {
     }
     let on_missing = if options.external_refs_allowed { Missing::Ignore } else { Missing::ReportExcept(&invalid) };
     problems.extend(cross_checks(&set, on_missing));
+    let configurations = configuration_sizes(&set);
+    for (size, (origin, _)) in configurations.iter().zip(&set.accounts) {
+        if let Some(size) = size
+            && size.compressed_bytes > size.limit_bytes
+        {
+            let message = format!("the gateway configuration is {} bytes compressed, over the {} a ConfigMap holds: fewer or shorter rules and messages, or more accounts", size.compressed_bytes, size.limit_bytes);
+            problems.push(origin.problem(FieldError::new("(gateway configuration)", message)));
+        }
+    }
     // Cross-object problems join their document's own, in document order (the sort is stable).
     problems.sort_by_key(|(order, _)| *order);
-    Report { documents: total, objects, problems: problems.into_iter().map(|(_, p)| p).collect() }
+    Report { documents: total, objects, problems: problems.into_iter().map(|(_, p)| p).collect(), configurations: configurations.into_iter().flatten().collect() }
 }
 
 /// A second object of the same kind, namespace and name replaces the first when applied.
@@ -239,6 +283,35 @@ fn add_typed(set: &mut Set, kind: Kind, origin: Origin, mut value: Value) -> Res
 
 fn objects<T: Clone>(list: &[(Origin, T)]) -> Vec<T> {
     list.iter().map(|(_, o)| o.clone()).collect()
+}
+
+/// The configuration size of each account of the set, in the set's order (None where it does not
+/// render: its problems are reported already).
+fn configuration_sizes(set: &Set) -> Vec<Option<ConfigurationSize>> {
+    set.accounts
+        .iter()
+        .map(|(origin, account)| {
+            let ours = |ns: &str, account_ref: &str| ns == origin.namespace && account_ref == origin.name;
+            let workstreams: Vec<Workstream> =
+                set.workstreams.iter().filter(|(o, w)| ours(&o.namespace, &w.spec.account_ref.name)).map(|(_, w)| w.clone()).collect();
+            let rules: Vec<RoutingRule> = set
+                .rules
+                .iter()
+                .filter(|(o, r)| o.namespace == origin.namespace && workstreams.iter().any(|w| w.metadata.name.as_deref() == Some(r.spec.workstream_ref.name.as_str())))
+                .map(|(_, r)| r.clone())
+                .collect();
+            let templates: Vec<MessageTemplate> =
+                set.templates.iter().filter(|(o, t)| ours(&o.namespace, &t.spec.account_ref.name)).map(|(_, t)| t.clone()).collect();
+            let config = config::render(account, &workstreams, &rules, &templates).ok()?.config;
+            Some(ConfigurationSize {
+                namespace: origin.namespace.clone(),
+                name: origin.name.clone(),
+                json_bytes: config.to_json().len(),
+                compressed_bytes: config.to_compressed().len(),
+                limit_bytes: config::MAX_COMPRESSED_BYTES,
+            })
+        })
+        .collect()
 }
 
 fn cross_checks(set: &Set, on_missing: Missing) -> Vec<(usize, Problem)> {

@@ -3,7 +3,8 @@
 //! callers pass the objects their caches hold. The Workstream and RoutingRule reconcilers report
 //! these verdicts; the account's gateway configuration holds exactly the accepted objects.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
@@ -44,6 +45,45 @@ pub fn spec_errors<K: Serialize>(kind: Kind, object: &K, semantic: Vec<FieldErro
     errors
 }
 
+/// The spec checks of each object, remembered by UID and generation: they depend on the spec
+/// alone (CEL rules, regular expressions compiled), and an account's render and every
+/// workstream's and rule's reconcile would otherwise repeat them for every rule.
+#[derive(Default)]
+pub struct SpecChecks {
+    seen: Mutex<HashMap<String, (Option<i64>, Arc<Vec<FieldError>>)>>,
+}
+
+impl SpecChecks {
+    /// `check`'s verdict on `object`, computed once per generation (every time for an object
+    /// without a UID, which only tests build).
+    pub fn of<K: Resource>(&self, object: &K, check: impl FnOnce() -> Vec<FieldError>) -> Arc<Vec<FieldError>> {
+        let meta = object.meta();
+        let Some(uid) = &meta.uid else { return Arc::new(check()) };
+        if let Some((generation, errors)) = self.lock().get(uid)
+            && *generation == meta.generation
+        {
+            return Arc::clone(errors);
+        }
+        let errors = Arc::new(check());
+        self.lock().insert(uid.clone(), (meta.generation, Arc::clone(&errors)));
+        errors
+    }
+
+    /// Forgets the objects that `live` does not know any more.
+    pub fn retain(&self, live: impl Fn(&str) -> bool) {
+        self.lock().retain(|uid, _| live(uid));
+    }
+
+    /// How many objects are remembered.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<i64>, Arc<Vec<FieldError>>)>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The objects of one namespace in precedence order: the oldest holds a contested channel or
 /// name; ties go by name. Only those objects are cloned.
 pub fn in_namespace<K: Resource + Clone>(objects: &[Arc<K>], namespace: &str) -> Vec<K> {
@@ -55,9 +95,9 @@ pub fn in_namespace<K: Resource + Clone>(objects: &[Arc<K>], namespace: &str) ->
     sorted
 }
 
-fn verdict(spec: Vec<FieldError>, references: Vec<FieldError>) -> Option<Refusal> {
+fn verdict(spec: &[FieldError], references: Vec<FieldError>) -> Option<Refusal> {
     if !spec.is_empty() {
-        Some(Refusal { reason: "InvalidSpec", errors: spec })
+        Some(Refusal { reason: "InvalidSpec", errors: spec.to_vec() })
     } else if !references.is_empty() {
         Some(Refusal { reason: "InvalidReference", errors: references })
     } else {
@@ -68,16 +108,22 @@ fn verdict(spec: Vec<FieldError>, references: Vec<FieldError>) -> Option<Refusal
 /// Whether a Workstream is accepted: a valid spec, its account and number exist, its survey
 /// template belongs to the same account, and no older workstream serves the same channel.
 /// `workstreams` must be in precedence order ([`in_namespace`]).
-pub fn workstream(ws: &Workstream, accounts: &[MessagingAccount], workstreams: &[Workstream], templates: &[MessageTemplate]) -> Option<Refusal> {
-    let spec = spec_errors(Kind::Workstream, ws, validation::workstream_errors(&ws.spec));
-    verdict(spec, references::workstream_errors(ws, accounts, workstreams, templates, Missing::Report))
+pub fn workstream(
+    ws: &Workstream,
+    accounts: &[MessagingAccount],
+    workstreams: &[Workstream],
+    templates: &[MessageTemplate],
+    checks: &SpecChecks,
+) -> Option<Refusal> {
+    let spec = checks.of(ws, || spec_errors(Kind::Workstream, ws, validation::workstream_errors(&ws.spec)));
+    verdict(&spec, references::workstream_errors(ws, accounts, workstreams, templates, Missing::Report))
 }
 
 /// Whether a RoutingRule is accepted: a valid spec whose conditions compile, its workstream
 /// exists, and it routes only to that workstream's queues.
-pub fn rule(rule: &RoutingRule, workstreams: &[Workstream]) -> Option<Refusal> {
-    let spec = spec_errors(Kind::RoutingRule, rule, validation::routing_rule_errors(&rule.spec));
-    verdict(spec, references::routing_rule_errors(rule, workstreams, Missing::Report))
+pub fn rule(rule: &RoutingRule, workstreams: &[Workstream], checks: &SpecChecks) -> Option<Refusal> {
+    let spec = checks.of(rule, || spec_errors(Kind::RoutingRule, rule, validation::routing_rule_errors(&rule.spec)));
+    verdict(&spec, references::routing_rule_errors(rule, workstreams, Missing::Report))
 }
 
 /// The accepted workstreams of `account` and the accepted rules of those workstreams, from one
@@ -88,19 +134,20 @@ pub fn for_account(
     workstreams: &[Workstream],
     rules: &[RoutingRule],
     templates: &[MessageTemplate],
+    checks: &SpecChecks,
 ) -> (Vec<Workstream>, Vec<RoutingRule>) {
     let namespace = account.namespace();
     let name = account.name_any();
     let accepted: Vec<Workstream> = workstreams
         .iter()
         .filter(|ws| ws.namespace() == namespace && ws.spec.account_ref.name == name)
-        .filter(|ws| workstream(ws, accounts, workstreams, templates).is_none())
+        .filter(|ws| workstream(ws, accounts, workstreams, templates, checks).is_none())
         .cloned()
         .collect();
     let accepted_rules = rules
         .iter()
         .filter(|r| r.namespace() == namespace && accepted.iter().any(|ws| ws.name_any() == r.spec.workstream_ref.name))
-        .filter(|r| rule(r, workstreams).is_none())
+        .filter(|r| rule(r, workstreams, checks).is_none())
         .cloned()
         .collect();
     (accepted, accepted_rules)
@@ -125,12 +172,38 @@ mod tests {
     }
 
     #[test]
+    fn spec_checks_run_once_per_generation() {
+        let mut rule: RoutingRule = serde_json::from_value(serde_json::json!({
+            "apiVersion": "switchboard.dev/v1alpha1", "kind": "RoutingRule",
+            "metadata": {"name": "r", "namespace": "ns", "uid": "u1", "generation": 1},
+            "spec": {"workstreamRef": {"name": "ws"}, "stage": "RouteToQueue", "order": 1, "routeTo": {"queue": "q"}}
+        }))
+        .unwrap();
+        let checks = SpecChecks::default();
+        let runs = std::cell::Cell::new(0);
+        let check = || {
+            runs.set(runs.get() + 1);
+            vec![FieldError::new("spec", format!("run {}", runs.get()))]
+        };
+        assert_eq!(checks.of(&rule, check)[0].message, "run 1");
+        assert_eq!(checks.of(&rule, check)[0].message, "run 1", "the same generation is not checked again");
+        rule.metadata.generation = Some(2);
+        assert_eq!(checks.of(&rule, check)[0].message, "run 2");
+        checks.retain(|uid| uid != "u1");
+        assert_eq!(checks.len(), 0);
+        rule.metadata.uid = None;
+        checks.of(&rule, check);
+        checks.of(&rule, check);
+        assert_eq!((runs.get(), checks.len()), (4, 0), "an object without a UID is checked every time and not remembered");
+    }
+
+    #[test]
     fn the_example_is_accepted_whole() {
         let (accounts, workstreams, rules) = example();
-        let (ws, rs) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[]);
+        let (ws, rs) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[], &SpecChecks::default());
         assert_eq!(ws.len(), 1);
         assert_eq!(rs.len(), rules.len());
-        assert_eq!(workstream(&workstreams[0], &accounts, &workstreams, &[]), None);
+        assert_eq!(workstream(&workstreams[0], &accounts, &workstreams, &[], &SpecChecks::default()), None);
     }
 
     #[test]
@@ -139,10 +212,10 @@ mod tests {
         let mut second = workstreams[0].clone();
         second.metadata.name = Some("zz-second".into());
         workstreams.push(second.clone());
-        let refusal = workstream(&second, &accounts, &workstreams, &[]).unwrap();
+        let refusal = workstream(&second, &accounts, &workstreams, &[], &SpecChecks::default()).unwrap();
         assert_eq!(refusal.reason, "InvalidReference");
         assert!(refusal.message().contains("already served by Workstream support-line"), "{}", refusal.message());
-        let (ws, _) = for_account(&accounts[0], &accounts, &workstreams, &[], &[]);
+        let (ws, _) = for_account(&accounts[0], &accounts, &workstreams, &[], &[], &SpecChecks::default());
         assert_eq!(ws.iter().map(|w| w.name_any()).collect::<Vec<_>>(), ["support-line"]);
     }
 
@@ -151,10 +224,10 @@ mod tests {
         let (accounts, workstreams, mut rules) = example();
         rules[0].spec.match_.all[0].operator = crate::api::routing_rule::Operator::Matches;
         rules[0].spec.match_.all[0].values = vec!["(unclosed".into()];
-        let refusal = rule(&rules[0], &workstreams).unwrap();
+        let refusal = rule(&rules[0], &workstreams, &SpecChecks::default()).unwrap();
         assert_eq!(refusal.reason, "InvalidSpec");
         assert!(refusal.message().starts_with("spec.match.all[0].values"), "{}", refusal.message());
-        let (_, accepted) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[]);
+        let (_, accepted) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[], &SpecChecks::default());
         assert_eq!(accepted.len(), rules.len() - 1);
     }
 
@@ -163,7 +236,7 @@ mod tests {
         let (_, workstreams, mut rules) = example();
         let route = rules.iter_mut().find(|r| r.spec.route_to.is_some()).unwrap();
         route.spec.route_to.as_mut().unwrap().queue = Some("nowhere".into());
-        let refusal = rule(route, &workstreams).unwrap();
+        let refusal = rule(route, &workstreams, &SpecChecks::default()).unwrap();
         assert_eq!(refusal.reason, "InvalidReference");
         assert!(refusal.message().starts_with("spec.routeTo.queue"));
     }

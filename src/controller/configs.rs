@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client, ResourceExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::gateway_objects::{self, CONFIG_KEY};
-use crate::config::GatewayConfig;
+use super::gateway_objects;
+use crate::config::{self, GatewayConfig};
 
 /// Parsed configurations by (namespace, account), each with the ConfigMap version it came from.
 type Parsed = Mutex<HashMap<(String, String), (String, Arc<GatewayConfig>)>>;
@@ -64,8 +64,7 @@ fn parse(
     {
         return Some(Arc::clone(config));
     }
-    let text = config_map.data.as_ref()?.get(CONFIG_KEY)?;
-    let config = Arc::new(GatewayConfig::from_json(text).ok()?);
+    let config = Arc::new(GatewayConfig::from_document(config::config_map_document(config_map)?).ok()?);
     parsed.insert(key, (version, Arc::clone(&config)));
     Some(config)
 }

@@ -10,6 +10,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 
 use super::backoff::{Backoff, Failures};
+use super::acceptance::SpecChecks;
 use super::configs::Configs;
 use super::gateway_objects::GatewayImage;
 use super::metrics::Metrics;
@@ -77,6 +78,8 @@ pub struct Context {
     pub templates: Store<MessageTemplate>,
     /// The gateway configurations as written to their ConfigMaps.
     pub configs: Configs,
+    /// The spec checks of workstreams and rules, by UID and generation.
+    pub spec_checks: SpecChecks,
     /// The metrics served on `/metrics`; the provider clients report their calls to them too.
     pub metrics: Arc<Metrics>,
 }
@@ -91,6 +94,17 @@ impl Context {
         self.set_in_backoff(&self.workstreams, &failing);
         self.set_in_backoff(&self.rules, &failing);
         self.metrics.encode()
+    }
+
+    /// Forgets the spec checks of deleted workstreams and rules once they outnumber the live
+    /// ones, so that the memo stays as large as the stores.
+    pub fn prune_spec_checks(&self) {
+        let (workstreams, rules) = (self.workstreams.state(), self.rules.state());
+        if self.spec_checks.len() <= 2 * (workstreams.len() + rules.len()) {
+            return;
+        }
+        let live: HashSet<&str> = workstreams.iter().filter_map(|w| w.meta().uid.as_deref()).chain(rules.iter().filter_map(|r| r.meta().uid.as_deref())).collect();
+        self.spec_checks.retain(|uid| live.contains(uid));
     }
 
     fn set_in_backoff<K: Resource<DynamicType = ()> + Clone>(&self, store: &Store<K>, failing: &HashSet<String>) {

@@ -21,17 +21,13 @@ use super::gateway_objects::{self, FIELD_MANAGER, Inputs};
 use crate::api::account::GatewayStatus;
 use crate::api::conditions::{Observation, Status};
 use crate::api::{MessageTemplate, MessagingAccount};
-use crate::config::{self, SecretEnv};
+use crate::config::{self, MAX_COMPRESSED_BYTES, SecretEnv};
 
 /// Condition: the gateway Deployment is available.
 pub const GATEWAY_READY: &str = "GatewayReady";
 /// Condition: the gateway's store is on a PersistentVolumeClaim (False: an emptyDir, lost with
 /// the pod).
 pub const STORAGE_PERSISTENT: &str = "StoragePersistent";
-
-/// The most configuration one ConfigMap holds: the API server refuses more than 1 MiB of data,
-/// and the hash annotation and metadata need a little room.
-const MAX_CONFIG_BYTES: usize = (1 << 20) - 4096;
 
 /// What applying the gateway found.
 pub struct Gateway {
@@ -55,27 +51,28 @@ pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway,
     let workstreams = acceptance::in_namespace(&ctx.workstreams.state(), &namespace);
     let rules = acceptance::in_namespace(&ctx.rules.state(), &namespace);
     let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
-    let (accepted, accepted_rules) = acceptance::for_account(account, &accounts, &workstreams, &rules, &templates);
+    ctx.prune_spec_checks();
+    let (accepted, accepted_rules) = acceptance::for_account(account, &accounts, &workstreams, &rules, &templates, &ctx.spec_checks);
     let own_templates: Vec<MessageTemplate> = templates.into_iter().filter(|t| t.spec.account_ref.name == name).collect();
 
     let rendered = match config::render(account, &accepted, &accepted_rules, &own_templates) {
         Ok(rendered) => rendered,
         Err(e) => return Ok(Gateway::invalid(e.to_string())),
     };
-    let config_json = rendered.config.to_json();
-    if config_json.len() > MAX_CONFIG_BYTES {
+    let document = rendered.config.to_compressed();
+    if document.len() > MAX_COMPRESSED_BYTES {
         let rules: usize = rendered.config.workstreams.iter().map(|w| w.rules.classification.len() + w.rules.route_to_queue.len()).sum();
         return Ok(Gateway::invalid(format!(
-            "the gateway configuration ({} workstreams, {rules} rules) is {} bytes, over the {MAX_CONFIG_BYTES} a ConfigMap can hold; the gateway keeps its last configuration",
+            "the gateway configuration ({} workstreams, {rules} rules) is {} bytes compressed, over the {MAX_COMPRESSED_BYTES} a ConfigMap can hold; the gateway keeps its last configuration",
             rendered.config.workstreams.len(),
-            config_json.len()
+            document.len()
         )));
     }
     let config_hash = rendered.config.hash();
     let secret_versions = secret_versions(&ctx.client, &namespace, &rendered.secret_env).await?;
     let inputs = Inputs {
         account,
-        config_json: &config_json,
+        config: &document,
         config_hash: &config_hash,
         secret_env: &rendered.secret_env,
         secret_versions: &secret_versions,
@@ -114,7 +111,7 @@ pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway,
     };
     Ok(Gateway {
         observations: vec![availability(&deployment, wanted), storage],
-        status: Some(GatewayStatus { deployment: deployment.name_any(), ready_replicas, config_hash: Some(config_hash) }),
+        status: Some(GatewayStatus { deployment: deployment.name_any(), ready_replicas, config_usage: Some(gateway_objects::config_usage(document.len())) }),
     })
 }
 

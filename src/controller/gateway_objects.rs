@@ -20,16 +20,14 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
 use crate::api::account::{GatewayIngress, GatewayStorage};
 use crate::api::MessagingAccount;
-use crate::config::SecretEnv;
+use crate::config::{COMPRESSED_CONFIG_KEY, MAX_COMPRESSED_BYTES, SecretEnv};
 use crate::providers::ProviderEndpoints;
-
-/// The key of the ConfigMap's data that holds the compiled configuration document.
-pub const CONFIG_KEY: &str = "config.json";
 
 /// The field manager of the controller's server-side applies. Keeping one name lets each apply
 /// take over what the previous one set and drop what it no longer sets.
@@ -40,6 +38,8 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 
 /// ConfigMap annotation: the hash of the configuration it holds.
 const CONFIG_HASH_ANNOTATION: &str = "switchboard.dev/config-hash";
+/// ConfigMap annotation: the compressed configuration's size and the room left.
+const CONFIG_SIZE_ANNOTATION: &str = "switchboard.dev/config-size";
 /// Pod template annotation: the Secrets the gateway reads, each with its resourceVersion.
 const SECRET_VERSIONS_ANNOTATION: &str = "switchboard.dev/secret-versions";
 
@@ -76,9 +76,9 @@ pub struct GatewayImage {
 pub struct Inputs<'a> {
     /// The account, as read from the API server: it must have a name, namespace and uid.
     pub account: &'a MessagingAccount,
-    /// The compiled configuration document.
-    pub config_json: &'a str,
-    /// The hash of `config_json`.
+    /// The compiled configuration document, compressed.
+    pub config: &'a [u8],
+    /// The configuration's hash.
     pub config_hash: &'a str,
     /// The credentials the gateway reads from Secrets.
     pub secret_env: &'a [SecretEnv],
@@ -272,12 +272,26 @@ fn check_env_names(secret_env: &[SecretEnv]) -> Result<(), RenderError> {
 }
 
 fn config_map(owner: &Owner, inputs: &Inputs) -> ConfigMap {
-    let annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), inputs.config_hash.to_owned())]);
+    let annotations = BTreeMap::from([
+        (CONFIG_HASH_ANNOTATION.to_owned(), inputs.config_hash.to_owned()),
+        (CONFIG_SIZE_ANNOTATION.to_owned(), config_size(inputs.config.len())),
+    ]);
     ConfigMap {
         metadata: owner.metadata(Some(annotations)),
-        data: Some(BTreeMap::from([(CONFIG_KEY.to_owned(), inputs.config_json.to_owned())])),
+        binary_data: Some(BTreeMap::from([(COMPRESSED_CONFIG_KEY.to_owned(), ByteString(inputs.config.to_vec()))])),
         ..ConfigMap::default()
     }
+}
+
+/// The share of [`MAX_COMPRESSED_BYTES`] a compressed configuration takes, rounded up to a whole
+/// percent.
+pub fn config_usage(bytes: usize) -> String {
+    format!("{}% of {} KiB", (bytes * 100).div_ceil(MAX_COMPRESSED_BYTES), MAX_COMPRESSED_BYTES / 1024)
+}
+
+/// A compressed configuration's size against [`MAX_COMPRESSED_BYTES`], for people.
+pub fn config_size(bytes: usize) -> String {
+    format!("{bytes} bytes compressed of {MAX_COMPRESSED_BYTES} ({} left)", MAX_COMPRESSED_BYTES.saturating_sub(bytes))
 }
 
 fn service_account(owner: &Owner) -> ServiceAccount {
@@ -626,12 +640,12 @@ spec:
     fn render_with(account: &MessagingAccount, config_json: &str, config_hash: &str, secret_versions: &str) -> GatewayObjects {
         let (secret_env, image) = (credentials(), image());
         let endpoints = ProviderEndpoints::default();
-        let inputs = Inputs { account, config_json, config_hash, secret_env: &secret_env, secret_versions, image: &image, endpoints: &endpoints };
+        let inputs = Inputs { account, config: config_json.as_bytes(), config_hash, secret_env: &secret_env, secret_versions, image: &image, endpoints: &endpoints };
         render(&inputs).expect("the account renders")
     }
 
     fn try_render(account: &MessagingAccount, secret_env: &[SecretEnv]) -> Result<GatewayObjects, RenderError> {
-        render(&Inputs { account, config_json: "{}", config_hash: "h", secret_env, secret_versions: "", image: &image(), endpoints: &ProviderEndpoints::default() })
+        render(&Inputs { account, config: b"{}", config_hash: "h", secret_env, secret_versions: "", image: &image(), endpoints: &ProviderEndpoints::default() })
     }
 
     fn render_account(account: &MessagingAccount) -> GatewayObjects {
@@ -710,8 +724,12 @@ spec:
     #[test]
     fn config_map_holds_the_document_and_its_hash() {
         let config_map = render_account(&account()).config_map;
-        assert_eq!(config_map.data, Some(BTreeMap::from([(CONFIG_KEY.to_owned(), r#"{"version":1}"#.to_owned())])));
-        assert_eq!(config_map.metadata.annotations.unwrap()["switchboard.dev/config-hash"], "abc123");
+        let document = ByteString(br#"{"version":1}"#.to_vec());
+        assert_eq!((config_map.data, config_map.binary_data), (None, Some(BTreeMap::from([("config.json.gz".to_owned(), document)]))));
+        let annotations = config_map.metadata.annotations.unwrap();
+        assert_eq!(annotations["switchboard.dev/config-hash"], "abc123");
+        assert_eq!(annotations["switchboard.dev/config-size"], "13 bytes compressed of 1044480 (1044467 left)");
+        assert_eq!((config_usage(13), config_usage(522_240), config_usage(MAX_COMPRESSED_BYTES)), ("1% of 1020 KiB".into(), "50% of 1020 KiB".into(), "100% of 1020 KiB".into()));
     }
 
     #[test]
@@ -879,7 +897,7 @@ spec:
         let (secret_env, image) = (credentials(), image());
         let account = bare_account();
         let endpoints = ProviderEndpoints::all_at(url::Url::parse("http://switchboard-simulator.dev.svc:8089").unwrap());
-        let inputs = Inputs { account: &account, config_json: "{}", config_hash: "h", secret_env: &secret_env, secret_versions: "", image: &image, endpoints: &endpoints };
+        let inputs = Inputs { account: &account, config: b"{}", config_hash: "h", secret_env: &secret_env, secret_versions: "", image: &image, endpoints: &endpoints };
         let deployment = render(&inputs).unwrap().deployment;
         let args = deployment.spec.template.spec.unwrap().containers[0].args.clone().unwrap();
         let at = args.iter().position(|a| a == "--twilio-content-url").expect("the endpoint flags are passed");

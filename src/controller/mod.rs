@@ -365,6 +365,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         rules: rules.clone(),
         templates: templates.clone(),
         configs: Configs::new(config_maps),
+        spec_checks: Default::default(),
         metrics,
     });
     let shutdown = shutdown.shared();
@@ -423,7 +424,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         .run(metered(template::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let config_stream = watcher(scoped::<ConfigMap>(c, ns), gateway_watch()).default_backoff().reflect(config_maps_writer).touched_objects();
+    let config_stream =
+        watcher(scoped::<ConfigMap>(c, ns), gateway_watch()).default_backoff().modify(without_managed_fields).reflect(config_maps_writer).touched_objects();
     let (ws_for_account, ws_for_config, ws_for_rule) = (workstreams.clone(), (workstreams.clone(), ctx.clone()), workstreams.clone());
     let workstream_controller = Controller::for_stream(watch::<Workstream>(c, ns, workstreams_writer), workstreams.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
@@ -541,6 +543,7 @@ where
 {
     watcher(scoped::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
+        .modify(without_managed_fields)
         .reflect(writer)
         .inspect(move |event| {
             if let Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object) | watcher::Event::Delete(object)) = event {
@@ -551,6 +554,12 @@ where
         })
         .applied_objects()
         .predicate_filter(worth_reconciling(), PredicateConfig::default())
+}
+
+/// Drops `metadata.managedFields` before an object is cached: nothing here reads them, and for
+/// objects written by several managers they are often larger than the spec.
+fn without_managed_fields<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
 }
 
 /// The accounts in the Secret's namespace that read it.

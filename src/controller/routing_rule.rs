@@ -28,7 +28,7 @@ pub async fn reconcile(rule: Arc<RoutingRule>, ctx: Arc<Context>) -> Result<Acti
 
     let workstream = workstreams.iter().find(|w| w.name_any() == rule.spec.workstream_ref.name);
     let account = workstream.and_then(|w| accounts.iter().find(|a| a.name_any() == w.spec.account_ref.name));
-    let refusal = acceptance::rule(&rule, &workstreams);
+    let refusal = acceptance::rule(&rule, &workstreams, &ctx.spec_checks);
     let generation = rule.metadata.generation;
     let held = match account {
         Some(a) => {
@@ -42,7 +42,7 @@ pub async fn reconcile(rule: Arc<RoutingRule>, ctx: Arc<Context>) -> Result<Acti
         && let Some(ws) = workstream
     {
         let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
-        if let Some(ws_refusal) = acceptance::workstream(ws, &accounts, &workstreams, &templates) {
+        if let Some(ws_refusal) = acceptance::workstream(ws, &accounts, &workstreams, &templates, &ctx.spec_checks) {
             let message = format!("Workstream {} is not accepted: {}", ws.name_any(), ws_refusal.message());
             ready = Observation::new(READY, Status::False, "WorkstreamNotAccepted", message);
         }

@@ -15,8 +15,7 @@ use tokio::sync::watch;
 
 use super::metrics::{Metrics, ReloadOutcome};
 use super::runtime::Runtime;
-use crate::config::GatewayConfig;
-use crate::controller::gateway_objects::CONFIG_KEY;
+use crate::config::{self, GatewayConfig};
 use crate::providers::Providers;
 
 /// How often a configuration file is read again.
@@ -25,9 +24,9 @@ const FILE_POLL: Duration = Duration::from_secs(1);
 /// Where the configuration is.
 #[derive(Clone)]
 pub enum Source {
-    /// A JSON file.
+    /// A file: JSON, or the ConfigMap's gzip-compressed document.
     File(PathBuf),
-    /// A ConfigMap's `config.json` key.
+    /// A ConfigMap's document (see [`config::config_map_document`]).
     ConfigMap {
         /// Client for the API server.
         client: Client,
@@ -62,7 +61,7 @@ impl Loader {
         loop {
             match tokio::fs::read(&path).await {
                 Ok(bytes) if last.as_ref() != Some(&bytes) => {
-                    self.load(&String::from_utf8_lossy(&bytes), &path.display().to_string());
+                    self.load(&bytes, &path.display().to_string());
                     last = Some(bytes);
                 }
                 Ok(_) => {}
@@ -76,18 +75,19 @@ impl Loader {
         let api: Api<ConfigMap> = Api::namespaced(client, namespace);
         // The gateway's Role allows list and watch of its own ConfigMap only, by this selector.
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let mut last: Option<String> = None;
+        let mut last: Option<Vec<u8>> = None;
         let mut stream = watcher(api, config).default_backoff().applied_objects().boxed();
         while let Some(item) = stream.next().await {
             match item {
                 Ok(cm) => {
-                    let Some(json) = cm.data.as_ref().and_then(|d| d.get(CONFIG_KEY)) else {
-                        tracing::warn!(config_map = name, key = CONFIG_KEY, "the ConfigMap has no configuration key; keeping the current configuration");
+                    let Some(document) = config::config_map_document(&cm) else {
+                        let keys = format!("binaryData.{} or data.{}", config::COMPRESSED_CONFIG_KEY, config::PLAIN_CONFIG_KEY);
+                        tracing::warn!(config_map = name, keys, "the ConfigMap has no configuration key; keeping the current configuration");
                         continue;
                     };
-                    if last.as_ref() != Some(json) {
-                        self.load(json, &format!("ConfigMap {namespace}/{name}"));
-                        last = Some(json.clone());
+                    if last.as_deref() != Some(document) {
+                        self.load(document, &format!("ConfigMap {namespace}/{name}"));
+                        last = Some(document.to_vec());
                     }
                 }
                 Err(e) => tracing::warn!(config_map = name, error = %e, "watching the configuration failed; retrying"),
@@ -95,8 +95,8 @@ impl Loader {
         }
     }
 
-    fn load(&self, json: &str, origin: &str) {
-        let built = GatewayConfig::from_json(json)
+    fn load(&self, document: &[u8], origin: &str) {
+        let built = GatewayConfig::from_document(document)
             .map_err(Into::into)
             .and_then(|config| Runtime::build(config, &|name| std::env::var(name).ok(), &self.providers));
         match built {

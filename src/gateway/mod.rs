@@ -61,10 +61,12 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 #[derive(Clone, Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["config", "config_map"])))]
 pub struct GatewayArgs {
-    /// Read the configuration from this JSON file (re-read when it changes).
+    /// Read the configuration from this file (JSON, or the ConfigMap's gzip-compressed document;
+    /// re-read when it changes).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Read the configuration from this ConfigMap's `config.json` (watched).
+    /// Read the configuration from this ConfigMap (watched): its `binaryData` key
+    /// `config.json.gz`, as the controller writes it, else a plain `data` key `config.json`.
     #[arg(long)]
     pub config_map: Option<String>,
     /// Namespace of the ConfigMap (the pod's).

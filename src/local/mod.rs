@@ -22,7 +22,8 @@ use kube::{Api, Client};
 use thiserror::Error;
 use tokio::process::Child;
 
-use crate::controller::gateway_objects::{self, CONFIG_KEY};
+use crate::config::{self, PLAIN_CONFIG_KEY};
+use crate::controller::gateway_objects;
 use crate::controller::kube_client;
 use pod::{Placement, PlanError};
 
@@ -103,7 +104,7 @@ pub async fn run(args: RunGatewayArgs, stop: impl Future<Output = ()>) -> Result
     tokio::fs::create_dir_all(&args.state_dir).await.map_err(|source| LocalError::File { path: args.state_dir.clone(), source })?;
     let name = gateway_objects::name(&args.account);
     let placement = Placement {
-        config_file: args.state_dir.join(CONFIG_KEY),
+        config_file: args.state_dir.join(PLAIN_CONFIG_KEY),
         store_file: args.state_dir.join("gateway.db"),
         host: args.listen_host,
         port_offset: args.port_offset,
@@ -260,7 +261,15 @@ async fn follow_config_map(client: Client, namespace: String, name: String, path
     let mut last: Option<String> = None;
     while let Some(event) = stream.next().await {
         let document = match event {
-            Ok(map) => map.data.and_then(|mut d| d.remove(CONFIG_KEY)),
+            // Written out as plain JSON, so that a person can read what the gateway runs.
+            Ok(map) => match config::config_map_document(&map).map(config::document_json) {
+                Some(Ok(json)) => Some(json),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the ConfigMap {name} holds no readable configuration");
+                    None
+                }
+                None => None,
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "watching the ConfigMap {name}");
                 continue;

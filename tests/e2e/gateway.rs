@@ -17,7 +17,7 @@ use crate::harness::{Harness, LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, examples};
 async fn config(h: &Harness, account: &str) -> Option<(GatewayConfig, String)> {
     let api: Api<ConfigMap> = Api::namespaced(h.client.clone(), &h.namespace);
     let cm = api.get_opt(&format!("{account}-gateway")).await.ok()??;
-    let text = cm.data.as_ref()?.get("config.json")?.clone();
+    let text = switchboard::config::document_json(switchboard::config::config_map_document(&cm)?).ok()?;
     Some((GatewayConfig::from_json(&text).ok()?, text))
 }
 
@@ -134,7 +134,8 @@ async fn the_gateway_follows_its_account() {
     // No credential in any ConfigMap of the namespace.
     let config_maps: Api<ConfigMap> = Api::namespaced(h.client.clone(), &h.namespace);
     for cm in config_maps.list(&ListParams::default()).await.unwrap() {
-        let text = serde_json::to_string(&cm.data).unwrap();
+        let document = switchboard::config::config_map_document(&cm).map(|d| switchboard::config::document_json(d).unwrap());
+        let text = format!("{} {}", serde_json::to_string(&cm.data).unwrap(), document.unwrap_or_default());
         for secret in [LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN] {
             assert!(!text.contains(secret), "a credential in ConfigMap {}", cm.name_any());
         }

@@ -20,7 +20,7 @@ mod desk;
 #[path = "../gateway/harness.rs"]
 mod harness;
 
-use harness::{Bed, Provider, Source, line_channel, line_user, metric, tail, workstream};
+use harness::{Bed, Provider, Source, line_channel, line_user, metric, route_rule, tail, workstream};
 
 const CONFIG_MAP: &str = "contoso-line-gateway";
 
@@ -112,6 +112,28 @@ async fn the_gateway_follows_its_config_map_and_keeps_the_last_good_one() {
     let mut names: Vec<&str> = messages.iter().map(|m| m.body["conversation"]["customer"]["displayName"].as_str().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["Ann", "Bob", "Cem"]);
+    // The document as the controller stores it: gzip-compressed under binaryData, here over
+    // 1 MiB of JSON (10,000 rules); it is taken live, and a rule deep in the list routes.
+    let rules: Vec<_> = (0..10_000).map(|i| route_rule(&format!("rule-{i:05}"), i, &format!("topic-{i:05}"), "billing")).collect();
+    let ws = workstream("support-line", line_channel(), &bed.desk.url(), &["general", "billing"], Some("Hello v3, {CustomerName}"), rules);
+    let large: switchboard::config::GatewayConfig = serde_json::from_value(bed.config(vec![ws])).unwrap();
+    let compressed = large.to_compressed();
+    assert!(large.to_json().len() > 1 << 20 && compressed.len() < switchboard::config::MAX_COMPRESSED_BYTES, "{} → {}", large.to_json().len(), compressed.len());
+    let patch = json!({"data": null, "binaryData": {"config.json.gz": k8s_openapi::ByteString(compressed)}});
+    config_maps.patch(CONFIG_MAP, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("the ConfigMap is updated");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bed.metric(r#"switchboard_gateway_config_loads_total{outcome="Applied"}"#).await < 3.0 {
+        assert!(Instant::now() < deadline, "the compressed ConfigMap was not loaded\n{}", tail(&bed.gateway.log(), 30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dan = line_user(4);
+    assert_eq!(bed.line_text(&dan, "Dan", "about topic-09999").await["delivery"]["statusCode"], 200);
+    let greeting = bed.wait_sent("Dan's greeting", |m| m["to"] == dan.as_str()).await;
+    assert_eq!(greeting["body"], "Hello v3, Dan", "the compressed configuration is in use");
+    let routed = bed.desk.wait_messages(4, Duration::from_secs(20)).await;
+    let dans = routed.iter().find(|m| m.body["conversation"]["customer"]["displayName"] == "Dan").expect("Dan's conversation at the desk");
+    assert_eq!((&dans.body["conversation"]["routing"]["queue"], &dans.body["conversation"]["routing"]["routedBy"]), (&json!("billing"), &json!("rule-09999")), "{}", dans.body);
+    assert!(bed.gateway.running() && bed.gateway.pid() == pid, "the same process");
     eprintln!("the_gateway_follows_its_config_map_and_keeps_the_last_good_one: {:.1} s", started.elapsed().as_secs_f64());
     bed.finish().await;
 }

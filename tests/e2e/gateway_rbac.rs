@@ -66,7 +66,7 @@ async fn the_gateway_reads_its_own_config_map_and_nothing_else() {
 
     // Allowed: get, and list and watch narrowed to its name.
     let own = config_maps.get(GATEWAY).await.expect("get of its own ConfigMap");
-    assert!(own.data.unwrap().contains_key("config.json"));
+    assert!(own.binary_data.unwrap().contains_key("config.json.gz"));
     let listed = config_maps.list(&ListParams::default().fields(&by_name)).await.expect("list by its name");
     assert_eq!(listed.items.iter().map(|c| c.name_any()).collect::<Vec<_>>(), [GATEWAY]);
     let version = listed.metadata.resource_version.unwrap();

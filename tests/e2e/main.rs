@@ -11,6 +11,7 @@ mod gateway;
 mod gateway_configmap;
 mod gateway_rbac;
 mod harness;
+mod large_config;
 mod leader;
 mod metrics;
 mod namespaced;
