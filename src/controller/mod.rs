@@ -424,8 +424,19 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         .run(metered(template::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
 
-    let config_stream =
-        watcher(scoped::<ConfigMap>(c, ns), gateway_watch()).default_backoff().modify(without_managed_fields).reflect(config_maps_writer).touched_objects();
+    // Rules follow the same reflected stream, after the store has each ConfigMap: they judge the
+    // configuration by the store alone.
+    let (to_rules_config, config_changes_for_rules) = unbounded::<ConfigMap>();
+    let config_stream = watcher(scoped::<ConfigMap>(c, ns), gateway_watch())
+        .default_backoff()
+        .modify(without_managed_fields)
+        .reflect(config_maps_writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm) | watcher::Event::Delete(cm)) = event {
+                let _ = to_rules_config.unbounded_send(cm.clone());
+            }
+        })
+        .touched_objects();
     let (ws_for_account, ws_for_config, ws_for_rule) = (workstreams.clone(), (workstreams.clone(), ctx.clone()), workstreams.clone());
     let workstream_controller = Controller::for_stream(watch::<Workstream>(c, ns, workstreams_writer), workstreams.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
@@ -442,9 +453,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     let rule_controller = Controller::for_stream(watch::<RoutingRule>(c, ns, rules_writer), rules.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
         .watches_stream(metadata::<Workstream>(c, ns, None), move |ws| rules_of(&rules_for_ws, &ws))
-        .watches_stream(watcher(scoped::<ConfigMap>(c, ns), gateway_watch()).default_backoff().touched_objects(), move |cm| {
-            stale_rules(&rules_for_config.0, &rules_for_config.1, &cm)
-        })
+        .watches_stream(config_changes_for_rules.map(Ok::<_, watcher::Error>), move |cm| stale_rules(&rules_for_config.0, &rules_for_config.1, &cm))
         .watches_stream(readiness_changes(account_changes_for_rules), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
         .graceful_shutdown_on(shutdown.clone())
         .run(metered(routing_rule::reconcile), error_policy, ctx)
@@ -622,7 +631,7 @@ fn stale_workstreams(workstreams: &Store<Workstream>, ctx: &Context, config_map:
     workstreams
         .state()
         .iter()
-        .filter(|w| w.namespace() == namespace && w.spec.account_ref.name == config.account.name)
+        .filter(|w| w.namespace() == namespace && w.spec.account_ref.name == config.account)
         .filter(|w| !ready_now(w.status.as_ref().map_or(&[][..], |s| &s.conditions), w.metadata.generation))
         .map(|w| ObjectRef::from_obj(&**w))
         .collect()
@@ -632,11 +641,10 @@ fn stale_workstreams(workstreams: &Store<Workstream>, ctx: &Context, config_map:
 fn stale_rules(rules: &Store<RoutingRule>, ctx: &Context, config_map: &ConfigMap) -> Vec<ObjectRef<RoutingRule>> {
     let Some(config) = ctx.configs.parse(config_map) else { return Vec::new() };
     let namespace = config_map.namespace();
-    let mine: Vec<&str> = config.workstreams.iter().map(|w| w.name.as_str()).collect();
     rules
         .state()
         .iter()
-        .filter(|r| r.namespace() == namespace && mine.contains(&r.spec.workstream_ref.name.as_str()))
+        .filter(|r| r.namespace() == namespace && config.has_workstream(&r.spec.workstream_ref.name))
         .filter(|r| !ready_now(r.status.as_ref().map_or(&[][..], |s| &s.conditions), r.metadata.generation))
         .map(|r| ObjectRef::from_obj(&**r))
         .collect()

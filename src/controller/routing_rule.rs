@@ -30,13 +30,8 @@ pub async fn reconcile(rule: Arc<RoutingRule>, ctx: Arc<Context>) -> Result<Acti
     let account = workstream.and_then(|w| accounts.iter().find(|a| a.name_any() == w.spec.account_ref.name));
     let refusal = acceptance::rule(&rule, &workstreams, &ctx.spec_checks);
     let generation = rule.metadata.generation;
-    let held = match account {
-        Some(a) => {
-            let (ws_name, rule_name) = (&rule.spec.workstream_ref.name, rule.name_any());
-            held_generation(&ctx, &namespace, &a.name_any(), generation, |c| c.rule_generation(ws_name, &rule_name)).await?
-        }
-        None => None,
-    };
+    let (ws_name, rule_name) = (&rule.spec.workstream_ref.name, rule.name_any());
+    let held = account.and_then(|a| held_generation(&ctx, &namespace, &a.name_any(), |c| c.rule_generation(ws_name, &rule_name)));
     let (accepted, mut ready) = verdict(refusal.as_ref(), account, generation, held, "gateway configuration");
     if refusal.is_none()
         && let Some(ws) = workstream

@@ -18,7 +18,7 @@ use super::status;
 use super::{Error, object_key};
 use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::{MessagingAccount, Workstream};
-use crate::config::GatewayConfig;
+use super::configs::Held;
 
 /// Condition: the spec is valid and its references resolve.
 pub const ACCEPTED: &str = "Accepted";
@@ -44,7 +44,7 @@ pub async fn reconcile(ws: Arc<Workstream>, ctx: Arc<Context>) -> Result<Action,
 
     let generation = ws.metadata.generation;
     let held = match account {
-        Some(a) => held_generation(&ctx, &namespace, &a.name_any(), generation, |c| c.workstream_generation(&ws.name_any())).await?,
+        Some(a) => held_generation(&ctx, &namespace, &a.name_any(), |c| c.workstream_generation(&ws.name_any())),
         None => None,
     };
     let (accepted, ready) = verdict(refusal.as_ref(), account, generation, held, "gateway configuration");
@@ -64,20 +64,11 @@ pub async fn reconcile(ws: Arc<Workstream>, ctx: Arc<Context>) -> Result<Action,
     Ok(Action::await_change())
 }
 
-/// The generation of an object the account's configuration holds: from the watch cache, or,
-/// when that does not hold `generation` yet, from the API server (the cache may lag).
-pub async fn held_generation(
-    ctx: &Context,
-    namespace: &str,
-    account: &str,
-    generation: Option<i64>,
-    lookup: impl Fn(&GatewayConfig) -> Option<i64>,
-) -> Result<Option<i64>, Error> {
-    let cached = ctx.configs.of(namespace, account).and_then(|c| lookup(&c));
-    if cached.is_some() && cached == generation {
-        return Ok(cached);
-    }
-    Ok(ctx.configs.fresh(&ctx.client, namespace, account).await?.and_then(|c| lookup(&c)))
+/// The generation of an object the account's configuration holds, from the watch cache: the
+/// reconcilers that ask follow the ConfigMap watch after the cache has each change, so a change
+/// that makes the answer new wakes them again.
+pub fn held_generation(ctx: &Context, namespace: &str, account: &str, lookup: impl Fn(&Held) -> Option<i64>) -> Option<i64> {
+    ctx.configs.of(namespace, account).and_then(|held| lookup(&held))
 }
 
 /// Accepted and Ready of an object that the account's gateway configuration carries: accepted

@@ -119,11 +119,11 @@ async fn ready_rules(rules: &Api<RoutingRule>, prefix: &str) -> usize {
         .count()
 }
 
-/// Waits until `total` rules of `prefix` are Ready (at most 10 minutes); how long it took.
-async fn until_ready(rules: &Api<RoutingRule>, prefix: &str, total: usize) -> (usize, Duration) {
+/// Waits until `total` rules of `prefix` are Ready (at most `limit`); how long it took.
+async fn until_ready(rules: &Api<RoutingRule>, prefix: &str, total: usize, limit: Duration) -> (usize, Duration) {
     let start = Instant::now();
     let mut ready = 0;
-    while start.elapsed() < Duration::from_secs(600) {
+    while start.elapsed() < limit {
         ready = ready_rules(rules, prefix).await;
         if ready == total {
             break;
@@ -181,7 +181,7 @@ async fn main() {
     h.wait_condition(&accounts, "bench", "CredentialsValid", "True", "Valid").await;
     let docs: Vec<Value> = (0..WORKSTREAMS).flat_map(|w| (0..RULES_PER_WORKSTREAM).map(move |r| rule("ws", w, r, "refund"))).collect();
     let applied = kubectl_apply(&h, docs);
-    let (ready, after_apply) = until_ready(&rules, "ws-", total).await;
+    let (ready, after_apply) = until_ready(&rules, "ws-", total, Duration::from_secs(120)).await;
     println!(
         "cluster_rules (1): {total} rules in one kubectl apply ({:.1} s); {ready}/{total} Ready {:.2} s after it returned (target 3 s: {})",
         applied.as_secs_f64(),
@@ -231,7 +231,7 @@ async fn main() {
     kubectl_apply(&h, docs);
     let docs: Vec<Value> = (0..BIG_WORKSTREAMS).flat_map(|w| (0..BIG_RULES_PER_WORKSTREAM).map(move |r| rule("big", w, r, "refund"))).collect();
     let applied = kubectl_apply(&h, docs);
-    let (ready, after_apply) = until_ready(&rules, "big-", big_total).await;
+    let (ready, after_apply) = until_ready(&rules, "big-", big_total, Duration::from_secs(300)).await;
     let big = Api::<ConfigMap>::namespaced(h.client.clone(), &h.namespace).get("big-gateway").await.ok();
     let stored = big.as_ref().and_then(switchboard::config::config_map_document).map(<[u8]>::len).unwrap_or_default();
     let size = big.and_then(|cm| cm.metadata.annotations).and_then(|mut a| a.remove("switchboard.dev/config-size")).unwrap_or_default();
