@@ -50,6 +50,50 @@ const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
 /// The two bytes every gzip stream starts with.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// A port the gateway listens on. The controller names the Service's, probes' and Ingress's
+/// ports after it and passes its number in the gateway's flags, which default to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GatewayPort {
+    /// The container port's name.
+    pub name: &'static str,
+    /// Its number.
+    pub number: u16,
+}
+
+impl GatewayPort {
+    /// The address the gateway listens on for this port: every interface.
+    pub fn listen_addr(self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([0, 0, 0, 0], self.number))
+    }
+}
+
+/// The public port: providers' webhooks and the uploaded files they fetch.
+pub const WEBHOOK_PORT: GatewayPort = GatewayPort { name: "webhook", number: 8080 };
+/// The internal port desks and bots call.
+pub const AGENT_API_PORT: GatewayPort = GatewayPort { name: "agent-api", number: 8081 };
+/// `/metrics`, `/healthz` and `/readyz`.
+pub const METRICS_PORT: GatewayPort = GatewayPort { name: "metrics", number: 9090 };
+
+/// The folder of the gateway's volume, where its store lives.
+pub const GATEWAY_STORE_DIR: &str = "/var/lib/switchboard";
+/// The store's file in [`GATEWAY_STORE_DIR`].
+pub const GATEWAY_STORE_PATH: &str = "/var/lib/switchboard/gateway.db";
+
+/// The flags of `switchboard gateway` the controller passes: the gateway's argument parser
+/// declares them by these names, so the two cannot drift apart.
+pub mod gateway_flags {
+    /// The ConfigMap to follow.
+    pub const CONFIG_MAP: &str = "config-map";
+    /// The store's database file.
+    pub const STORE: &str = "store";
+    /// Address of the webhook server.
+    pub const WEBHOOK_ADDR: &str = "webhook-addr";
+    /// Address of the agent API.
+    pub const AGENT_API_ADDR: &str = "agent-api-addr";
+    /// Address of the metrics and health server.
+    pub const METRICS_ADDR: &str = "metrics-addr";
+}
+
 /// Environment variable holding a LINE account's channel secret.
 pub const LINE_CHANNEL_SECRET_ENV: &str = "SWITCHBOARD_LINE_CHANNEL_SECRET";
 /// Environment variable holding a LINE account's channel access token.

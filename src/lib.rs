@@ -5,10 +5,12 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod api;
+pub mod backoff;
 pub mod check;
 pub mod config;
 pub mod controller;
 pub mod gateway;
+pub mod kube_client;
 pub mod local;
 pub mod metrics;
 pub mod providers;

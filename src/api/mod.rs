@@ -7,6 +7,7 @@ pub mod common;
 pub mod conditions;
 pub mod crds;
 pub mod duration;
+pub mod field_error;
 pub mod references;
 pub mod routing_rule;
 pub mod template;

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use super::account::MessagingAccount;
 use super::routing_rule::RoutingRule;
 use super::template::MessageTemplate;
-use super::validation::FieldError;
+use super::field_error::FieldError;
 use super::workstream::Workstream;
 
 /// Identifies an object: kind, namespace, name.

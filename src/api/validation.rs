@@ -4,7 +4,6 @@
 //! ignore CEL rules).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::sync::OnceLock;
 
 use jsonschema::error::ValidationErrorKind;
@@ -12,6 +11,7 @@ use kube::core::cel::{CompiledSchema, Validator, compile_schema};
 use regex::Regex;
 use serde_json::Value;
 
+use super::field_error::FieldError;
 use super::account::MessagingAccountSpec;
 use super::crds::Kind;
 use super::duration;
@@ -19,28 +19,6 @@ use super::routing_rule::RoutingRuleSpec;
 use super::template::MessageTemplateSpec;
 use super::workstream::WorkstreamSpec;
 use crate::routing::compile::compile_match;
-
-/// A problem with one field of an object.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FieldError {
-    /// Path of the field, e.g. `spec.routeTo.split`.
-    pub field: String,
-    /// What is wrong, for people.
-    pub message: String,
-}
-
-impl FieldError {
-    /// Builds a field error.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
 
 /// Which public URLs are acceptable for webhooks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

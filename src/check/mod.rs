@@ -13,7 +13,8 @@ use crate::api::channels;
 use crate::config;
 use crate::api::crds::Kind;
 use crate::api::references::{self, Missing, ObjectKey};
-use crate::api::validation::{self, FieldError, UrlPolicy};
+use crate::api::field_error::FieldError;
+use crate::api::validation::{self, UrlPolicy};
 use crate::api::{GROUP, MessageTemplate, MessagingAccount, RoutingRule, SecretKeyReference, VERSION, Workstream};
 use load::Document;
 

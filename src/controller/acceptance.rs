@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::api::crds::Kind;
 use crate::api::references::{self, Missing};
-use crate::api::validation::{self, FieldError};
+use crate::api::field_error::FieldError;
+use crate::api::validation;
 use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
 
 /// Why an object is not accepted.

@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use url::Url;
 
 use super::acceptance;
-use super::backoff::jittered;
+use crate::backoff::jittered;
 use super::cleanup::{self, Abandon};
 use super::context::{CloudRegion, Context, Verified};
 use super::channels::{self, CHANNEL_IN_USE};
@@ -26,7 +26,8 @@ use super::{Error, Next, next_action, object_key, retry_delay, with_finalizer};
 use crate::api::account::{LineAccount, LineIdentity, NumberStatus, Registration, TwilioIdentity, TwilioWhatsAppAccount};
 use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::crds::Kind;
-use crate::api::validation::{self, FieldError};
+use crate::api::field_error::FieldError;
+use crate::api::validation;
 use crate::api::{MessagingAccount, MessagingAccountStatus, SecretKeyReference};
 use crate::providers::twilio::{AccountStatus, AccountType};
 use crate::providers::{LineClient, LineCredentials, ProviderError, TwilioClient, TwilioCredentials};

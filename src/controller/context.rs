@@ -9,7 +9,7 @@ use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 
-use super::backoff::{Backoff, Failures};
+use crate::backoff::{Backoff, Failures};
 use super::acceptance::SpecChecks;
 use super::configs::Configs;
 use super::gateway_objects::GatewayImage;

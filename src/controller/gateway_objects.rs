@@ -26,7 +26,10 @@ use kube::Resource;
 
 use crate::api::account::{GatewayIngress, GatewayStorage};
 use crate::api::MessagingAccount;
-use crate::config::{COMPRESSED_CONFIG_KEY, MAX_COMPRESSED_BYTES, SecretEnv};
+use crate::config::{
+    AGENT_API_PORT as AGENT_API, COMPRESSED_CONFIG_KEY, GATEWAY_STORE_DIR, GATEWAY_STORE_PATH, GatewayPort, MAX_COMPRESSED_BYTES, METRICS_PORT as METRICS,
+    SecretEnv, WEBHOOK_PORT as WEBHOOK, gateway_flags,
+};
 use crate::providers::ProviderEndpoints;
 
 /// The field manager of the controller's server-side applies. Keeping one name lets each apply
@@ -48,19 +51,8 @@ const CONTAINER: &str = "gateway";
 const NONROOT: i64 = 65532;
 
 const STORE_VOLUME: &str = "store";
-const STORE_DIR: &str = "/var/lib/switchboard";
 const TMP_VOLUME: &str = "tmp";
 
-/// A port the gateway listens on, named so that the Service, the probes and the Ingress follow
-/// the container rather than a number.
-struct Port {
-    name: &'static str,
-    number: i32,
-}
-
-const WEBHOOK: Port = Port { name: "webhook", number: 8080 };
-const AGENT_API: Port = Port { name: "agent-api", number: 8081 };
-const METRICS: Port = Port { name: "metrics", number: 9090 };
 
 /// The gateway's container image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -343,9 +335,9 @@ fn tcp() -> Option<String> {
 }
 
 fn service(owner: &Owner) -> Service {
-    let port = |p: Port| ServicePort {
+    let port = |p: GatewayPort| ServicePort {
         name: Some(p.name.to_owned()),
-        port: p.number,
+        port: i32::from(p.number),
         target_port: Some(IntOrString::String(p.name.to_owned())),
         protocol: tcp(),
         ..ServicePort::default()
@@ -434,18 +426,19 @@ fn empty_dir(name: &str) -> Volume {
 }
 
 fn container(owner: &Owner, inputs: &Inputs) -> Container {
-    let listen = |p: Port| format!("0.0.0.0:{}", p.number);
+    let flag = |name: &str| format!("--{name}");
+    let listen = |p: GatewayPort| p.listen_addr().to_string();
     let args: Vec<String> = [
         "gateway".to_owned(),
-        "--config-map".to_owned(),
+        flag(gateway_flags::CONFIG_MAP),
         owner.name.clone(),
-        "--store".to_owned(),
-        format!("{STORE_DIR}/gateway.db"),
-        "--webhook-addr".to_owned(),
+        flag(gateway_flags::STORE),
+        GATEWAY_STORE_PATH.to_owned(),
+        flag(gateway_flags::WEBHOOK_ADDR),
         listen(WEBHOOK),
-        "--agent-api-addr".to_owned(),
+        flag(gateway_flags::AGENT_API_ADDR),
         listen(AGENT_API),
-        "--metrics-addr".to_owned(),
+        flag(gateway_flags::METRICS_ADDR),
         listen(METRICS),
     ]
     .into_iter()
@@ -465,9 +458,9 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         }),
         ..EnvVar::default()
     });
-    let port = |p: Port| ContainerPort {
+    let port = |p: GatewayPort| ContainerPort {
         name: Some(p.name.to_owned()),
-        container_port: p.number,
+        container_port: i32::from(p.number),
         protocol: tcp(),
         ..ContainerPort::default()
     };
@@ -491,7 +484,7 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![mount(STORE_VOLUME, STORE_DIR), mount(TMP_VOLUME, "/tmp")]),
+        volume_mounts: Some(vec![mount(STORE_VOLUME, GATEWAY_STORE_DIR), mount(TMP_VOLUME, "/tmp")]),
         ..Container::default()
     }
 }

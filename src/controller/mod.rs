@@ -5,7 +5,6 @@
 mod acceptance;
 pub mod account;
 mod channels;
-pub mod backoff;
 mod cleanup;
 mod configs;
 pub mod context;
@@ -39,20 +38,20 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Servi
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, PredicateConfig, WatchStreamExt, predicates, watcher};
-use kube::{Api, Client, Config, Resource, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::validation::UrlPolicy;
 use crate::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream, duration};
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
-use backoff::{Backoff, jittered};
+use crate::backoff::{Backoff, jittered};
+use crate::kube_client::kube_client;
 use configs::Configs;
 use context::{CloudRegion, Context, Settings};
 use gateway_objects::GatewayImage;
@@ -158,19 +157,6 @@ impl ControllerArgs {
     async fn client(&self) -> Result<Client, ControllerError> {
         Ok(kube_client(self.kubeconfig.as_deref()).await?)
     }
-}
-
-/// A client from a kubeconfig file, or else the in-cluster configuration or $KUBECONFIG (the
-/// gateway connects the same way).
-pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<Client, kube::Error> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(kube::Error::from)?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(kube::Error::from)?
-        }
-        None => Config::infer().await.map_err(kube::Error::InferConfig)?,
-    };
-    Client::try_from(config)
 }
 
 /// Why the controller could not start.

@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 
 use super::acceptance;
 use super::account::CREDENTIALS_VALID;
-use super::backoff::jittered;
+use crate::backoff::jittered;
 use super::cleanup::{self, Abandon};
 use super::context::Context;
 use super::provider_status::{self, Retry};
@@ -26,7 +26,8 @@ use crate::api::conditions::{self, Observation, READY, Status};
 use crate::api::crds::Kind;
 use crate::api::references::{self, Missing};
 use crate::api::template::{Approval, DeletionPolicy, LocalizationStatus};
-use crate::api::validation::{self, FieldError};
+use crate::api::field_error::FieldError;
+use crate::api::validation;
 use crate::api::{MessageTemplate, MessageTemplateStatus, MessagingAccount};
 use crate::providers::twilio::{Content, ContentTypes, NewContent, TextContent};
 use crate::providers::{ProviderError, TwilioClient, TwilioCredentials};

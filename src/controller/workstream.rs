@@ -112,7 +112,7 @@ pub fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::validation::FieldError;
+    use crate::api::field_error::FieldError;
 
     fn account(ready: Option<&str>) -> MessagingAccount {
         let mut account: MessagingAccount = serde_json::from_value(serde_json::json!({

@@ -22,7 +22,7 @@ use super::metrics::{AttemptOutcome, Metrics};
 use super::processor::now_ms;
 use super::runtime::Runtime;
 use super::sender::retry_delay;
-use crate::controller::backoff::Backoff;
+use crate::backoff::Backoff;
 use super::store::{Store, StoreError};
 
 /// Events taken per round.

@@ -45,8 +45,9 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::api::duration;
-use crate::controller::backoff::Backoff;
-use crate::controller::kube_client;
+use crate::config::{AGENT_API_PORT, GATEWAY_STORE_PATH, METRICS_PORT, WEBHOOK_PORT, gateway_flags};
+use crate::backoff::Backoff;
+use crate::kube_client::kube_client;
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
 use crate::serve::{self, Port};
 use config_source::{Loader, Source};
@@ -67,7 +68,7 @@ pub struct GatewayArgs {
     pub config: Option<PathBuf>,
     /// Read the configuration from this ConfigMap (watched): its `binaryData` key
     /// `config.json.gz`, as the controller writes it, else a plain `data` key `config.json`.
-    #[arg(long)]
+    #[arg(long = gateway_flags::CONFIG_MAP)]
     pub config_map: Option<String>,
     /// Namespace of the ConfigMap (the pod's).
     #[arg(long, env = "POD_NAMESPACE")]
@@ -76,20 +77,20 @@ pub struct GatewayArgs {
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// The store's database file (SQLite); its folder must exist.
-    #[arg(long, default_value = "/var/lib/switchboard/gateway.db")]
+    #[arg(long = gateway_flags::STORE, default_value = GATEWAY_STORE_PATH)]
     pub store: PathBuf,
     /// When a recorded webhook is answered: `full` after fsync (survives a power cut), `process`
     /// once the operating system has it (survives the process being killed; faster on slow disks).
     #[arg(long, value_enum, default_value_t)]
     pub store_durability: Durability,
     /// Address of the webhook server.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    #[arg(long = gateway_flags::WEBHOOK_ADDR, default_value_t = WEBHOOK_PORT.listen_addr())]
     pub webhook_addr: SocketAddr,
     /// Address of the agent API (internal: desks and bots call it).
-    #[arg(long, default_value = "0.0.0.0:8081")]
+    #[arg(long = gateway_flags::AGENT_API_ADDR, default_value_t = AGENT_API_PORT.listen_addr())]
     pub agent_api_addr: SocketAddr,
     /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "0.0.0.0:9090")]
+    #[arg(long = gateway_flags::METRICS_ADDR, default_value_t = METRICS_PORT.listen_addr())]
     pub metrics_addr: SocketAddr,
     /// Provider base URLs (point them at `switchboard simulate` for development).
     #[command(flatten)]

@@ -31,7 +31,7 @@ use super::outbound::{self, Author, CREDENTIALS_REJECTED, OutContent, OutboundMe
 use super::processor::now_ms;
 use super::runtime::{Provider, Runtime, Workstream};
 use super::store::{Store, StoreError};
-use crate::controller::backoff::Backoff;
+use crate::backoff::Backoff;
 use crate::providers::ProviderError;
 use crate::providers::line::{PushOutcome, SendOptions};
 use crate::providers::twilio::{MessageSender, OutgoingMessage};

@@ -24,7 +24,7 @@ use tokio::process::Child;
 
 use crate::config::{self, PLAIN_CONFIG_KEY};
 use crate::controller::gateway_objects;
-use crate::controller::kube_client;
+use crate::kube_client::kube_client;
 use pod::{Placement, PlanError};
 
 /// How often the Deployment is read again.

@@ -5,7 +5,7 @@ use regex::{Regex, RegexBuilder};
 use thiserror::Error;
 
 use crate::api::routing_rule::{MatchCondition, Operator, RoutingRuleSpec};
-use crate::api::validation::FieldError;
+use crate::api::field_error::FieldError;
 
 /// Compiled regular expressions are bounded so that a rule cannot make the gateway slow.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;

@@ -51,7 +51,7 @@ use thiserror::Error;
 
 use super::compile::{CompiledCondition, CompiledMatch, Field, Test, compile_match};
 use crate::api::routing_rule::{Classification, Match, Priority, RouteTo, RoutingRuleSpec, SplitTarget};
-use crate::api::validation::FieldError;
+use crate::api::field_error::FieldError;
 use crate::config::{RuleConfig, RulesConfig};
 
 /// One rule, ready to evaluate.

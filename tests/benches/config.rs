@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchboard::api::{MessageTemplate, MessagingAccount, RoutingRule, Workstream};
 use switchboard::config;
-use switchboard::api::validation::FieldError;
+use switchboard::api::field_error::FieldError;
 use switchboard::routing::compile::{CompiledMatch, compile_match};
 
 const WORKSTREAMS: usize = 50;
