@@ -27,8 +27,8 @@ use kube::Resource;
 use crate::api::account::{GatewayIngress, GatewayStorage};
 use crate::api::MessagingAccount;
 use crate::config::{
-    AGENT_API_PORT as AGENT_API, COMPRESSED_CONFIG_KEY, GATEWAY_STORE_DIR, GATEWAY_STORE_PATH, GatewayPort, MAX_COMPRESSED_BYTES, METRICS_PORT as METRICS,
-    SecretEnv, WEBHOOK_PORT as WEBHOOK, gateway_flags,
+    AGENT_API_PORT, COMPRESSED_CONFIG_KEY, GATEWAY_STORE_DIR, GATEWAY_STORE_PATH, GatewayPort, MAX_COMPRESSED_BYTES, METRICS_PORT, SecretEnv,
+    WEBHOOK_PORT, gateway_flags,
 };
 use crate::providers::ProviderEndpoints;
 
@@ -52,7 +52,6 @@ const NONROOT: i64 = 65532;
 
 const STORE_VOLUME: &str = "store";
 const TMP_VOLUME: &str = "tmp";
-
 
 /// The gateway's container image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,7 +346,7 @@ fn service(owner: &Owner) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_owned()),
             selector: Some(labels(&owner.account)),
-            ports: Some(vec![port(WEBHOOK), port(AGENT_API), port(METRICS)]),
+            ports: Some(vec![port(WEBHOOK_PORT), port(AGENT_API_PORT), port(METRICS_PORT)]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -435,11 +434,11 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         flag(gateway_flags::STORE),
         GATEWAY_STORE_PATH.to_owned(),
         flag(gateway_flags::WEBHOOK_ADDR),
-        listen(WEBHOOK),
+        listen(WEBHOOK_PORT),
         flag(gateway_flags::AGENT_API_ADDR),
-        listen(AGENT_API),
+        listen(AGENT_API_PORT),
         flag(gateway_flags::METRICS_ADDR),
-        listen(METRICS),
+        listen(METRICS_PORT),
     ]
     .into_iter()
     .chain(inputs.endpoints.non_default_args())
@@ -471,7 +470,7 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         image_pull_policy: inputs.image.pull_policy.clone(),
         args: Some(args),
         env: Some(fixed_env().into_iter().chain(credentials).collect()),
-        ports: Some(vec![port(WEBHOOK), port(AGENT_API), port(METRICS)]),
+        ports: Some(vec![port(WEBHOOK_PORT), port(AGENT_API_PORT), port(METRICS_PORT)]),
         liveness_probe: Some(probe("/healthz")),
         readiness_probe: Some(probe("/readyz")),
         // After a crash the store may recover its journal before the server answers; liveness
@@ -493,7 +492,7 @@ fn probe(path: &str) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
-            port: IntOrString::String(METRICS.name.to_owned()),
+            port: IntOrString::String(METRICS_PORT.name.to_owned()),
             ..HTTPGetAction::default()
         }),
         ..Probe::default()
@@ -542,7 +541,7 @@ fn ingress(owner: &Owner, spec: &GatewayIngress) -> Ingress {
         backend: IngressBackend {
             service: Some(IngressServiceBackend {
                 name: owner.name.clone(),
-                port: Some(ServiceBackendPort { name: Some(WEBHOOK.name.to_owned()), ..ServiceBackendPort::default() }),
+                port: Some(ServiceBackendPort { name: Some(WEBHOOK_PORT.name.to_owned()), ..ServiceBackendPort::default() }),
             }),
             ..IngressBackend::default()
         },
