@@ -23,6 +23,12 @@ impl Backoff {
         let raw = self.min.saturating_mul(1u32 << doublings).min(self.max);
         raw.mul_f64(jitter.clamp(0.5, 1.0))
     }
+
+    /// The delay before attempt `attempts + 1` of a queued item: doubling from `min`, capped,
+    /// without jitter (the retries of one gateway are few).
+    pub fn after_attempts(&self, attempts: u32) -> Duration {
+        self.delay(attempts.saturating_add(1), 1.0)
+    }
 }
 
 /// Consecutive failures per object, keyed by a string that names it.
@@ -73,6 +79,15 @@ mod tests {
         assert_eq!(BACKOFF.delay(4, 1.0), Duration::from_secs(40));
         assert_eq!(BACKOFF.delay(7, 1.0), Duration::from_secs(300));
         assert_eq!(BACKOFF.delay(u32::MAX, 1.0), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn retries_after_attempts_double_and_are_capped() {
+        let b = Backoff { min: Duration::from_secs(1), max: Duration::from_secs(60) };
+        assert_eq!(b.after_attempts(0), Duration::from_secs(1));
+        assert_eq!(b.after_attempts(3), Duration::from_secs(8));
+        assert_eq!(b.after_attempts(10), Duration::from_secs(60));
+        assert_eq!(b.after_attempts(u32::MAX), Duration::from_secs(60));
     }
 
     #[test]

@@ -4,9 +4,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use switchboard::gateway::event::{Attachment, EventKind, InboundEvent, Message};
-use switchboard::gateway::signature::{SignatureError, verify_line, verify_twilio};
-use switchboard::gateway::{line_webhook, twilio_webhook};
+use switchboard::gateway::channels::{SignatureError, line, twilio};
+use switchboard::gateway::model::event::{Attachment, EventKind, InboundEvent, Message};
 use switchboard::signing;
 
 const RECEIVED: i64 = 1_700_000_000_000;
@@ -169,19 +168,19 @@ proptest! {
     #[test]
     fn nothing_panics_on_arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..256), header in prop::option::of(".{0,40}"),
                                          url in ".{0,40}", json_body in any::<bool>()) {
-        let _ = line_webhook::parse(&body, RECEIVED);
-        let _ = twilio_webhook::parse_form(&body, RECEIVED);
-        let _ = twilio_webhook::parse_json(&body, RECEIVED);
-        let _ = verify_line("secret", &body, header.as_deref());
-        let _ = verify_twilio("token", &url, &body, json_body, header.as_deref());
-        let _ = verify_twilio("token", &format!("https://{url}"), &body, json_body, header.as_deref());
+        let _ = line::webhook::parse(&body, RECEIVED);
+        let _ = twilio::webhook::parse_form(&body, RECEIVED);
+        let _ = twilio::webhook::parse_json(&body, RECEIVED);
+        let _ = line::signature::verify("secret", &body, header.as_deref());
+        let _ = twilio::signature::verify("token", &url, &body, json_body, header.as_deref());
+        let _ = twilio::signature::verify("token", &format!("https://{url}"), &body, json_body, header.as_deref());
     }
 
     #[test]
     fn nothing_panics_on_arbitrary_json(value in any_json()) {
         let body = value.to_string().into_bytes();
-        let _ = line_webhook::parse(&body, RECEIVED);
-        let _ = twilio_webhook::parse_json(&body, RECEIVED);
+        let _ = line::webhook::parse(&body, RECEIVED);
+        let _ = twilio::webhook::parse_json(&body, RECEIVED);
     }
 }
 
@@ -192,7 +191,7 @@ proptest! {
     fn line_bodies_keep_every_event_with_an_id(events in prop::collection::vec(event_object(), 0..6)) {
         let body = json!({"destination": "U0123456789abcdef0123456789abcdef", "events": events}).to_string();
         let all_have_ids = events.iter().all(|e| e.get("webhookEventId").is_some_and(Value::is_string));
-        match line_webhook::parse(body.as_bytes(), RECEIVED) {
+        match line::webhook::parse(body.as_bytes(), RECEIVED) {
             Ok(parsed) => {
                 prop_assert!(all_have_ids);
                 prop_assert_eq!(parsed.events.len(), events.len());
@@ -203,20 +202,20 @@ proptest! {
                     }
                 }
             }
-            Err(line_webhook::ParseError::MissingEventId { index }) => prop_assert!(!events[index].get("webhookEventId").is_some_and(Value::is_string)),
+            Err(line::webhook::ParseError::MissingEventId { index }) => prop_assert!(!events[index].get("webhookEventId").is_some_and(Value::is_string)),
             Err(e) => prop_assert!(false, "unexpected error {e}"),
         }
     }
 
     #[test]
     fn twilio_params_parse_or_fail_cleanly(pairs in form_pairs()) {
-        let form = twilio_webhook::parse_form(&form_body(&pairs), RECEIVED);
+        let form = twilio::webhook::parse_form(&form_body(&pairs), RECEIVED);
         let object: Map<String, Value> = pairs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
-        let _ = twilio_webhook::parse_json(Value::Object(object).to_string().as_bytes(), RECEIVED);
+        let _ = twilio::webhook::parse_json(Value::Object(object).to_string().as_bytes(), RECEIVED);
         if let Ok(event) = form {
             let announced = pairs.iter().find(|(k, _)| k == "NumMedia").map_or(0, |(_, v)| v.trim().parse::<usize>().unwrap_or(0));
             prop_assert_eq!(message(&event).attachments.len(), announced);
-            prop_assert!(announced <= twilio_webhook::MAX_MEDIA);
+            prop_assert!(announced <= twilio::webhook::MAX_MEDIA);
         }
     }
 
@@ -224,10 +223,10 @@ proptest! {
     fn a_line_signature_binds_every_byte(body in prop::collection::vec(any::<u8>(), 1..200), secret in ".{1,20}",
                                          index in any::<prop::sample::Index>(), flip in 1u8..=255) {
         let signature = signing::line_signature(&secret, &body);
-        prop_assert_eq!(verify_line(&secret, &body, Some(&signature)), Ok(()));
+        prop_assert_eq!(line::signature::verify(&secret, &body, Some(&signature)), Ok(()));
         let mut tampered = body.clone();
         tampered[index.index(body.len())] ^= flip;
-        prop_assert_eq!(verify_line(&secret, &tampered, Some(&signature)), Err(SignatureError::Invalid));
+        prop_assert_eq!(line::signature::verify(&secret, &tampered, Some(&signature)), Err(SignatureError::Invalid));
     }
 
     #[test]
@@ -236,10 +235,10 @@ proptest! {
         let signed_url = format!("https://gw.example.com{}/hook?bodySHA256={}", if with_port { ":443" } else { "" }, signing::body_sha256_hex(&body));
         let requested = format!("https://gw.example.com/hook?bodySHA256={}", signing::body_sha256_hex(&body));
         let signature = signing::twilio_signature(&token, &signed_url, &[]);
-        prop_assert_eq!(verify_twilio(&token, &requested, &body, true, Some(&signature)), Ok(()));
+        prop_assert_eq!(twilio::signature::verify(&token, &requested, &body, true, Some(&signature)), Ok(()));
         let mut tampered = body.clone();
         tampered[index.index(body.len())] ^= flip;
-        prop_assert_eq!(verify_twilio(&token, &requested, &tampered, true, Some(&signature)), Err(SignatureError::Invalid));
+        prop_assert_eq!(twilio::signature::verify(&token, &requested, &tampered, true, Some(&signature)), Err(SignatureError::Invalid));
     }
 
     /// Twilio signs the decoded parameters, not the bytes: a change that decodes the same (`+`
@@ -250,7 +249,7 @@ proptest! {
         let url = "https://gw.example.com/switchboard/ns/acct/webhook?x=%2F";
         let body = form_body(&pairs);
         let signature = signing::twilio_signature(&token, url, &decoded(&body));
-        prop_assert_eq!(verify_twilio(&token, url, &body, false, Some(&signature)), Ok(()));
+        prop_assert_eq!(twilio::signature::verify(&token, url, &body, false, Some(&signature)), Ok(()));
         prop_assume!(!body.is_empty());
         let mut tampered = body.clone();
         tampered[index.index(body.len())] ^= flip;
@@ -265,7 +264,7 @@ proptest! {
             }
         };
         let expected = if same_params { Ok(()) } else { Err(SignatureError::Invalid) };
-        prop_assert_eq!(verify_twilio(&token, url, &tampered, false, Some(&signature)), expected);
+        prop_assert_eq!(twilio::signature::verify(&token, url, &tampered, false, Some(&signature)), expected);
     }
 }
 
@@ -312,7 +311,7 @@ fn a_realistic_line_body_with_every_message_type() {
             event("E17", json!({"type": "delivery", "delivery": {"data": "pnp"}})),
         ],
     });
-    let parsed = line_webhook::parse(body.to_string().as_bytes(), RECEIVED).expect("parses");
+    let parsed = line::webhook::parse(body.to_string().as_bytes(), RECEIVED).expect("parses");
     assert_eq!(parsed.destination, "Uxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     let ids: Vec<&str> = parsed.events.iter().map(|e| e.provider_event_id.as_str()).collect();
     assert_eq!(ids, (1..=17).map(|n| format!("E{n:02}")).collect::<Vec<_>>());
@@ -384,9 +383,9 @@ fn a_twilio_form_with_three_attachments_keeps_them_in_order() {
     let body = form_body(&pairs);
     let url = "https://gw.example.com/switchboard/support/whatsapp/webhook";
     let signature = signing::twilio_signature("token", url, &pairs);
-    assert_eq!(verify_twilio("token", url, &body, false, Some(&signature)), Ok(()));
+    assert_eq!(twilio::signature::verify("token", url, &body, false, Some(&signature)), Ok(()));
 
-    let event = twilio_webhook::parse_form(&body, RECEIVED).expect("parses");
+    let event = twilio::webhook::parse_form(&body, RECEIVED).expect("parses");
     assert_eq!(event.provider_event_id, "MM0123456789abcdef0123456789abcdef");
     assert_eq!(event.customer.as_ref().and_then(|c| c.display_name.as_deref()), Some("Grace"));
     let message = message(&event);

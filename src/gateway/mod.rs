@@ -8,33 +8,15 @@
 //! metrics and health server. They meet only in the store and in the current
 //! [`runtime::Runtime`].
 
-pub mod actions;
-pub mod agent_api;
-pub mod attachments;
-pub mod automated;
+pub mod channels;
 pub mod clock;
-pub mod config_source;
-pub mod conversation;
-pub mod conversation_store;
-pub mod delivery;
-pub mod desk_event;
-pub mod event;
-pub mod inactivity;
-pub mod intake;
-pub mod line_webhook;
-pub mod media;
+pub mod conversations;
+pub mod http;
 pub mod metrics;
-pub mod outbound;
-pub mod probes;
-pub mod processor;
-pub mod route;
+pub mod model;
 pub mod runtime;
-pub mod sender;
-pub mod signature;
 pub mod store;
-pub mod templates;
-pub mod twilio_webhook;
-pub mod webhook;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,13 +32,12 @@ use crate::config::{AGENT_API_PORT, GATEWAY_STORE_PATH, METRICS_PORT, WEBHOOK_PO
 use crate::kube_client::kube_client;
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
 use crate::serve::{self, Port};
-use config_source::{Loader, Source};
+use clock::Clock;
+use http::{agent_api, media, probes, webhook};
 use metrics::Metrics;
-use processor::Wakers;
 use store::{Durability, Store, StoreError};
-
-/// How often processed events older than the retention are forgotten.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+use workers::config_source::{Loader, Source};
+use workers::{Wakers, delivery, inactivity, processor, prune, sender};
 
 /// Flags of `switchboard gateway`.
 #[derive(Clone, Debug, clap::Args)]
@@ -158,7 +139,8 @@ pub enum GatewayError {
 pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
     let metrics = Arc::new(Metrics::default());
     let observer = Arc::clone(&metrics);
-    let store = Store::open(&args.store, args.store_durability, Box::new(move |jobs, took| observer.commit(jobs, took)))
+    let clock = Clock::system();
+    let store = Store::sqlite(&args.store, args.store_durability, Box::new(move |jobs, took| observer.commit(jobs, took)))
         .map_err(|source| GatewayError::Store { path: args.store.clone(), source })?;
     let providers = Providers::new(args.endpoints.clone(), ClientConfig::default())?;
     let source = match (&args.config, &args.config_map) {
@@ -184,7 +166,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     let agent_state = Arc::new(agent_api::AgentApiState {
         store: store.clone(),
         runtime: runtime.clone(),
-        clock: clock::Clock::system(),
+        clock: clock.clone(),
         wakers: wakers.clone(),
         metrics: Arc::clone(&metrics),
         http: media_client,
@@ -192,7 +174,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Loader { publish, providers, metrics: Arc::clone(&metrics) }.follow(source));
-    tasks.spawn(processor::Processor { store: store.clone(), runtime: runtime.clone(), wakers: wakers.clone() }.run());
+    tasks.spawn(processor::Processor { store: store.clone(), runtime: runtime.clone(), wakers: wakers.clone(), clock: clock.clone() }.run());
     tasks.spawn(
         delivery::Delivery {
             store: store.clone(),
@@ -201,6 +183,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             wake: Arc::clone(&wakers.delivery),
             http: desk_client,
             backoff,
+            clock: clock.clone(),
         }
         .run(),
     );
@@ -213,6 +196,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             delivery: Arc::clone(&wakers.delivery),
             backoff,
             credentials_retry_for: args.credentials_retry_for,
+            clock: clock.clone(),
         }
         .run(),
     );
@@ -223,10 +207,11 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             delivery: Arc::clone(&wakers.delivery),
             sender: Arc::clone(&wakers.sender),
             interval: args.sweep_interval,
+            clock: clock.clone(),
         }
         .run(),
     );
-    tasks.spawn(prune(store.clone(), args.dedup_retention));
+    tasks.spawn(prune::run(store.clone(), args.dedup_retention, clock.clone()));
 
     let webhook_state = Arc::new(webhook::WebhookState {
         store: store.clone(),
@@ -234,7 +219,9 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         metrics: Arc::clone(&metrics),
         processor: Arc::clone(&wakers.processor),
         body_limit: args.body_limit,
+        clock,
     });
+    let media_state = Arc::new(media::MediaState { store: store.clone(), runtime: runtime.clone() });
     let connections = metrics.connections.clone();
     let probe_state = Arc::new(probes::ProbeState { store, runtime, metrics });
     // The public webhook port takes half of the connections the open-file limit allows.
@@ -251,7 +238,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
     let timeouts = args.timeouts;
     tokio::join!(
-        serve::serve(webhooks, webhook::router(webhook_state), timeouts, &connections, shutdown.clone()),
+        serve::serve(webhooks, webhook::router(webhook_state).merge(media::router(media_state)), timeouts, &connections, shutdown.clone()),
         serve::serve(agents, agent_api::router(agent_state), timeouts, &connections, shutdown.clone()),
         serve::serve(probes, probes::router(probe_state), timeouts, &connections, shutdown),
     );
@@ -262,18 +249,4 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
 
 async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Listen { addr, source })
-}
-
-/// Forgets old processed events now and then.
-async fn prune(store: Store, retention: Duration) {
-    let mut tick = tokio::time::interval(PRUNE_INTERVAL);
-    loop {
-        tick.tick().await;
-        let before = processor::now_ms().saturating_sub(retention.as_millis() as i64);
-        match store.run(move |c| Ok((intake::prune(c, before)?, media::prune(c, before)?))).await {
-            Ok((0, 0)) => {}
-            Ok((events, files)) => tracing::info!(events, files, "forgot processed events and uploaded files past the retention"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune processed events and uploaded files"),
-        }
-    }
 }

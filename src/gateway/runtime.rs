@@ -7,12 +7,16 @@ use std::collections::HashMap;
 
 use thiserror::Error;
 
+use super::channels::Channel;
+use super::channels::line::Line;
+use super::channels::twilio::Twilio;
+use super::model::desk_event::AccountRef;
 use crate::api::workstream::Trigger;
 use crate::config::{
     ChannelConfig, ConfigError, GatewayConfig, LINE_CHANNEL_ACCESS_TOKEN_ENV, LINE_CHANNEL_SECRET_ENV, ProviderConfig,
     TWILIO_AUTH_TOKEN_ENV, WorkstreamConfig,
 };
-use crate::providers::{LineClient, LineCredentials, Providers, Secret, TwilioClient, TwilioCredentials};
+use crate::providers::{LineCredentials, Providers, Secret, TwilioCredentials};
 use crate::routing::evaluate::{CompiledRules, RuleCompileError, compile_rules};
 use crate::routing::hours::{self, CompiledHours, HoursError};
 
@@ -45,23 +49,23 @@ pub enum LoadError {
     },
 }
 
-/// The provider side of the account: its client and the secret its webhooks are signed with.
+/// The account's channel: LINE, or Twilio's WhatsApp.
 #[derive(Clone, Debug)]
 pub enum Provider {
     /// A LINE channel.
-    Line {
-        /// Client for the Messaging API.
-        client: LineClient,
-        /// Key of `x-line-signature`.
-        channel_secret: Secret,
-    },
+    Line(Line),
     /// A Twilio account.
-    Twilio {
-        /// Client for the REST API.
-        client: TwilioClient,
-        /// Key of `X-Twilio-Signature`.
-        auth_token: Secret,
-    },
+    Twilio(Twilio),
+}
+
+impl Provider {
+    /// The channel, as the gateway's common interface to it.
+    pub fn channel(&self) -> &dyn Channel {
+        match self {
+            Provider::Line(line) => line,
+            Provider::Twilio(twilio) => twilio,
+        }
+    }
 }
 
 /// One workstream, ready to route.
@@ -101,16 +105,17 @@ impl Runtime {
             env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).map(Secret::new).ok_or_else(|| LoadError::MissingEnv(name.to_owned()))
         };
         let provider = match &config.account.provider {
-            ProviderConfig::Line { .. } => Provider::Line {
+            ProviderConfig::Line { .. } => Provider::Line(Line {
                 client: providers.line(LineCredentials { channel_access_token: secret(LINE_CHANNEL_ACCESS_TOKEN_ENV)? }),
                 channel_secret: secret(LINE_CHANNEL_SECRET_ENV)?,
-            },
+            }),
             ProviderConfig::TwilioWhatsApp { account_sid, .. } => {
                 let auth_token = secret(TWILIO_AUTH_TOKEN_ENV)?;
-                Provider::Twilio {
+                Provider::Twilio(Twilio {
                     client: providers.twilio(TwilioCredentials { account_sid: account_sid.clone(), auth_token: auth_token.clone() }),
                     auth_token,
-                }
+                    callback_url: config.account.callback_url.clone(),
+                })
             }
         };
         let workstreams = config
@@ -126,7 +131,7 @@ impl Runtime {
     /// the WhatsApp number the event was sent to.
     pub fn workstream_for(&self, to: Option<&str>) -> Option<&Workstream> {
         self.workstreams.iter().find(|ws| match (&ws.config.channel, to) {
-            (ChannelConfig::Line, _) => matches!(self.provider, Provider::Line { .. }),
+            (ChannelConfig::Line, _) => matches!(self.provider, Provider::Line(_)),
             (ChannelConfig::WhatsApp { number, .. }, Some(to)) => number == to,
             (ChannelConfig::WhatsApp { .. }, None) => false,
         })
@@ -135,6 +140,11 @@ impl Runtime {
     /// A workstream by name.
     pub fn workstream(&self, name: &str) -> Option<&Workstream> {
         self.workstreams.iter().find(|ws| ws.config.name == name)
+    }
+
+    /// The account, as desk events name it.
+    pub fn account_ref(&self) -> AccountRef<'_> {
+        AccountRef { namespace: &self.config.account.namespace, name: &self.config.account.name }
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::config::GatewayConfig;
+use switchboard::gateway::store::{Durability, Store};
 use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
 
 use super::desk::Desk;
@@ -380,21 +381,23 @@ webhookTimeout: 60s
     }
 
     /// Makes a conversation look `by` older to the gateway, as if its customer had last written
-    /// that long ago: the gateway is stopped, the store edited (the conversation's row and
-    /// document) and the gateway started again. The binary's clock cannot be moved; its data can.
+    /// that long ago: the gateway is stopped, the conversation changed through the store's own
+    /// interface, and the gateway started again. The binary's clock cannot be moved; its data can.
     pub async fn age_conversation(&mut self, id: &str, by: Duration) {
         let status = self.gateway.terminate();
         assert!(status.success(), "the gateway stopped cleanly: {status:?}");
-        let store = rusqlite::Connection::open(&self.gateway.store).expect("the store opens");
-        let changed = store
-            .execute(
-                "UPDATE conversations SET last_customer_ms = last_customer_ms - ?2,
-                 data = json_set(data, '$.lastCustomerMs', json_extract(data, '$.lastCustomerMs') - ?2) WHERE id = ?1",
-                rusqlite::params![id, by.as_millis() as i64],
-            )
-            .expect("the conversation is aged");
-        assert_eq!(changed, 1, "conversation {id} is in the store");
-        drop(store);
+        {
+            let store = Store::sqlite(&self.gateway.store, Durability::Full, Box::new(|_, _| {})).expect("the store opens");
+            let (id, by) = (id.to_owned(), by.as_millis() as i64);
+            store
+                .run(move |tx| {
+                    let mut conv = tx.conversation(&id)?.unwrap_or_else(|| panic!("conversation {id} is in the store"));
+                    conv.last_customer_ms -= by;
+                    tx.update_conversation(&conv)
+                })
+                .await
+                .expect("the conversation is aged");
+        }
         self.restart().await;
     }
 

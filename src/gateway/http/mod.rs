@@ -1,0 +1,7 @@
+//! The gateway's HTTP surface: the public webhook port (webhooks and uploaded files), the
+//! internal agent API, and the metrics and health probes.
+
+pub mod agent_api;
+pub mod media;
+pub mod probes;
+pub mod webhook;

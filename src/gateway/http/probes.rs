@@ -1,0 +1,48 @@
+//! The metrics port: `/metrics` (Prometheus text), `/healthz` (the process serves: liveness)
+//! and `/readyz` (a configuration is loaded and the store answers: readiness).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::watch;
+
+use crate::gateway::metrics::Metrics;
+use crate::gateway::runtime::Runtime;
+use crate::gateway::store::Store;
+
+/// What the probes look at.
+pub struct ProbeState {
+    /// The store, asked for a trivial job.
+    pub store: Store,
+    /// The current configuration.
+    pub runtime: watch::Receiver<Option<Arc<Runtime>>>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router of the metrics port.
+pub fn router(state: Arc<ProbeState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<Arc<ProbeState>>) -> impl IntoResponse {
+    if state.runtime.borrow().is_none() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no configuration loaded\n");
+    }
+    match state.store.run(|_| Ok(())).await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the store is not available\n"),
+    }
+}
+
+async fn metrics(State(state): State<Arc<ProbeState>>) -> impl IntoResponse {
+    crate::metrics::response(state.metrics.encode())
+}

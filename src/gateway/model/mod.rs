@@ -1,0 +1,10 @@
+//! Plain types, without I/O: what the gateway keeps, queues and sends.
+
+pub mod conversation;
+pub mod desk_event;
+pub mod event;
+pub mod file;
+pub mod history;
+pub mod outbound;
+pub mod queue;
+pub mod upload;

@@ -1,0 +1,224 @@
+//! The store: the only place that knows how the gateway's data is kept. The rest of the gateway
+//! runs jobs against [`Tx`], one transaction's operations in the gateway's own terms (record
+//! events, open a conversation, queue a desk event, take the due sends, …); a backend
+//! implements them. [`Store`] is the handle to the backend in use.
+//!
+//! A job's result is handed back only after its transaction committed: an answer to a webhook
+//! can never run ahead of the disk. An error from a job undoes only what that job did.
+
+pub mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::model::conversation::{Conversation, CustomerProfile};
+use super::model::event::{InboundEvent, Message};
+use super::model::history::StoredMessage;
+use super::model::outbound::OutboundMessage;
+use super::model::queue::{InboundState, NewDeskEvent, NewSend, OutboxStats, QueuedEvent, QueuedSend, Recorded, Serialized};
+use super::model::upload::Upload;
+
+/// Why the store failed.
+#[derive(Clone, Debug, Error)]
+pub enum StoreError {
+    /// The store holds data of another schema version.
+    #[error("store: schema version {found}, this build reads version {expected}; move the file aside to start with an empty store")]
+    Schema {
+        /// The version found (0: written before versions were recorded).
+        found: i64,
+        /// The version this build reads.
+        expected: i64,
+    },
+    /// The database refused or failed.
+    #[error("store: {0}")]
+    Database(Arc<dyn std::error::Error + Send + Sync>),
+    /// A stored document could not be read or written as JSON.
+    #[error("store: stored JSON: {0}")]
+    Json(Arc<serde_json::Error>),
+    /// The store's thread could not be started.
+    #[error("store: cannot start the writer thread: {0}")]
+    Thread(Arc<std::io::Error>),
+    /// The store has stopped (the process is shutting down, or the disk failed).
+    #[error("store is closed")]
+    Closed,
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Json(Arc::new(e))
+    }
+}
+
+/// When a commit counts as done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// On disk: each commit waits for fsync, so an answered webhook survives a power cut.
+    #[default]
+    Full,
+    /// In the operating system: an answered webhook survives the process being killed, not the
+    /// machine losing power. Faster on slow disks.
+    Process,
+}
+
+/// A commit's size and duration, reported to whoever measures them.
+pub type CommitObserver = Box<dyn Fn(usize, Duration) + Send>;
+
+/// The operations of one transaction.
+pub trait Tx {
+    // Recorded webhook events.
+
+    /// Records events once each; a provider ID recorded before counts as a duplicate.
+    fn record_events(&mut self, events: &[Serialized], received_ms: i64) -> Result<Recorded, StoreError>;
+    /// Up to `limit` pending events in the order they were recorded. Events that cannot be read
+    /// back are marked [`InboundState::Unreadable`] on the way.
+    fn pending_events(&mut self, limit: usize) -> Result<Vec<(i64, InboundEvent)>, StoreError>;
+    /// Sets a recorded event's state.
+    fn mark_event(&mut self, seq: i64, state: InboundState) -> Result<(), StoreError>;
+    /// Makes held events pending again; returns how many.
+    fn release_held_events(&mut self) -> Result<usize, StoreError>;
+    /// Forgets processed events recorded before `before_ms`; returns how many.
+    fn forget_events(&mut self, before_ms: i64) -> Result<usize, StoreError>;
+
+    // Customer profiles fetched from the provider.
+
+    /// Those of `customer_ids` whose profile is missing or was fetched before `since_ms`.
+    fn stale_profiles(&mut self, customer_ids: &[String], since_ms: i64) -> Result<Vec<String>, StoreError>;
+    /// Keeps a fetched profile.
+    fn save_profile(&mut self, profile: &CustomerProfile, fetched_ms: i64) -> Result<(), StoreError>;
+    /// A customer's cached profile.
+    fn profile(&mut self, customer_id: &str) -> Result<Option<CustomerProfile>, StoreError>;
+
+    // Conversations.
+
+    /// The customer's conversation in the workstream that is not closed, if any.
+    fn open_conversation(&mut self, workstream: &str, customer_id: &str) -> Result<Option<Conversation>, StoreError>;
+    /// A conversation by ID, closed or not.
+    fn conversation(&mut self, id: &str) -> Result<Option<Conversation>, StoreError>;
+    /// Whether the customer had a conversation in the workstream before.
+    fn customer_known(&mut self, workstream: &str, customer_id: &str) -> Result<bool, StoreError>;
+    /// Stores a new conversation; its event sequence starts at 1.
+    fn insert_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError>;
+    /// Saves a changed conversation.
+    fn update_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError>;
+    /// Up to `limit` conversations of a workstream, not closed, in which neither side wrote
+    /// since `before_ms`; the quietest first.
+    fn quiet_conversations(&mut self, workstream: &str, before_ms: i64, limit: usize) -> Result<Vec<Conversation>, StoreError>;
+    /// How many conversations wait in a queue for an agent.
+    fn waiting_in(&mut self, workstream: &str, queue: &str) -> Result<i64, StoreError>;
+    /// Keeps a LINE reply token for the conversation's next message, unless a fresher one is kept.
+    fn offer_reply_token(&mut self, conversation_id: &str, token: &str, until_ms: i64) -> Result<(), StoreError>;
+    /// Takes the conversation's reply token if it is still fresh at `now_ms`; it works once.
+    fn take_reply_token(&mut self, conversation_id: &str, now_ms: i64) -> Result<Option<(String, i64)>, StoreError>;
+    /// The desk's contact ID of a customer.
+    fn contact(&mut self, workstream: &str, customer_id: &str) -> Result<Option<String>, StoreError>;
+    /// Links a customer to the desk's contact ID, or unlinks it (None).
+    fn set_contact(&mut self, workstream: &str, customer_id: &str, contact_id: Option<&str>, now_ms: i64) -> Result<(), StoreError>;
+
+    // Messages.
+
+    /// Keeps a customer's message.
+    fn record_inbound(&mut self, conversation_id: &str, message: &Message, at_ms: i64) -> Result<(), StoreError>;
+    /// The customer's latest message in the conversation.
+    fn latest_inbound(&mut self, conversation_id: &str) -> Result<Option<Message>, StoreError>;
+    /// A customer's message by the gateway's ID.
+    fn inbound(&mut self, conversation_id: &str, message_id: &str) -> Result<Option<Message>, StoreError>;
+    /// The conversation's messages both ways, oldest first.
+    fn messages(&mut self, conversation_id: &str) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Stores a new outgoing message and gives it its ID; `request_hash` tells a repeat of the
+    /// request from another request with the same client message ID.
+    fn add_outbound(&mut self, conversation_id: &str, message: &mut OutboundMessage, request_hash: Option<&str>, at_ms: i64) -> Result<(), StoreError>;
+    /// Saves a changed outgoing message.
+    fn save_outbound(&mut self, message: &OutboundMessage) -> Result<(), StoreError>;
+    /// An outgoing message by the gateway's ID.
+    fn outbound(&mut self, id: &str) -> Result<Option<OutboundMessage>, StoreError>;
+    /// The ID and request hash of the conversation's message with this client message ID.
+    fn outbound_by_client_id(&mut self, conversation_id: &str, client_message_id: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
+
+    // Desk events (the outbox), in each conversation's order.
+
+    /// The conversation's next event sequence number, counted up.
+    fn next_sequence(&mut self, conversation_id: &str) -> Result<i64, StoreError>;
+    /// Starts the conversation's event sequence at 1 again.
+    fn restart_sequence(&mut self, conversation_id: &str) -> Result<(), StoreError>;
+    /// Puts an event in the outbox.
+    fn queue_event(&mut self, event: NewDeskEvent<'_>) -> Result<(), StoreError>;
+    /// Up to `limit` events due at `now_ms` that head their conversation, leaving out the
+    /// `excluded` receivers (see [`QueuedEvent::endpoint`]), oldest first.
+    fn due_events(&mut self, now_ms: i64, excluded: &[String], limit: usize) -> Result<Vec<QueuedEvent>, StoreError>;
+    /// A receiver's oldest event, which heads its conversation.
+    fn oldest_event(&mut self, endpoint: &str) -> Result<Option<QueuedEvent>, StoreError>;
+    /// When the next event of a receiver not in `resting` falls due.
+    fn next_event_due(&mut self, resting: &[String]) -> Result<Option<i64>, StoreError>;
+    /// Removes a delivered event.
+    fn event_delivered(&mut self, seq: i64) -> Result<(), StoreError>;
+    /// Counts a failed attempt and sets the next.
+    fn event_failed(&mut self, seq: i64, next_attempt_ms: i64, error: &str) -> Result<(), StoreError>;
+    /// The outbox's depth and age.
+    fn outbox_stats(&mut self) -> Result<OutboxStats, StoreError>;
+    /// Every event in the outbox, oldest first.
+    fn queued_events(&mut self) -> Result<Vec<QueuedEvent>, StoreError>;
+
+    // Messages to send.
+
+    /// Queues a message for sending.
+    fn queue_send(&mut self, send: NewSend<'_>) -> Result<(), StoreError>;
+    /// Up to `limit` due messages that head their conversation, oldest first.
+    fn due_sends(&mut self, now_ms: i64, limit: usize) -> Result<Vec<QueuedSend>, StoreError>;
+    /// When the next queued message falls due.
+    fn next_send_due(&mut self) -> Result<Option<i64>, StoreError>;
+    /// Counts a failed attempt, spends the reply token and sets the next attempt.
+    fn send_failed(&mut self, seq: i64, next_attempt_ms: i64, error: &str) -> Result<(), StoreError>;
+    /// Removes a message that was sent or given up.
+    fn send_finished(&mut self, seq: i64) -> Result<(), StoreError>;
+    /// Every queued message, oldest first.
+    fn queued_sends(&mut self) -> Result<Vec<QueuedSend>, StoreError>;
+
+    // Uploaded files.
+
+    /// Keeps an upload.
+    fn store_upload(&mut self, upload: &Upload, workstream: &str, conversation_id: &str, bytes: &[u8], at_ms: i64) -> Result<(), StoreError>;
+    /// An upload's content type and bytes.
+    fn upload(&mut self, id: &str) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+    /// Forgets uploads older than `before_ms`; returns how many.
+    fn forget_uploads(&mut self, before_ms: i64) -> Result<usize, StoreError>;
+}
+
+/// The handle to the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// SQLite on the pod's volume.
+    Sqlite(sqlite::Sqlite),
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite store at `path`.
+    pub fn sqlite(path: &Path, durability: Durability, observe: CommitObserver) -> Result<Self, StoreError> {
+        Ok(Store::Sqlite(sqlite::Sqlite::open(path, durability, observe)?))
+    }
+
+    /// Runs `f` in the next transaction and returns its result once that transaction committed.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(s) => s.run(f).await,
+        }
+    }
+
+    /// Runs `f`, which changes nothing, beside the writes: it sees the last commit and does not
+    /// wait for the transaction under way.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(s) => s.read(f).await,
+        }
+    }
+}

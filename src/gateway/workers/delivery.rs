@@ -1,0 +1,238 @@
+//! Delivery of desk events from the outbox. Each event is POSTed to its workstream's
+//! `delivery.url` — or, while a bot handles the conversation, the bot's `url` with its bearer
+//! token — signed, with its ID as the idempotency key, until the receiver answers 2xx. Below,
+//! "desk" means either receiver: each is backed off on its own.
+//!
+//! Order per conversation: only the oldest undelivered event of a conversation is ever in
+//! flight, so the desk sees a conversation's events in order. Conversations are independent and
+//! are delivered concurrently. When a desk fails (no answer, 5xx, 429), all its events are held
+//! back for a doubling, capped delay; then its oldest event alone probes it. A desk that is down
+//! for an hour gets one probe per delay, not a flood, and everything once a probe gets through.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{Notify, watch};
+
+use crate::backoff::Backoff;
+use crate::gateway::clock::Clock;
+use crate::gateway::metrics::{AttemptOutcome, Metrics};
+use crate::gateway::model::desk_event::{EVENT_TYPE_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
+use crate::gateway::model::queue::QueuedEvent;
+use crate::gateway::runtime::Runtime;
+use crate::gateway::store::{Store, StoreError};
+
+/// Events taken per round.
+const BATCH: usize = 256;
+/// Deliveries at once.
+const CONCURRENCY: usize = 32;
+/// How often the outbox's depth and age metrics are refreshed (each refresh counts the outbox).
+const OUTBOX_STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How one attempt ended.
+#[derive(Debug)]
+enum Outcome {
+    Delivered,
+    /// The desk answered, but not 2xx; `desk_down` when the status says the desk as a whole is
+    /// unwell (5xx, 429) rather than this event being refused.
+    Rejected { status: u16, desk_down: bool },
+    /// No answer.
+    Failed(String),
+    /// The workstream is no longer configured; kept until it is.
+    Unrouted,
+}
+
+impl Outcome {
+    /// What went wrong, for the outbox row; None when delivered.
+    fn error(&self) -> Option<String> {
+        match self {
+            Outcome::Delivered => None,
+            Outcome::Rejected { status, .. } => Some(format!("HTTP {status}")),
+            Outcome::Failed(e) => Some(e.clone()),
+            Outcome::Unrouted => Some("the workstream is not in the configuration".to_owned()),
+        }
+    }
+}
+
+/// The delivery loop.
+pub struct Delivery {
+    /// The store.
+    pub store: Store,
+    /// The current configuration.
+    pub runtime: watch::Receiver<Option<Arc<Runtime>>>,
+    /// Counts attempts and shows the outbox.
+    pub metrics: Arc<Metrics>,
+    /// Woken when events are queued.
+    pub wake: Arc<Notify>,
+    /// HTTP client for the desks (with its timeout).
+    pub http: reqwest::Client,
+    /// Retry delays: first, and the most.
+    pub backoff: Backoff,
+    /// The time retries, down desks and signatures go by.
+    pub clock: Clock,
+}
+
+/// A desk that failed: how often in a row, and until when it is left alone.
+#[derive(Clone, Copy, Debug)]
+struct Down {
+    failures: u32,
+    until_ms: i64,
+}
+
+impl Delivery {
+    /// Delivers until the process ends.
+    pub async fn run(self) {
+        // Desks that failed, by workstream. Kept in memory: after a restart a down desk gets
+        // one round of attempts before it is backed off again.
+        let mut down: HashMap<String, Down> = HashMap::new();
+        let mut shown_ms = i64::MIN;
+        loop {
+            let rt = self.runtime.borrow().clone();
+            let wait = match rt {
+                Some(rt) => self.round(&rt, &mut down).await.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "delivering desk events failed; retrying");
+                    Some(self.backoff.min)
+                }),
+                None => Some(self.backoff.min),
+            };
+            // Busy rounds refresh the gauges once a second; a round that ends in a wait always
+            // does, so that an idle gateway never shows a stale backlog.
+            let now = self.clock.now_ms();
+            if wait != Some(Duration::ZERO) || now.saturating_sub(shown_ms) >= OUTBOX_STATS_INTERVAL.as_millis() as i64 {
+                self.show_outbox().await;
+                shown_ms = now;
+            }
+            match wait {
+                Some(Duration::ZERO) => {}
+                Some(d) => {
+                    let _ = tokio::time::timeout(d, self.wake.notified()).await;
+                }
+                None => self.wake.notified().await,
+            }
+        }
+    }
+
+    async fn show_outbox(&self) {
+        let now = self.clock.now_ms();
+        if let Ok(stats) = self.store.read(|tx| tx.outbox_stats()).await {
+            self.metrics.outbox_depth.set(stats.depth);
+            self.metrics.outbox_oldest_seconds.set(stats.oldest_ms.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0));
+        }
+    }
+
+    /// Delivers what is due; returns how long to wait before the next round (None: until woken).
+    ///
+    /// A down desk's events are left out until its delay has passed; then only its oldest event
+    /// goes, as a probe, and the rest follow once a probe gets through.
+    async fn round(&self, rt: &Runtime, down: &mut HashMap<String, Down>) -> Result<Option<Duration>, StoreError> {
+        let now = self.clock.now_ms();
+        let resting: Vec<String> = down.iter().filter(|(_, d)| d.until_ms > now).map(|(ws, _)| ws.clone()).collect();
+        let probing: Vec<String> = down.iter().filter(|(_, d)| d.until_ms <= now).map(|(ws, _)| ws.clone()).collect();
+        let excluded: Vec<String> = down.keys().cloned().collect();
+        let (mut due, probes) = self
+            .store
+            .read(move |tx| Ok((tx.due_events(now, &excluded, BATCH)?, probing.iter().map(|ws| tx.oldest_event(ws)).collect::<Result<Vec<_>, _>>()?)))
+            .await?;
+        due.extend(probes.into_iter().flatten());
+        if due.is_empty() {
+            let next = self.store.read(move |tx| tx.next_event_due(&resting)).await?;
+            let desk_wait = down.values().map(|d| Duration::from_millis(d.until_ms.saturating_sub(now).max(0) as u64)).min();
+            let row_wait = next.map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms()).max(0) as u64));
+            return Ok(match (desk_wait, row_wait) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            });
+        }
+        let backoff = self.backoff;
+        // Each result is written as soon as it is known, so that a crash repeats at most the
+        // deliveries in flight.
+        let results: Vec<(QueuedEvent, Outcome)> = futures::stream::iter(due)
+            .map(|head| async move {
+                let outcome = self.attempt(rt, &head).await;
+                let (seq, attempts, error) = (head.seq, head.attempts, outcome.error());
+                let now = self.clock.now_ms();
+                // A delivered event leaves the outbox; any other waits for its own retry delay
+                // (a down desk's events are held back in memory on top of that).
+                let settled = self.store.run(move |tx| match error {
+                    None => tx.event_delivered(seq),
+                    Some(error) => tx.event_failed(seq, now + backoff.after_attempts(attempts).as_millis() as i64, &error),
+                });
+                if let Err(e) = settled.await {
+                    tracing::error!(error = %e, "cannot record a delivery's outcome; it will be attempted again");
+                }
+                (head, outcome)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut failed_desks: Vec<String> = Vec::new();
+        for (head, outcome) in &results {
+            match outcome {
+                Outcome::Delivered => {
+                    self.metrics.delivery(AttemptOutcome::Delivered);
+                    if down.remove(&head.endpoint()).is_some() {
+                        tracing::info!(workstream = %head.workstream, "the desk answers again");
+                    }
+                }
+                Outcome::Rejected { status, desk_down } => {
+                    self.metrics.delivery(AttemptOutcome::Rejected);
+                    tracing::warn!(workstream = %head.workstream, event = %head.event_id, status, "the desk refused an event; it will be retried");
+                    if *desk_down {
+                        failed_desks.push(head.endpoint());
+                    }
+                }
+                Outcome::Failed(error) => {
+                    self.metrics.delivery(AttemptOutcome::Failed);
+                    tracing::warn!(workstream = %head.workstream, event = %head.event_id, error = %error, "the desk did not answer; it will be retried");
+                    failed_desks.push(head.endpoint());
+                }
+                Outcome::Unrouted => {}
+            }
+        }
+        failed_desks.sort();
+        failed_desks.dedup();
+        for endpoint in failed_desks {
+            // A desk that answered one event in this round is not down; only one that failed
+            // without any success is backed off.
+            let answered = results.iter().any(|(h, o)| h.endpoint() == endpoint && matches!(o, Outcome::Delivered));
+            if answered {
+                continue;
+            }
+            let failures = down.get(&endpoint).map_or(0, |d| d.failures);
+            let delay = backoff.after_attempts(failures);
+            down.insert(endpoint, Down { failures: failures.saturating_add(1), until_ms: self.clock.now_ms() + delay.as_millis() as i64 });
+        }
+        Ok(Some(Duration::ZERO))
+    }
+
+    async fn attempt(&self, rt: &Runtime, head: &QueuedEvent) -> Outcome {
+        let Some(ws) = rt.workstream(&head.workstream) else { return Outcome::Unrouted };
+        let (url, token) = match (head.target.as_str(), &ws.config.bot) {
+            ("bot", Some(bot)) => (&bot.url, ws.bot_token.as_ref()),
+            // A bot removed from the configuration leaves its conversations' events to the desk.
+            _ => (&ws.config.delivery.url, None),
+        };
+        let timestamp = self.clock.now_ms().div_euclid(1000);
+        let mut request = self.http.post(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.expose());
+        }
+        let request = request
+            .header("content-type", "application/json")
+            .header(IDEMPOTENCY_HEADER, &head.event_id)
+            .header(EVENT_TYPE_HEADER, &head.event_type)
+            .header(SIGNATURE_HEADER, signature(ws.signing_secret.expose().as_bytes(), timestamp, head.body.as_bytes()))
+            .body(head.body.clone());
+        match request.send().await {
+            Ok(r) if r.status().is_success() => Outcome::Delivered,
+            Ok(r) => {
+                let status = r.status();
+                Outcome::Rejected { status: status.as_u16(), desk_down: status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 }
+            }
+            // reqwest's error names the URL, never the headers, so no secret can be in it.
+            Err(e) => Outcome::Failed(e.without_url().to_string()),
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! The loops that act on the store: processing recorded events, delivering desk events,
+//! sending messages, closing inactive conversations, forgetting old data, and following the
+//! configuration. Each decides through `conversations/` and talks to the outside world itself.
+
+pub mod config_source;
+pub mod delivery;
+pub mod inactivity;
+pub mod processor;
+pub mod prune;
+pub mod sender;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+/// Wakes the workers that act on what another task wrote.
+#[derive(Clone, Debug, Default)]
+pub struct Wakers {
+    /// New events were recorded.
+    pub processor: Arc<Notify>,
+    /// New desk events are in the outbox.
+    pub delivery: Arc<Notify>,
+    /// New messages are waiting to be sent to customers.
+    pub sender: Arc<Notify>,
+}
