@@ -1,6 +1,6 @@
 //! What agents and bots do to conversations through the agent API, as store jobs: each action
 //! checks, changes the conversation, stores the messages it sends and queues the events it
-//! causes in one transaction. The HTTP side is [`crate::gateway::http::agent_api`].
+//! causes in one transaction. The HTTP side is the agent API (`http/agent_api`).
 
 use std::collections::BTreeMap;
 
