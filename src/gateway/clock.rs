@@ -1,5 +1,5 @@
-//! The time the agent API judges the WhatsApp window by. A field rather than a call to the
-//! system clock so that tests can move it a day ahead.
+//! The gateway's one clock: every worker and handler takes it as a field rather than calling
+//! the system clock, so that tests can run them at a fixed time and move it (a day ahead, say).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
