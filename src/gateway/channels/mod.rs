@@ -131,3 +131,18 @@ fn answer(result: Result<Vec<String>, ProviderError>) -> Answer {
 fn refused(code: &str, provider_code: Option<i64>, message: &str) -> Outcome {
     Outcome::Refused(SendError { code: code.to_owned(), provider_code, message: message.to_owned() })
 }
+
+/// Outgoing contents the channels' tests map.
+#[cfg(test)]
+mod test_contents {
+    use crate::gateway::model::outbound::OutContent;
+
+    pub fn text(t: &str) -> OutContent {
+        OutContent::Text { text: t.into() }
+    }
+
+    /// A file with the caption `here`.
+    pub fn attachment(url: &str, name: Option<&str>, content_type: Option<&str>) -> OutContent {
+        OutContent::Attachment { url: url.into(), file_name: name.map(Into::into), content_type: content_type.map(Into::into), caption: Some("here".into()) }
+    }
+}

@@ -86,13 +86,8 @@ pub struct QueuedEvent {
 impl QueuedEvent {
     /// The receiver this event goes to, as down receivers are remembered: `target:workstream`.
     pub fn endpoint(&self) -> String {
-        endpoint(&self.target, &self.workstream)
+        format!("{}:{}", self.target, self.workstream)
     }
-}
-
-/// The name of a receiver: its target (`desk`, `bot`) and workstream.
-pub fn endpoint(target: &str, workstream: &str) -> String {
-    format!("{target}:{workstream}")
 }
 
 /// The outbox's depth and its oldest event's age, for the metrics.

@@ -321,16 +321,33 @@ struct SqliteTx<'c> {
     c: &'c Connection,
 }
 
-fn conversation_doc(data: String) -> Result<Conversation, StoreError> {
-    Ok(serde_json::from_str(&data)?)
+impl SqliteTx<'_> {
+    /// The JSON document in the first column of the one row `sql` finds, if any.
+    fn document<T: serde::de::DeserializeOwned>(&self, sql: &str, params: impl rusqlite::Params) -> Result<Option<T>, StoreError> {
+        let json: Option<String> = self.c.prepare_cached(sql)?.query_row(params, |r| r.get(0)).optional()?;
+        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+    }
 }
 
 /// The SQL form of [`QueuedEvent::endpoint`].
-const ENDPOINT: &str = "(o.target || ':' || o.workstream)";
-/// The columns of a [`QueuedEvent`], in the order [`queued_event`] reads them.
-const EVENT_COLUMNS: &str = "o.seq, o.event_id, o.workstream, o.target, o.event_type, o.body, o.attempts";
+macro_rules! endpoint {
+    () => {
+        "(o.target || ':' || o.workstream)"
+    };
+}
+/// The columns of a [`QueuedEvent`], in the order [`queued_event`] reads them. Macros rather than
+/// constants so that the fixed queries are literals, not strings formatted on every call.
+macro_rules! event_columns {
+    () => {
+        "o.seq, o.event_id, o.workstream, o.target, o.event_type, o.body, o.attempts"
+    };
+}
 /// The columns of a [`QueuedSend`], in the order [`queued_send`] reads them.
-const SEND_COLUMNS: &str = "s.seq, s.conversation_id, s.message_id, s.recipient, s.sender, s.contents, s.retry_key, s.reply_token, s.reply_until_ms, s.created_ms, s.attempts";
+macro_rules! send_columns {
+    () => {
+        "s.seq, s.conversation_id, s.message_id, s.recipient, s.sender, s.contents, s.retry_key, s.reply_token, s.reply_until_ms, s.created_ms, s.attempts"
+    };
+}
 
 fn queued_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedEvent> {
     Ok(QueuedEvent { seq: r.get(0)?, event_id: r.get(1)?, workstream: r.get(2)?, target: r.get(3)?, event_type: r.get(4)?, body: r.get(5)?, attempts: r.get(6)? })
@@ -426,23 +443,15 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn profile(&mut self, customer_id: &str) -> Result<Option<CustomerProfile>, StoreError> {
-        let json: Option<String> =
-            self.c.prepare_cached("SELECT profile FROM profiles WHERE customer_id = ?1")?.query_row([customer_id], |r| r.get(0)).optional()?;
-        Ok(json.map(|j| serde_json::from_str(&j)).transpose()?)
+        self.document("SELECT profile FROM profiles WHERE customer_id = ?1", [customer_id])
     }
 
     fn open_conversation(&mut self, workstream: &str, customer_id: &str) -> Result<Option<Conversation>, StoreError> {
-        let data: Option<String> = self
-            .c
-            .prepare_cached("SELECT data FROM conversations WHERE workstream = ?1 AND customer_id = ?2 AND state != 'Closed'")?
-            .query_row(params![workstream, customer_id], |r| r.get(0))
-            .optional()?;
-        data.map(conversation_doc).transpose()
+        self.document("SELECT data FROM conversations WHERE workstream = ?1 AND customer_id = ?2 AND state != 'Closed'", params![workstream, customer_id])
     }
 
     fn conversation(&mut self, id: &str) -> Result<Option<Conversation>, StoreError> {
-        let data: Option<String> = self.c.prepare_cached("SELECT data FROM conversations WHERE id = ?1")?.query_row([id], |r| r.get(0)).optional()?;
-        data.map(conversation_doc).transpose()
+        self.document("SELECT data FROM conversations WHERE id = ?1", [id])
     }
 
     fn customer_known(&mut self, workstream: &str, customer_id: &str) -> Result<bool, StoreError> {
@@ -495,7 +504,7 @@ impl Tx for SqliteTx<'_> {
             "SELECT data FROM conversations WHERE state != 'Closed' AND last_activity_ms < ?2 AND workstream = ?1 ORDER BY last_activity_ms LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![workstream, before_ms, limit as i64], |r| r.get::<_, String>(0))?;
-        rows.map(|r| conversation_doc(r?)).collect()
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
     }
 
     fn waiting_in(&mut self, workstream: &str, queue: &str) -> Result<i64, StoreError> {
@@ -554,21 +563,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn latest_inbound(&mut self, conversation_id: &str) -> Result<Option<Message>, StoreError> {
-        let body: Option<String> = self
-            .c
-            .prepare_cached("SELECT body FROM messages WHERE conversation_id = ?1 AND direction = 'in' ORDER BY id DESC LIMIT 1")?
-            .query_row([conversation_id], |r| r.get(0))
-            .optional()?;
-        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+        self.document("SELECT body FROM messages WHERE conversation_id = ?1 AND direction = 'in' ORDER BY id DESC LIMIT 1", [conversation_id])
     }
 
     fn inbound(&mut self, conversation_id: &str, message_id: &str) -> Result<Option<Message>, StoreError> {
-        let body: Option<String> = self
-            .c
-            .prepare_cached("SELECT body FROM messages WHERE conversation_id = ?1 AND id = ?2 AND direction = 'in'")?
-            .query_row(params![conversation_id, message_id], |r| r.get(0))
-            .optional()?;
-        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+        self.document("SELECT body FROM messages WHERE conversation_id = ?1 AND id = ?2 AND direction = 'in'", params![conversation_id, message_id])
     }
 
     fn messages(&mut self, conversation_id: &str) -> Result<Vec<StoredMessage>, StoreError> {
@@ -600,9 +599,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn outbound(&mut self, id: &str) -> Result<Option<OutboundMessage>, StoreError> {
-        let body: Option<String> =
-            self.c.prepare_cached("SELECT body FROM messages WHERE id = ?1 AND direction = 'out'")?.query_row([id], |r| r.get(0)).optional()?;
-        Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+        self.document("SELECT body FROM messages WHERE id = ?1 AND direction = 'out'", [id])
     }
 
     fn outbound_by_client_id(&mut self, conversation_id: &str, client_message_id: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
@@ -638,9 +635,16 @@ impl Tx for SqliteTx<'_> {
     fn due_events(&mut self, now_ms: i64, excluded: &[String], limit: usize) -> Result<Vec<QueuedEvent>, StoreError> {
         let placeholders = vec!["?"; excluded.len()].join(", ");
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}
-             FROM (SELECT min(seq) AS head FROM outbox GROUP BY conversation_id) h JOIN outbox o ON o.seq = h.head
-             WHERE o.next_attempt_ms <= ? AND {ENDPOINT} NOT IN ({placeholders}) ORDER BY o.seq LIMIT {limit}"
+            concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM (SELECT min(seq) AS head FROM outbox GROUP BY conversation_id) h JOIN outbox o ON o.seq = h.head
+                 WHERE o.next_attempt_ms <= ? AND ",
+                endpoint!(),
+                " NOT IN ({placeholders}) ORDER BY o.seq LIMIT {limit}"
+            ),
+            placeholders = placeholders,
+            limit = limit
         );
         let mut stmt = self.c.prepare_cached(&sql)?;
         let params = std::iter::once(&now_ms as &dyn rusqlite::ToSql).chain(excluded.iter().map(|w| w as &dyn rusqlite::ToSql));
@@ -649,13 +653,13 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn oldest_event(&mut self, endpoint: &str) -> Result<Option<QueuedEvent>, StoreError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM outbox o WHERE {ENDPOINT} = ?1 ORDER BY o.seq LIMIT 1");
-        Ok(self.c.prepare_cached(&sql)?.query_row([endpoint], queued_event).optional()?)
+        let sql = concat!("SELECT ", event_columns!(), " FROM outbox o WHERE ", endpoint!(), " = ?1 ORDER BY o.seq LIMIT 1");
+        Ok(self.c.prepare_cached(sql)?.query_row([endpoint], queued_event).optional()?)
     }
 
     fn next_event_due(&mut self, resting: &[String]) -> Result<Option<i64>, StoreError> {
         let placeholders = vec!["?"; resting.len()].join(", ");
-        let sql = format!("SELECT min(o.next_attempt_ms) FROM outbox o WHERE {ENDPOINT} NOT IN ({placeholders})");
+        let sql = format!(concat!("SELECT min(o.next_attempt_ms) FROM outbox o WHERE ", endpoint!(), " NOT IN ({placeholders})"), placeholders = placeholders);
         Ok(self.c.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(resting), |r| r.get(0))?)
     }
 
@@ -676,7 +680,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn queued_events(&mut self) -> Result<Vec<QueuedEvent>, StoreError> {
-        let mut stmt = self.c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM outbox o ORDER BY o.seq"))?;
+        let mut stmt = self.c.prepare_cached(concat!("SELECT ", event_columns!(), " FROM outbox o ORDER BY o.seq"))?;
         let rows = stmt.query_map([], queued_event)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -703,9 +707,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn due_sends(&mut self, now_ms: i64, limit: usize) -> Result<Vec<QueuedSend>, StoreError> {
-        let mut stmt = self.c.prepare_cached(&format!(
-            "SELECT {SEND_COLUMNS}
-             FROM (SELECT min(seq) AS head FROM sends GROUP BY conversation_id) h JOIN sends s ON s.seq = h.head
+        let mut stmt = self.c.prepare_cached(concat!(
+            "SELECT ",
+            send_columns!(),
+            " FROM (SELECT min(seq) AS head FROM sends GROUP BY conversation_id) h JOIN sends s ON s.seq = h.head
              WHERE s.next_attempt_ms <= ?1 ORDER BY s.seq LIMIT ?2"
         ))?;
         let rows = stmt.query_map(params![now_ms, limit as i64], send_row)?;
@@ -729,7 +734,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn queued_sends(&mut self) -> Result<Vec<QueuedSend>, StoreError> {
-        let mut stmt = self.c.prepare_cached(&format!("SELECT {SEND_COLUMNS} FROM sends s ORDER BY s.seq"))?;
+        let mut stmt = self.c.prepare_cached(concat!("SELECT ", send_columns!(), " FROM sends s ORDER BY s.seq"))?;
         let rows = stmt.query_map([], send_row)?;
         rows.map(|row| queued_send(row?)).collect()
     }

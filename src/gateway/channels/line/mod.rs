@@ -127,14 +127,7 @@ pub fn line_messages(contents: &[OutContent]) -> Vec<LineMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(t: &str) -> OutContent {
-        OutContent::Text { text: t.into() }
-    }
-
-    fn attachment(url: &str, name: Option<&str>, content_type: Option<&str>) -> OutContent {
-        OutContent::Attachment { url: url.into(), file_name: name.map(Into::into), content_type: content_type.map(Into::into), caption: Some("here".into()) }
-    }
+    use crate::gateway::channels::test_contents::{attachment, text};
 
     #[test]
     fn line_sends_images_inline_and_other_files_as_links() {

@@ -129,14 +129,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-
-    fn text(t: &str) -> OutContent {
-        OutContent::Text { text: t.into() }
-    }
-
-    fn attachment(url: &str, name: Option<&str>, content_type: Option<&str>) -> OutContent {
-        OutContent::Attachment { url: url.into(), file_name: name.map(Into::into), content_type: content_type.map(Into::into), caption: Some("here".into()) }
-    }
+    use crate::gateway::channels::test_contents::{attachment, text};
 
     #[test]
     fn twilio_gets_one_kind_of_content_per_message() {
