@@ -19,9 +19,31 @@ if [[ -z "${SWITCHBOARD_TEST_KUBECONFIG:-}" ]]; then
   export SWITCHBOARD_TEST_KUBECONFIG
 fi
 
+# The store tests run on a real PostgreSQL: SWITCHBOARD_TEST_POSTGRES_URL names
+# an existing server (a superuser's connection string), otherwise a throwaway
+# one from Debian's `postgresql` package is started in a temporary folder and
+# stopped at the end.
+if [[ -z "${SWITCHBOARD_TEST_POSTGRES_URL:-}" ]]; then
+  pg_state="$(mktemp -d -t switchboard-postgres.XXXXXX)"
+  # shellcheck disable=SC2317 # invoked by the trap
+  stop_postgres() {
+    tests/postgres/stop.sh "${pg_state}" || true
+    rm -rf "${pg_state}"
+  }
+  if [[ -n "${state:-}" ]]; then
+    trap 'stop_postgres; cleanup' EXIT
+  else
+    trap stop_postgres EXIT
+  fi
+  SWITCHBOARD_TEST_POSTGRES_URL="$(tests/postgres/start.sh "${pg_state}")"
+  export SWITCHBOARD_TEST_POSTGRES_URL
+fi
+
 # The contract tests validate every provider call against the providers' own
 # OpenAPI documents through Prism; Prism and Twilio's documents come from npm
 # (once, then cached), LINE's is the extract committed in tests/contract/extracts/.
 tests/contract/prism.sh install >/dev/null
 
 cargo test --locked "$@"
+# The gateway suite once more, with every gateway on PostgreSQL instead of SQLite.
+SWITCHBOARD_TEST_STORE=postgres cargo test --locked --test gateway "$@"

@@ -35,7 +35,9 @@ use crate::serve::{self, Port};
 use clock::Clock;
 use http::{agent_api, media, probes, webhook};
 use metrics::Metrics;
-use store::{Durability, Store, StoreError};
+use crate::providers::credentials::Secret;
+use runtime::Runtime;
+use store::{CommitObserver, Durability, Store, StoreError, Wake};
 use workers::config_source::{Loader, Source};
 use workers::{Wakers, delivery, inactivity, processor, prune, sender};
 
@@ -64,6 +66,10 @@ pub struct GatewayArgs {
     /// once the operating system has it (survives the process being killed; faster on slow disks).
     #[arg(long, value_enum, default_value_t)]
     pub store_durability: Durability,
+    /// Keep the store in this PostgreSQL database instead of SQLite (a `postgres://` URL or
+    /// libpq-style `key=value` pairs), shared by every replica of the account's gateway.
+    #[arg(long, env = "SWITCHBOARD_POSTGRES_URL", hide_env_values = true, value_parser = secret, conflicts_with_all = ["store", "store_durability"])]
+    pub postgres_url: Option<Secret>,
     /// Address of the webhook server.
     #[arg(long = gateway_flags::WEBHOOK_ADDR, default_value_t = WEBHOOK_PORT.listen_addr())]
     pub webhook_addr: SocketAddr,
@@ -140,8 +146,11 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     let metrics = Arc::new(Metrics::default());
     let observer = Arc::clone(&metrics);
     let clock = Clock::system();
-    let store = Store::sqlite(&args.store, args.store_durability, Box::new(move |jobs, took| observer.commit(jobs, took)))
-        .map_err(|source| GatewayError::Store { path: args.store.clone(), source })?;
+    let observe: CommitObserver = Box::new(move |jobs, took| observer.commit(jobs, took));
+    let store = match &args.postgres_url {
+        Some(url) => Store::postgres(url, observe).map_err(|source| GatewayError::Store { path: "PostgreSQL".into(), source })?,
+        None => Store::sqlite(&args.store, args.store_durability, observe).map_err(|source| GatewayError::Store { path: args.store.clone(), source })?,
+    };
     let providers = Providers::new(args.endpoints.clone(), ClientConfig::default())?;
     let source = match (&args.config, &args.config_map) {
         (Some(path), _) => Source::File(path.clone()),
@@ -174,44 +183,25 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(Loader { publish, providers, metrics: Arc::clone(&metrics) }.follow(source));
-    tasks.spawn(processor::Processor { store: store.clone(), runtime: runtime.clone(), wakers: wakers.clone(), clock: clock.clone() }.run());
-    tasks.spawn(
-        delivery::Delivery {
-            store: store.clone(),
-            runtime: runtime.clone(),
-            metrics: Arc::clone(&metrics),
-            wake: Arc::clone(&wakers.delivery),
-            http: desk_client,
-            backoff,
-            clock: clock.clone(),
-        }
-        .run(),
-    );
-    tasks.spawn(
-        sender::Sender {
-            store: store.clone(),
-            runtime: runtime.clone(),
-            metrics: Arc::clone(&metrics),
-            wake: Arc::clone(&wakers.sender),
-            delivery: Arc::clone(&wakers.delivery),
-            backoff,
-            credentials_retry_for: args.credentials_retry_for,
-            clock: clock.clone(),
-        }
-        .run(),
-    );
-    tasks.spawn(
-        inactivity::Sweeper {
-            store: store.clone(),
-            runtime: runtime.clone(),
-            delivery: Arc::clone(&wakers.delivery),
-            sender: Arc::clone(&wakers.sender),
-            interval: args.sweep_interval,
-            clock: clock.clone(),
-        }
-        .run(),
-    );
-    tasks.spawn(prune::run(store.clone(), args.dedup_retention, clock.clone()));
+    let woken = wakers.clone();
+    let leading = store
+        .lead(Box::new(move |which| match which {
+            Wake::Processor => woken.processor.notify_one(),
+            Wake::Delivery => woken.delivery.notify_one(),
+            Wake::Sender => woken.sender.notify_one(),
+        }))
+        .map_err(|source| GatewayError::Store { path: args.store.clone(), source })?;
+    let loops = QueueLoops {
+        store: store.clone(),
+        runtime: runtime.clone(),
+        wakers: wakers.clone(),
+        metrics: Arc::clone(&metrics),
+        desk_client,
+        backoff,
+        args: args.clone(),
+        clock: clock.clone(),
+    };
+    tasks.spawn(loops.while_leading(leading));
 
     let webhook_state = Arc::new(webhook::WebhookState {
         store: store.clone(),
@@ -245,6 +235,86 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     tasks.abort_all();
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// What the loops that take work from the store's queues need. They run only while this process
+/// leads ([`Store::lead`]): always on SQLite, on one replica at a time on PostgreSQL.
+struct QueueLoops {
+    store: Store,
+    runtime: watch::Receiver<Option<Arc<Runtime>>>,
+    wakers: Wakers,
+    metrics: Arc<Metrics>,
+    desk_client: reqwest::Client,
+    backoff: Backoff,
+    args: GatewayArgs,
+    clock: Clock,
+}
+
+impl QueueLoops {
+    /// Runs the loops while `leading` says so; stops them the moment it stops saying so.
+    async fn while_leading(self, mut leading: watch::Receiver<bool>) {
+        loop {
+            // A lead that can no longer change (SQLite's) stays as it is.
+            if leading.wait_for(|l| *l).await.is_err() {
+                return std::future::pending().await;
+            }
+            let running = self.start();
+            // A lead that can no longer end (the store's thread is gone) keeps the loops.
+            if leading.wait_for(|l| !*l).await.is_err() {
+                return std::future::pending().await;
+            }
+            drop(running);
+            tracing::info!("no longer leading: the queue loops stopped");
+        }
+    }
+
+    fn start(&self) -> tokio::task::JoinSet<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let (store, runtime, wakers, clock) = (&self.store, &self.runtime, &self.wakers, &self.clock);
+        tasks.spawn(processor::Processor { store: store.clone(), runtime: runtime.clone(), wakers: wakers.clone(), clock: clock.clone() }.run());
+        tasks.spawn(
+            delivery::Delivery {
+                store: store.clone(),
+                runtime: runtime.clone(),
+                metrics: Arc::clone(&self.metrics),
+                wake: Arc::clone(&wakers.delivery),
+                http: self.desk_client.clone(),
+                backoff: self.backoff,
+                clock: clock.clone(),
+            }
+            .run(),
+        );
+        tasks.spawn(
+            sender::Sender {
+                store: store.clone(),
+                runtime: runtime.clone(),
+                metrics: Arc::clone(&self.metrics),
+                wake: Arc::clone(&wakers.sender),
+                delivery: Arc::clone(&wakers.delivery),
+                backoff: self.backoff,
+                credentials_retry_for: self.args.credentials_retry_for,
+                clock: clock.clone(),
+            }
+            .run(),
+        );
+        tasks.spawn(
+            inactivity::Sweeper {
+                store: store.clone(),
+                runtime: runtime.clone(),
+                delivery: Arc::clone(&wakers.delivery),
+                sender: Arc::clone(&wakers.sender),
+                interval: self.args.sweep_interval,
+                clock: clock.clone(),
+            }
+            .run(),
+        );
+        tasks.spawn(prune::run(store.clone(), self.args.dedup_retention, clock.clone()));
+        tasks
+    }
+}
+
+fn secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
 }
 
 async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {

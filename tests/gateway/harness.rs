@@ -17,6 +17,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::config::GatewayConfig;
 use switchboard::gateway::store::{Durability, Store};
+use switchboard::providers::credentials::Secret;
 use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
 
 use super::desk::Desk;
@@ -89,7 +90,10 @@ pub struct Gateway {
     /// The agent API's port (`--agent-api-addr`).
     pub agent_port: u16,
     pub config_path: PathBuf,
+    /// The SQLite store's file; unused on PostgreSQL.
     pub store: PathBuf,
+    /// The PostgreSQL database the gateway keeps its store in (`SWITCHBOARD_TEST_STORE=postgres`).
+    pub postgres_url: Option<String>,
     pub log_path: PathBuf,
     /// The process's open-file limit (soft and hard), set through `prlimit`; the test's own
     /// otherwise.
@@ -97,6 +101,33 @@ pub struct Gateway {
     args: Vec<String>,
     sim_url: String,
     starts: u32,
+}
+
+/// Selects the store the suite's gateways use: SQLite, or with `SWITCHBOARD_TEST_STORE=postgres`
+/// a new database for each test on the server `SWITCHBOARD_TEST_POSTGRES_URL` names (a
+/// superuser's connection string; tests/run.sh starts a throwaway server).
+pub fn test_database() -> Option<String> {
+    match std::env::var("SWITCHBOARD_TEST_STORE").as_deref() {
+        Ok("postgres") => {}
+        Ok("sqlite") | Err(_) => return None,
+        Ok(other) => panic!("SWITCHBOARD_TEST_STORE={other}: sqlite or postgres"),
+    }
+    let admin = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").expect("SWITCHBOARD_TEST_STORE=postgres needs SWITCHBOARD_TEST_POSTGRES_URL");
+    let name = format!("switchboard_test_{}", uuid::Uuid::new_v4().simple());
+    let create = format!("CREATE DATABASE {name}");
+    let server = admin.clone();
+    // The synchronous client runs its own runtime, so not on a test's runtime thread.
+    std::thread::spawn(move || postgres::Client::connect(&server, postgres::NoTls).and_then(|mut c| c.batch_execute(&create)))
+        .join()
+        .expect("the database is created")
+        .expect("the test server answers");
+    Some(if admin.starts_with("postgres://") || admin.starts_with("postgresql://") {
+        let mut url = url::Url::parse(&admin).expect("SWITCHBOARD_TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        url.to_string()
+    } else {
+        format!("{admin} dbname={name}")
+    })
 }
 
 fn free_port() -> u16 {
@@ -123,6 +154,11 @@ impl Gateway {
             .into_iter()
             .filter(|(flag, _)| !self.args.iter().any(|a| a == flag))
             .flat_map(|(flag, value)| [flag, value]);
+        let store: Vec<String> = match &self.postgres_url {
+            // Through the environment, as the controller passes it (a URL may hold a password).
+            Some(_) => Vec::new(),
+            None => vec!["--store".into(), self.store.display().to_string()],
+        };
         let binary = env!("CARGO_BIN_EXE_switchboard");
         let mut command = match self.open_file_limit {
             // prlimit sets the limit and then executes the gateway, which keeps its process ID.
@@ -136,7 +172,7 @@ impl Gateway {
         command
             .arg("gateway")
             .args(source)
-            .args(["--store", &self.store.display().to_string()])
+            .args(store)
             .args(["--webhook-addr", &format!("127.0.0.1:{}", self.webhook_port)])
             .args(["--metrics-addr", &format!("127.0.0.1:{}", self.metrics_port)])
             .args(["--agent-api-addr", &format!("127.0.0.1:{}", self.agent_port)])
@@ -157,6 +193,10 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        match &self.postgres_url {
+            Some(url) => command.env("SWITCHBOARD_POSTGRES_URL", url),
+            None => command.env_remove("SWITCHBOARD_POSTGRES_URL"),
+        };
         match self.provider {
             Provider::Line => {
                 command.env("SWITCHBOARD_LINE_CHANNEL_SECRET", LINE_SECRET).env("SWITCHBOARD_LINE_CHANNEL_ACCESS_TOKEN", LINE_TOKEN);
@@ -305,6 +345,7 @@ webhookTimeout: 60s
             agent_port: free_port(),
             config_path: dir.path().join("gateway.json"),
             store: dir.path().join("gateway.db"),
+            postgres_url: test_database(),
             log_path: dir.path().join("gateway.log"),
             open_file_limit: None,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -387,7 +428,11 @@ webhookTimeout: 60s
         let status = self.gateway.terminate();
         assert!(status.success(), "the gateway stopped cleanly: {status:?}");
         {
-            let store = Store::sqlite(&self.gateway.store, Durability::Full, Box::new(|_, _| {})).expect("the store opens");
+            let store = match &self.gateway.postgres_url {
+                Some(url) => Store::postgres(&Secret::new(url.as_str()), Box::new(|_, _| {})),
+                None => Store::sqlite(&self.gateway.store, Durability::Full, Box::new(|_, _| {})),
+            }
+            .expect("the store opens");
             let (id, by) = (id.to_owned(), by.as_millis() as i64);
             store
                 .run(move |tx| {

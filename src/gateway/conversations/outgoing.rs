@@ -115,7 +115,9 @@ pub fn settle(tx: &mut dyn Tx, account: AccountRef<'_>, results: &[(QueuedSend, 
         };
         let Some((status, ids, error)) = finished else { continue };
         tx.send_finished(row.seq)?;
-        let (Some(mut message), Some(conv)) = (tx.outbound(&row.message_id)?, tx.conversation(&row.conversation_id)?) else {
+        // The conversation first: every job that changes both takes them in this order, so that
+        // two replicas' transactions cannot wait on each other.
+        let (Some(conv), Some(mut message)) = (tx.conversation(&row.conversation_id)?, tx.outbound(&row.message_id)?) else {
             tracing::error!(message = %row.message_id, conversation = %row.conversation_id, "a sent or failed message or its conversation is missing from the store; no event tells its outcome");
             continue;
         };

@@ -35,11 +35,13 @@ pub fn router(state: Arc<ProbeState>) -> Router {
 
 async fn ready(State(state): State<Arc<ProbeState>>) -> impl IntoResponse {
     if state.runtime.borrow().is_none() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no configuration loaded\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, "no configuration loaded\n".to_owned());
     }
+    // The store's errors name what failed (a refused connection, an authentication failure),
+    // never a connection string or password.
     match state.store.run(|_| Ok(())).await {
-        Ok(()) => (StatusCode::OK, "ok\n"),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the store is not available\n"),
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("the store is not available: {e}\n")),
     }
 }
 

@@ -6,6 +6,7 @@
 //! A job's result is handed back only after its transaction committed: an answer to a webhook
 //! can never run ahead of the disk. An error from a job undoes only what that job did.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
+use tokio::sync::watch;
 
 use super::model::conversation::{Conversation, CustomerProfile};
 use super::model::event::{InboundEvent, Message};
@@ -20,6 +22,7 @@ use super::model::history::StoredMessage;
 use super::model::outbound::OutboundMessage;
 use super::model::queue::{InboundState, NewDeskEvent, NewSend, OutboxStats, QueuedEvent, QueuedSend, Recorded, Serialized};
 use super::model::upload::Upload;
+use crate::providers::credentials::Secret;
 
 /// Why the store failed.
 #[derive(Clone, Debug, Error)]
@@ -64,7 +67,34 @@ pub enum Durability {
 }
 
 /// A commit's size and duration, reported to whoever measures them.
-pub type CommitObserver = Box<dyn Fn(usize, Duration) + Send>;
+pub type CommitObserver = Box<dyn Fn(usize, Duration) + Send + Sync>;
+
+/// A loop that another replica woke through the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Events were recorded.
+    Processor,
+    /// Desk events were queued.
+    Delivery,
+    /// Messages to customers were queued.
+    Sender,
+}
+
+impl Wake {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wake::Processor => "processor",
+            Wake::Delivery => "delivery",
+            Wake::Sender => "sender",
+        }
+    }
+
+    /// The loop a wake-up names; None for one this build does not know.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Wake::Processor, Wake::Delivery, Wake::Sender].into_iter().find(|w| w.as_str() == name)
+    }
+}
 
 /// The operations of one transaction.
 pub trait Tx {
@@ -191,12 +221,29 @@ pub trait Tx {
 pub enum Store {
     /// SQLite on the pod's volume.
     Sqlite(sqlite::Sqlite),
+    /// PostgreSQL, shared by the account's replicas.
+    Postgres(postgres::Postgres),
 }
 
 impl Store {
     /// Opens (creating if needed) the SQLite store at `path`.
     pub fn sqlite(path: &Path, durability: Durability, observe: CommitObserver) -> Result<Self, StoreError> {
         Ok(Store::Sqlite(sqlite::Sqlite::open(path, durability, observe)?))
+    }
+
+    /// Starts the PostgreSQL store for the database `url` names; it connects when first used.
+    pub fn postgres(url: &Secret, observe: CommitObserver) -> Result<Self, StoreError> {
+        Ok(Store::Postgres(postgres::Postgres::open(url, observe)?))
+    }
+
+    /// Whether this process runs the queue loops, as it changes. A SQLite store has one process,
+    /// which always leads; on PostgreSQL one replica at a time does, and `wake` is called when
+    /// another replica queued work.
+    pub fn lead(&self, wake: Box<dyn Fn(Wake) + Send>) -> Result<watch::Receiver<bool>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(watch::channel(true).1),
+            Store::Postgres(p) => p.lead(wake),
+        }
     }
 
     /// Runs `f` in the next transaction and returns its result once that transaction committed.
@@ -207,6 +254,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(s) => s.run(f).await,
+            Store::Postgres(p) => p.run(f).await,
         }
     }
 
@@ -219,6 +267,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(s) => s.read(f).await,
+            Store::Postgres(p) => p.read(f).await,
         }
     }
 }

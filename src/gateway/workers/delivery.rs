@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 
+use super::POLL;
 use crate::backoff::Backoff;
 use crate::gateway::clock::Clock;
 use crate::gateway::metrics::{AttemptOutcome, Metrics};
@@ -109,7 +110,9 @@ impl Delivery {
                 Some(d) => {
                     let _ = tokio::time::timeout(d, self.wake.notified()).await;
                 }
-                None => self.wake.notified().await,
+                None => {
+                    let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+                }
             }
         }
     }
@@ -122,7 +125,8 @@ impl Delivery {
         }
     }
 
-    /// Delivers what is due; returns how long to wait before the next round (None: until woken).
+    /// Delivers what is due; returns how long to wait before the next round (None: until woken, or
+    /// [`POLL`]).
     ///
     /// A down desk's events are left out until its delay has passed; then only its oldest event
     /// goes, as a probe, and the rest follow once a probe gets through.

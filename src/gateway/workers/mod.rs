@@ -10,8 +10,13 @@ pub mod prune;
 pub mod sender;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
+
+/// Longest a loop waits without being woken before it looks at the store again: a wake-up from
+/// another replica that was lost (its lead connection broke) delays work by at most this.
+pub const POLL: Duration = Duration::from_secs(5);
 
 /// Wakes the workers that act on what another task wrote.
 #[derive(Clone, Debug, Default)]

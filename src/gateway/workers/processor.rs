@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::watch;
 
-use super::Wakers;
+use super::{POLL, Wakers};
 use crate::gateway::clock::Clock;
 use crate::gateway::conversations::inbound;
 use crate::gateway::model::conversation::CustomerProfile;
@@ -63,6 +63,7 @@ impl Processor {
                     tokio::select! {
                         _ = self.wakers.processor.notified() => {}
                         _ = self.runtime.changed() => {}
+                        _ = tokio::time::sleep(POLL) => {}
                     }
                 }
                 Ok(_) => {}

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 
+use super::POLL;
 use crate::backoff::Backoff;
 use crate::gateway::channels::Answer;
 use crate::gateway::clock::Clock;
@@ -95,12 +96,15 @@ impl Sender {
                 Some(d) => {
                     let _ = tokio::time::timeout(d, self.wake.notified()).await;
                 }
-                None => self.wake.notified().await,
+                None => {
+                    let _ = tokio::time::timeout(POLL, self.wake.notified()).await;
+                }
             }
         }
     }
 
-    /// Sends what is due; returns how long to wait before the next round (None: until woken).
+    /// Sends what is due; returns how long to wait before the next round (None: until woken, or
+    /// [`POLL`]).
     async fn round(&self, rt: &Arc<Runtime>, streak: &mut Streak) -> Result<Option<Duration>, StoreError> {
         let now = self.clock.now_ms();
         let rows = self.store.read(move |tx| tx.due_sends(now, BATCH)).await?;

@@ -1,0 +1,99 @@
+//! The PostgreSQL store on a real server (tests/run.sh starts one and names it in
+//! `SWITCHBOARD_TEST_POSTGRES_URL`): jobs undo only themselves, one of several replicas leads and
+//! another takes over when it goes, a replica's queued work wakes the leader, and a database that
+//! cannot be reached fails jobs with a reason that holds no password.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchboard::gateway::store::{Store, StoreError, Wake};
+use switchboard::providers::credentials::Secret;
+
+/// A new database on the test server, or None (after saying why) when no server is named.
+fn database(test: &str) -> Option<Secret> {
+    let Ok(admin) = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL") else {
+        let _ = writeln!(std::io::stderr(), "skipped {test}: SWITCHBOARD_TEST_POSTGRES_URL is not set (tests/run.sh starts a PostgreSQL server and sets it)");
+        return None;
+    };
+    let name = format!("switchboard_store_{}", uuid::Uuid::new_v4().simple());
+    let create = format!("CREATE DATABASE {name}");
+    let server = admin.clone();
+    // The synchronous client runs its own runtime, so not on the test's runtime thread.
+    std::thread::spawn(move || postgres::Client::connect(&server, postgres::NoTls).and_then(|mut c| c.batch_execute(&create)))
+        .join()
+        .expect("the database is created")
+        .expect("the test server answers");
+    Some(Secret::new(format!("{admin} dbname={name}")))
+}
+
+fn open(url: &Secret) -> Store {
+    Store::postgres(url, Box::new(|_, _| {})).expect("the store starts")
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_job_undoes_only_itself_and_replicas_see_each_others_commits() {
+    let Some(url) = database("a_failing_job_undoes_only_itself_and_replicas_see_each_others_commits") else { return };
+    let (a, b) = (open(&url), open(&url));
+    let link = |store: Store, customer: &'static str, fail: bool| async move {
+        store.run(move |tx| {
+            tx.set_contact("ws", customer, Some("C"), 0)?;
+            if fail { Err(StoreError::Closed) } else { Ok(()) }
+        })
+        .await
+    };
+    let (x, y, z) = tokio::join!(link(a.clone(), "a", false), link(a.clone(), "b", true), link(b.clone(), "c", false));
+    assert!(x.is_ok() && y.is_err() && z.is_ok(), "{x:?} {y:?} {z:?}");
+    for store in [&a, &b] {
+        let linked = store.read(|tx| Ok([tx.contact("ws", "a")?, tx.contact("ws", "b")?, tx.contact("ws", "c")?])).await.unwrap();
+        assert_eq!(linked, [Some("C".to_owned()), None, Some("C".to_owned())]);
+    }
+}
+
+#[tokio::test]
+async fn one_replica_leads_and_another_takes_over_when_it_goes() {
+    let Some(url) = database("one_replica_leads_and_another_takes_over_when_it_goes") else { return };
+    let woken: Arc<Mutex<Vec<Wake>>> = Arc::default();
+    let (a, b) = (open(&url), open(&url));
+    let first = a.lead(Box::new(|_| {})).unwrap();
+    until("a replica leads", || *first.borrow()).await;
+    let seen = Arc::clone(&woken);
+    let second = b.lead(Box::new(move |w| seen.lock().unwrap().push(w))).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(*first.borrow() && !*second.borrow(), "exactly one replica leads");
+
+    // Work a replica records wakes the others' loops (here: the one that will lead next).
+    let events = vec![switchboard::gateway::model::queue::Serialized { id: "e-1".into(), json: "{}".into() }];
+    let recorded = a.run(move |tx| tx.record_events(&events, 1)).await.unwrap();
+    assert_eq!(recorded.new, 1);
+    until("the other replica is woken for the processor", || woken.lock().unwrap().contains(&Wake::Processor)).await;
+
+    // The leader goes (its lead connection closes with it): the other takes over.
+    drop(first);
+    drop(a);
+    until("the second replica leads", || *second.borrow()).await;
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_reached_fails_jobs_with_a_reason_and_no_password() {
+    // No server listens in a folder that does not exist.
+    let url = Secret::new("host=/nonexistent/switchboard port=5432 user=gateway password=hunter2-secret dbname=chat");
+    let store = open(&url);
+    let err = store.run(|tx| tx.contact("ws", "x")).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Database(_)), "{text}");
+    assert!(!text.contains("hunter2"), "the password is not in the error: {text}");
+    // Until the next attempt, jobs fail at once rather than each waiting on a connection.
+    let started = Instant::now();
+    assert!(store.read(|tx| tx.contact("ws", "x")).await.is_err());
+    assert!(store.run(|tx| tx.contact("ws", "x")).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
