@@ -10,21 +10,16 @@ use std::time::{Duration, Instant};
 use switchboard::gateway::store::{Store, StoreError, Wake};
 use switchboard::providers::credentials::Secret;
 
+#[path = "postgres/database.rs"]
+mod database;
+
 /// A new database on the test server, or None (after saying why) when no server is named.
 fn database(test: &str) -> Option<Secret> {
     let Ok(admin) = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL") else {
         let _ = writeln!(std::io::stderr(), "skipped {test}: SWITCHBOARD_TEST_POSTGRES_URL is not set (tests/run.sh starts a PostgreSQL server and sets it)");
         return None;
     };
-    let name = format!("switchboard_store_{}", uuid::Uuid::new_v4().simple());
-    let create = format!("CREATE DATABASE {name}");
-    let server = admin.clone();
-    // The synchronous client runs its own runtime, so not on the test's runtime thread.
-    std::thread::spawn(move || postgres::Client::connect(&server, postgres::NoTls).and_then(|mut c| c.batch_execute(&create)))
-        .join()
-        .expect("the database is created")
-        .expect("the test server answers");
-    Some(Secret::new(format!("{admin} dbname={name}")))
+    Some(Secret::new(database::create(&admin, "switchboard_store")))
 }
 
 fn open(url: &Secret) -> Store {

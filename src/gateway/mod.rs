@@ -147,10 +147,12 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     let observer = Arc::clone(&metrics);
     let clock = Clock::system();
     let observe: CommitObserver = Box::new(move |jobs, took| observer.commit(jobs, took));
+    let store_name: PathBuf = if args.postgres_url.is_some() { "PostgreSQL".into() } else { args.store.clone() };
     let store = match &args.postgres_url {
-        Some(url) => Store::postgres(url, observe).map_err(|source| GatewayError::Store { path: "PostgreSQL".into(), source })?,
-        None => Store::sqlite(&args.store, args.store_durability, observe).map_err(|source| GatewayError::Store { path: args.store.clone(), source })?,
-    };
+        Some(url) => Store::postgres(url, observe),
+        None => Store::sqlite(&args.store, args.store_durability, observe),
+    }
+    .map_err(|source| GatewayError::Store { path: store_name.clone(), source })?;
     let providers = Providers::new(args.endpoints.clone(), ClientConfig::default())?;
     let source = match (&args.config, &args.config_map) {
         (Some(path), _) => Source::File(path.clone()),
@@ -190,7 +192,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             Wake::Delivery => woken.delivery.notify_one(),
             Wake::Sender => woken.sender.notify_one(),
         }))
-        .map_err(|source| GatewayError::Store { path: args.store.clone(), source })?;
+        .map_err(|source| GatewayError::Store { path: store_name, source })?;
     let loops = QueueLoops {
         store: store.clone(),
         runtime: runtime.clone(),

@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 use switchboard::config::GatewayConfig;
 use switchboard::gateway::store::{Durability, Store};
 use switchboard::providers::credentials::Secret;
+
+#[path = "../postgres/database.rs"]
+mod database;
 use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
 
 use super::desk::Desk;
@@ -113,21 +116,7 @@ pub fn test_database() -> Option<String> {
         Ok(other) => panic!("SWITCHBOARD_TEST_STORE={other}: sqlite or postgres"),
     }
     let admin = std::env::var("SWITCHBOARD_TEST_POSTGRES_URL").expect("SWITCHBOARD_TEST_STORE=postgres needs SWITCHBOARD_TEST_POSTGRES_URL");
-    let name = format!("switchboard_test_{}", uuid::Uuid::new_v4().simple());
-    let create = format!("CREATE DATABASE {name}");
-    let server = admin.clone();
-    // The synchronous client runs its own runtime, so not on a test's runtime thread.
-    std::thread::spawn(move || postgres::Client::connect(&server, postgres::NoTls).and_then(|mut c| c.batch_execute(&create)))
-        .join()
-        .expect("the database is created")
-        .expect("the test server answers");
-    Some(if admin.starts_with("postgres://") || admin.starts_with("postgresql://") {
-        let mut url = url::Url::parse(&admin).expect("SWITCHBOARD_TEST_POSTGRES_URL is a URL");
-        url.set_path(&name);
-        url.to_string()
-    } else {
-        format!("{admin} dbname={name}")
-    })
+    Some(database::create(&admin, "switchboard_test"))
 }
 
 fn free_port() -> u16 {
