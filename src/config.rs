@@ -92,7 +92,27 @@ pub mod gateway_flags {
     pub const AGENT_API_ADDR: &str = "agent-api-addr";
     /// Address of the metrics and health server.
     pub const METRICS_ADDR: &str = "metrics-addr";
+    /// How the PostgreSQL store's connection is secured: disable, require, verify-ca or
+    /// verify-full.
+    pub const POSTGRES_SSL_MODE: &str = "postgres-ssl-mode";
+    /// The PEM file of the certificate authorities the PostgreSQL server's certificate is checked
+    /// against.
+    pub const POSTGRES_CA_FILE: &str = "postgres-ca-file";
 }
+
+/// Environment variable holding the PostgreSQL store's connection URL (or libpq key=value pairs).
+pub const POSTGRES_URL_ENV: &str = "SWITCHBOARD_POSTGRES_URL";
+/// Environment variables holding the PostgreSQL store's connection in parts, used when no URL is
+/// given: host, port, database, user and password.
+pub const POSTGRES_HOST_ENV: &str = "SWITCHBOARD_POSTGRES_HOST";
+/// See [`POSTGRES_HOST_ENV`].
+pub const POSTGRES_PORT_ENV: &str = "SWITCHBOARD_POSTGRES_PORT";
+/// See [`POSTGRES_HOST_ENV`].
+pub const POSTGRES_DBNAME_ENV: &str = "SWITCHBOARD_POSTGRES_DBNAME";
+/// See [`POSTGRES_HOST_ENV`].
+pub const POSTGRES_USER_ENV: &str = "SWITCHBOARD_POSTGRES_USER";
+/// See [`POSTGRES_HOST_ENV`].
+pub const POSTGRES_PASSWORD_ENV: &str = "SWITCHBOARD_POSTGRES_PASSWORD";
 
 /// Environment variable holding a LINE account's channel secret.
 pub const LINE_CHANNEL_SECRET_ENV: &str = "SWITCHBOARD_LINE_CHANNEL_SECRET";

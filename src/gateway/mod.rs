@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::api::duration;
 use crate::backoff::Backoff;
-use crate::config::{AGENT_API_PORT, GATEWAY_STORE_PATH, METRICS_PORT, WEBHOOK_PORT, gateway_flags};
+use crate::config::{AGENT_API_PORT, GATEWAY_STORE_PATH, METRICS_PORT, POSTGRES_URL_ENV, WEBHOOK_PORT, gateway_flags};
 use crate::kube_client::kube_client;
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
 use crate::serve::{self, Port};
@@ -68,7 +68,7 @@ pub struct GatewayArgs {
     pub store_durability: Durability,
     /// Keep the store in this PostgreSQL database instead of SQLite (a `postgres://` URL or
     /// libpq-style `key=value` pairs), shared by every replica of the account's gateway.
-    #[arg(long, env = "SWITCHBOARD_POSTGRES_URL", hide_env_values = true, value_parser = secret, conflicts_with_all = ["store", "store_durability"])]
+    #[arg(long, env = POSTGRES_URL_ENV, hide_env_values = true, value_parser = secret, conflicts_with_all = ["store", "store_durability"])]
     pub postgres_url: Option<Secret>,
     /// Address of the webhook server.
     #[arg(long = gateway_flags::WEBHOOK_ADDR, default_value_t = WEBHOOK_PORT.listen_addr())]
