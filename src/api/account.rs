@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::common::{CredentialSource, SecretKeyReference};
+use super::common::{CredentialSource, LocalObjectReference, SecretKeyReference};
 
 /// One provider account: a LINE Messaging API channel, or a Twilio account that sends and
 /// receives WhatsApp messages. The controller checks its credentials, registers the webhook and
@@ -131,21 +131,30 @@ pub enum Registration {
 }
 
 /// Settings of the gateway Deployment that serves this account.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("self.replicas <= 1 || has(self.store)").message("at most 1 without store.postgres: the embedded SQLite store has one writer").field_path(".replicas"),
+    validation = kube::core::Rule::new("!has(self.storage) || !has(self.store)").message("storage is the SQLite store's volume; store.postgres keeps nothing on the pod, so set one or the other").field_path(".storage")
+)]
 pub struct GatewaySpec {
-    /// Number of gateway pods. The embedded store allows one writer, so at most 1 (0 pauses the
-    /// gateway).
+    /// Number of gateway pods (0 pauses the gateway). At most 1 on the embedded SQLite store,
+    /// which has one writer; up to 10 with store.postgres.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0, max = 1))]
+    #[schemars(range(min = 0, max = 10))]
     pub replicas: i32,
     /// CPU and memory requests and limits of the gateway container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// A PersistentVolumeClaim for the gateway's store. Without it the store lives on an
-    /// emptyDir and is lost with the pod (the account reports a warning condition).
+    /// A PersistentVolumeClaim for the embedded SQLite store. Without it (and without
+    /// store.postgres) the store lives on an emptyDir and is lost with the pod (the account
+    /// reports a warning condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<GatewayStorage>,
+    /// A shared store instead of the embedded one, so that several replicas serve the account
+    /// and a rollout or a crash refuses no webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<GatewayStore>,
     /// An Ingress for the webhook path. Without it, route publicBaseUrl to the gateway Service
     /// yourself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,7 +169,63 @@ fn default_replicas() -> i32 {
 /// as the schema default of `spec.gateway`, so it must agree with the field's serde default.
 impl Default for GatewaySpec {
     fn default() -> Self {
-        Self { replicas: default_replicas(), resources: None, storage: None, ingress: None }
+        Self { replicas: default_replicas(), resources: None, storage: None, store: None, ingress: None }
+    }
+}
+
+/// The gateway's shared store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStore {
+    /// A PostgreSQL database (e.g. a CloudNativePG cluster's `-rw` service) that every replica
+    /// of this account's gateway shares. Give each account its own database.
+    pub postgres: PostgresStore,
+}
+
+/// How the gateway reaches its PostgreSQL database.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresStore {
+    /// The Secret with the connection: a `uri` key (postgresql://user:password@host:port/db),
+    /// else the keys `host`, `dbname`, `username`, `password` and optionally `port` (5432), as
+    /// CloudNativePG's `<cluster>-app` Secret has them. The values reach the gateway as
+    /// environment variables from the Secret; they are never copied.
+    pub connection_secret_ref: LocalObjectReference,
+    /// How the connection is secured, as libpq's sslmode: `verify-full` checks the server's
+    /// certificate and host name, `verify-ca` the certificate only, `require` encrypts without
+    /// checking, `disable` sends everything, the password included, in the clear.
+    #[serde(default)]
+    pub ssl_mode: SslMode,
+    /// The certificate authority (PEM) the server's certificate is checked against, e.g.
+    /// CloudNativePG's `<cluster>-ca` Secret, key `ca.crt`; the system's roots when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyReference>,
+}
+
+/// libpq's sslmode values that say what a connection may trust.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS without checking the server's certificate.
+    Require,
+    /// TLS with the server's certificate checked against the certificate authority.
+    VerifyCa,
+    /// TLS with the certificate checked and issued for the host connected to.
+    #[default]
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The spelling of the spec and of the gateway's flag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
     }
 }
 
@@ -321,6 +386,17 @@ impl MessagingAccountSpec {
             refs.push(("spec.twilioWhatsApp.authToken.secretKeyRef", &twilio.auth_token.secret_key_ref));
         }
         refs
+    }
+
+    /// The Secrets the gateway's store connection is read from, each with the path of the
+    /// field that names it: the kubelet reads them, so they are referenced, not read here.
+    pub fn store_secrets(&self) -> Vec<(&'static str, &str)> {
+        let Some(store) = &self.gateway.store else { return Vec::new() };
+        let mut names = vec![("spec.gateway.store.postgres.connectionSecretRef", store.postgres.connection_secret_ref.name.as_str())];
+        if let Some(ca) = &store.postgres.ca_secret_ref {
+            names.push(("spec.gateway.store.postgres.caSecretRef", ca.name.as_str()));
+        }
+        names
     }
 }
 

@@ -433,6 +433,27 @@ mod tests {
     }
 
     #[test]
+    fn several_replicas_need_the_postgres_store() {
+        let errors = |gateway: Value| {
+            let mut spec = line_spec();
+            spec["gateway"] = gateway;
+            messages(&object_errors(Kind::MessagingAccount, &account(spec), UrlPolicy::default()))
+        };
+        let postgres = json!({"postgres": {"connectionSecretRef": {"name": "chat-db-app"}, "sslMode": "verify-ca"}});
+        assert_eq!(errors(json!({"replicas": 1})), Vec::<String>::new());
+        assert_eq!(errors(json!({"replicas": 3, "store": postgres})), Vec::<String>::new());
+        assert_eq!(errors(json!({"replicas": 2})), ["spec.gateway.replicas: at most 1 without store.postgres: the embedded SQLite store has one writer"]);
+        assert_eq!(
+            errors(json!({"replicas": 1, "store": postgres, "storage": {"size": "1Gi"}})),
+            ["spec.gateway.storage: storage is the SQLite store's volume; store.postgres keeps nothing on the pod, so set one or the other"]
+        );
+        let too_many = errors(json!({"replicas": 11, "store": postgres}));
+        assert!(too_many.len() == 1 && too_many[0].starts_with("spec.gateway.replicas: "), "{too_many:?}");
+        let bad_mode = errors(json!({"store": {"postgres": {"connectionSecretRef": {"name": "db"}, "sslMode": "prefer"}}}));
+        assert!(bad_mode.len() == 1 && bad_mode[0].starts_with("spec.gateway.store.postgres.sslMode: "), "{bad_mode:?}");
+    }
+
+    #[test]
     fn immutable_mode_is_a_transition_rule() {
         let ws = |mode: &str| {
             json!({"apiVersion": "switchboard.dev/v1alpha1", "kind": "Workstream", "metadata": {"name": "w"}, "spec": {

@@ -321,7 +321,9 @@ fn cross_checks(set: &Set, on_missing: Missing) -> Vec<(usize, Problem)> {
     let templates: Vec<MessageTemplate> = objects(&set.templates);
     let mut problems = Vec::new();
     for (i, (origin, account)) in set.accounts.iter().enumerate() {
-        problems.extend(secret_ref_errors(set, origin, account.spec.secret_refs()).into_iter().map(|e| origin.problem(e)));
+        let mut refs = account.spec.secret_refs();
+        refs.extend(account.spec.gateway.store.as_ref().and_then(|s| s.postgres.ca_secret_ref.as_ref()).map(|ca| ("spec.gateway.store.postgres.caSecretRef", ca)));
+        problems.extend(secret_ref_errors(set, origin, refs).into_iter().map(|e| origin.problem(e)));
         problems.extend(channel_conflict(&set.accounts[..i], account).map(|e| origin.problem(e)));
     }
     for (origin, ws) in &set.workstreams {

@@ -119,11 +119,13 @@ async fn apply(account: &MessagingAccount, api: &Api<MessagingAccount>, ctx: &Co
     let request = reconcile_request::pending(account, old.last_handled_reconcile_at.as_deref());
     let outcome = observe(account, &old, &mut status, request.is_some(), ctx).await;
     let mut observations = outcome.observations;
+    let mut notices = outcome.notices;
     if outcome.ready.is_none() {
         // The gateway follows the spec, the workstreams, rules and templates: rendered on every
         // pass, applied server-side (a no-op when nothing changed; puts back hand edits).
         let gateway = gateway::apply(account, ctx).await?;
         observations.extend(gateway.observations);
+        notices.extend(gateway.notices);
         if gateway.status.is_some() {
             status.gateway = gateway.status;
         }
@@ -137,7 +139,6 @@ async fn apply(account: &MessagingAccount, api: &Api<MessagingAccount>, ctx: &Co
     status.observed_generation = generation;
     reconcile_request::handled(request, &mut status.last_handled_reconcile_at);
 
-    let mut notices = outcome.notices;
     notices.extend(status::transitions(&old.conditions, &status.conditions));
     status::write(api, &account.name_any(), account.status.as_ref(), &status).await?;
     status::publish(&ctx.recorder, &account.object_ref(&()), &notices).await;

@@ -9,6 +9,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::{Client, Resource, ResourceExt};
@@ -18,7 +19,10 @@ use serde::de::DeserializeOwned;
 use super::acceptance;
 use super::context::Context;
 use super::gateway_objects::{self, FIELD_MANAGER, Inputs};
-use crate::api::account::GatewayStatus;
+use super::gateway_store;
+use super::secrets::{self, CredentialError};
+use super::status::Notice;
+use crate::api::account::{GatewayStatus, PostgresStore};
 use crate::api::conditions::{Observation, Status};
 use crate::api::{MessageTemplate, MessagingAccount};
 use crate::config::{self, MAX_COMPRESSED_BYTES, SecretEnv};
@@ -35,11 +39,18 @@ pub struct Gateway {
     pub observations: Vec<Observation>,
     /// The gateway part of the account's status, when the objects were applied.
     pub status: Option<GatewayStatus>,
+    /// Events about the objects that could not be applied as asked.
+    pub notices: Vec<Notice>,
 }
 
 impl Gateway {
     fn invalid(message: String) -> Self {
-        Self { observations: vec![Observation::new(GATEWAY_READY, Status::False, "InvalidConfiguration", message)], status: None }
+        Self::not_applied("InvalidConfiguration", message)
+    }
+
+    /// Nothing was applied: the running gateway, if any, keeps what it has.
+    fn not_applied(reason: &str, message: String) -> Self {
+        Self { observations: vec![Observation::new(GATEWAY_READY, Status::False, reason, message)], status: None, notices: Vec::new() }
     }
 }
 
@@ -69,12 +80,20 @@ pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway,
         )));
     }
     let config_hash = rendered.config.hash();
-    let secret_versions = secret_versions(&ctx.client, &namespace, &rendered.secret_env).await?;
+    let mut secret_env = rendered.secret_env;
+    if let Some(store) = gateway_objects::postgres_store(account) {
+        match store_env(&ctx.client, &namespace, store).await {
+            Ok(env) => secret_env.extend(env),
+            Err(e) => return Ok(Gateway::not_applied(e.reason(), e.to_string())),
+        }
+    }
+    let store_secrets: BTreeSet<&str> = account.spec.store_secrets().into_iter().map(|(_, name)| name).collect();
+    let secret_versions = secret_versions(&ctx.client, &namespace, &secret_env, &store_secrets).await?;
     let inputs = Inputs {
         account,
         config: &document,
         config_hash: &config_hash,
-        secret_env: &rendered.secret_env,
+        secret_env: &secret_env,
         secret_versions: &secret_versions,
         image: &ctx.settings.gateway_image,
         endpoints: ctx.providers.endpoints(),
@@ -100,10 +119,27 @@ pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway,
         None => delete_owned::<Ingress>(client, &namespace, &gateway_objects::name(&name), account).await?,
     }
     let deployment = server_side_apply(client, &namespace, &objects.deployment).await?;
+    let mut notices = Vec::new();
+    let gateway_name = gateway_objects::name(&name);
+    match &objects.pdb {
+        Some(pdb) => match server_side_apply(client, &namespace, pdb).await {
+            Ok(_) => {}
+            // API servers before 1.21 have no policy/v1; the gateway runs without the budget.
+            Err(kube::Error::Api(status)) if status.code == 404 => notices.push(Notice::warning(
+                "PodDisruptionBudgetUnsupported",
+                format!("PodDisruptionBudget {gateway_name} was not created: this API server does not serve policy/v1 (Kubernetes 1.21 or later does); node drains may stop every gateway replica at once"),
+            )),
+            Err(e) => return Err(e),
+        },
+        None => delete_owned::<PodDisruptionBudget>(client, &namespace, &gateway_name, account).await?,
+    }
 
     let wanted = account.spec.gateway.replicas;
     let ready_replicas = deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or_default();
-    let storage = if gateway_objects::uses_persistent_storage(account) {
+    let storage = if let Some(store) = gateway_objects::postgres_store(account) {
+        let message = format!("the store is the PostgreSQL database of Secret {}", store.connection_secret_ref.name);
+        Observation::new(STORAGE_PERSISTENT, Status::True, "PostgreSQL", message)
+    } else if gateway_objects::uses_persistent_storage(account) {
         Observation::new(STORAGE_PERSISTENT, Status::True, "PersistentVolumeClaim", "the store is on a PersistentVolumeClaim")
     } else {
         let message = "spec.gateway.storage is not set: the store is on an emptyDir, and conversations and undelivered work are lost when the pod goes";
@@ -112,14 +148,33 @@ pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway,
     Ok(Gateway {
         observations: vec![availability(&deployment, wanted), storage],
         status: Some(GatewayStatus { deployment: deployment.name_any(), ready_replicas, config_usage: Some(gateway_objects::config_usage(document.len())) }),
+        notices,
     })
+}
+
+/// The gateway's environment variables from the store's connection Secret, once that Secret and
+/// the certificate authority's have the keys the gateway needs (a pod missing them would not
+/// start, and say less about why).
+async fn store_env(client: &Client, namespace: &str, store: &PostgresStore) -> Result<Vec<SecretEnv>, CredentialError> {
+    let field = "spec.gateway.store.postgres.connectionSecretRef";
+    let name = &store.connection_secret_ref.name;
+    let keys = secrets::keys(client, namespace, name, field).await?;
+    let env = gateway_store::connection_env(name, &keys.iter().map(String::as_str).collect())
+        .map_err(|e| CredentialError::SecretKeyMissing { name: name.clone(), field: field.to_owned(), problem: e.to_string() })?;
+    if let Some(ca) = &store.ca_secret_ref {
+        let field = "spec.gateway.store.postgres.caSecretRef";
+        if !secrets::keys(client, namespace, &ca.name, field).await?.contains(&ca.key) {
+            return Err(CredentialError::SecretKeyMissing { name: ca.name.clone(), field: field.to_owned(), problem: format!("has no key {:?}", ca.key) });
+        }
+    }
+    Ok(env)
 }
 
 /// `name@resourceVersion` of every Secret the gateway reads, sorted (`name@absent` for a
 /// missing one): a pod template annotation, so that a rotated credential rolls the pods.
-async fn secret_versions(client: &Client, namespace: &str, secret_env: &[SecretEnv]) -> Result<String, kube::Error> {
+async fn secret_versions(client: &Client, namespace: &str, secret_env: &[SecretEnv], mounted: &BTreeSet<&str>) -> Result<String, kube::Error> {
     let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), namespace);
-    let names: BTreeSet<&str> = secret_env.iter().map(|e| e.secret.name.as_str()).collect();
+    let names: BTreeSet<&str> = secret_env.iter().map(|e| e.secret.name.as_str()).chain(mounted.iter().copied()).collect();
     let mut versions = Vec::new();
     for name in names {
         let version = api.get_metadata_opt(name).await?.and_then(|m| m.resource_version()).unwrap_or_else(|| "absent".to_owned());
@@ -150,14 +205,14 @@ where
     Ok(())
 }
 
-/// GatewayReady from the Deployment: True once the current generation is rolled out and as many
-/// replicas as asked for are available; False when the rollout is stuck, or when `replicas: 0`
-/// pauses the gateway (nothing receives the account's webhooks, so nothing is ready).
+/// GatewayReady from the Deployment: True while at least one replica of the current generation
+/// is available (the message says how many of how many), so that a drained node or a rolling
+/// update does not make the account unready; Unknown while a rollout brings up the first one;
+/// False when the rollout is stuck, when a rolled-out gateway has no replica available, or when
+/// `replicas: 0` pauses the gateway (nothing receives the account's webhooks).
 pub fn availability(deployment: &Deployment, wanted: i32) -> Observation {
     let status = deployment.status.clone().unwrap_or_default();
     let rolled_out = status.observed_generation.unwrap_or_default() >= deployment.metadata.generation.unwrap_or_default();
-    let available = status.available_replicas.unwrap_or_default();
-    let updated = status.updated_replicas.unwrap_or_default();
     let stuck = status.conditions.iter().flatten().find(|c| c.type_.as_deref() == Some("Progressing") && c.status.as_deref() == Some("False"));
     if let Some(c) = stuck {
         let reason = c.reason.clone().unwrap_or_else(|| "ProgressDeadlineExceeded".to_owned());
@@ -166,11 +221,18 @@ pub fn availability(deployment: &Deployment, wanted: i32) -> Observation {
     if wanted == 0 {
         return Observation::new(GATEWAY_READY, Status::False, "ScaledToZero", "spec.gateway.replicas is 0: the gateway is paused and no webhook is received");
     }
-    let message = format!("{available} of {wanted} gateway replicas available");
-    if rolled_out && updated >= wanted && available >= wanted {
+    let updated = status.updated_replicas.unwrap_or_default();
+    let older = (status.replicas.unwrap_or_default() - updated).max(0);
+    // The Deployment counts available pods of every template; the older ones may all be among
+    // them, so only what exceeds their number is surely current.
+    let current = if rolled_out { (status.available_replicas.unwrap_or_default() - older).max(0) } else { 0 };
+    let message = format!("{current} of {wanted} gateway replicas available");
+    if current > 0 {
         Observation::new(GATEWAY_READY, Status::True, "Available", message)
-    } else {
+    } else if !rolled_out || updated < wanted || older > 0 {
         Observation::new(GATEWAY_READY, Status::Unknown, "Progressing", message)
+    } else {
+        Observation::new(GATEWAY_READY, Status::False, "Unavailable", message)
     }
 }
 
@@ -193,6 +255,25 @@ mod tests {
         let none = deployment(json!({}));
         let obs = availability(&none, 1);
         assert_eq!((obs.status, obs.message.as_str()), (Status::Unknown, "0 of 1 gateway replicas available"));
+    }
+
+    #[test]
+    fn one_current_replica_of_several_is_enough() {
+        let drained = deployment(json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 1}));
+        let obs = availability(&drained, 3);
+        assert_eq!((obs.status, obs.message.as_str()), (Status::True, "1 of 3 gateway replicas available"));
+        let none = availability(&deployment(json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 0})), 3);
+        assert_eq!((none.status, none.reason.as_str()), (Status::False, "Unavailable"));
+    }
+
+    #[test]
+    fn older_replicas_do_not_count_during_a_rollout() {
+        // Three old pods available, one new pod started and not yet available.
+        let rolling = deployment(json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 1, "availableReplicas": 3}));
+        let obs = availability(&rolling, 3);
+        assert_eq!((obs.status, obs.reason.as_str(), obs.message.as_str()), (Status::Unknown, "Progressing", "0 of 3 gateway replicas available"));
+        let first_up = deployment(json!({"observedGeneration": 2, "replicas": 4, "updatedReplicas": 2, "availableReplicas": 3}));
+        assert_eq!(availability(&first_up, 3).message, "1 of 3 gateway replicas available");
     }
 
     #[test]

@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    Capabilities, ConfigMap, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
     IngressTLS, ServiceBackendPort,
@@ -24,7 +26,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use crate::api::account::{GatewayIngress, GatewayStorage};
+use crate::api::account::{GatewayIngress, GatewayStorage, PostgresStore};
 use crate::api::MessagingAccount;
 use crate::config::{
     AGENT_API_PORT, COMPRESSED_CONFIG_KEY, GATEWAY_STORE_DIR, GATEWAY_STORE_PATH, GatewayPort, MAX_COMPRESSED_BYTES, METRICS_PORT, SecretEnv,
@@ -52,6 +54,10 @@ const NONROOT: i64 = 65532;
 
 const STORE_VOLUME: &str = "store";
 const TMP_VOLUME: &str = "tmp";
+const POSTGRES_CA_VOLUME: &str = "postgres-ca";
+/// Where the PostgreSQL server's certificate authority is mounted.
+const POSTGRES_CA_DIR: &str = "/etc/switchboard/postgres-ca";
+const POSTGRES_CA_FILE: &str = "ca.crt";
 
 /// The gateway's container image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +104,9 @@ pub struct GatewayObjects {
     pub deployment: Deployment,
     /// The store's volume, when `spec.gateway.storage` is set.
     pub pvc: Option<PersistentVolumeClaim>,
+    /// Keeps one replica serving through voluntary disruptions (node drains), when several
+    /// replicas share a PostgreSQL store.
+    pub pdb: Option<PodDisruptionBudget>,
     /// The public route to the webhook path, when `spec.gateway.ingress` is set.
     pub ingress: Option<Ingress>,
 }
@@ -155,10 +164,15 @@ pub fn labels(account_name: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// Whether the account's store lives on a PersistentVolumeClaim; without one it lives on an
-/// emptyDir and is lost with the pod.
+/// Whether the account's SQLite store lives on a PersistentVolumeClaim; without one (and without
+/// a PostgreSQL store) it lives on an emptyDir and is lost with the pod.
 pub fn uses_persistent_storage(account: &MessagingAccount) -> bool {
     account.spec.gateway.storage.is_some()
+}
+
+/// The account's PostgreSQL store, when it has one instead of the embedded SQLite store.
+pub fn postgres_store(account: &MessagingAccount) -> Option<&PostgresStore> {
+    account.spec.gateway.store.as_ref().map(|store| &store.postgres)
 }
 
 /// Renders the gateway objects of `inputs.account`.
@@ -174,6 +188,7 @@ pub fn render(inputs: &Inputs) -> Result<GatewayObjects, RenderError> {
         service: service(&owner),
         deployment: deployment(&owner, inputs),
         pvc: gateway.storage.as_ref().map(|storage| pvc(&owner, storage)),
+        pdb: (postgres_store(inputs.account).is_some() && gateway.replicas > 1).then(|| pdb(&owner)),
         ingress: gateway.ingress.as_ref().map(|spec| ingress(&owner, spec)),
     })
 }
@@ -354,11 +369,9 @@ fn service(owner: &Owner) -> Service {
 }
 
 fn deployment(owner: &Owner, inputs: &Inputs) -> Deployment {
-    let persistent = uses_persistent_storage(inputs.account);
-    let strategy = if persistent {
-        // A ReadWriteOnce volume cannot be mounted by the old and the new pod at once.
-        DeploymentStrategy { type_: Some("Recreate".to_owned()), rolling_update: None }
-    } else {
+    let postgres = postgres_store(inputs.account);
+    let strategy = if postgres.is_some() {
+        // Replicas share the database: a new pod serves before an old one stops.
         DeploymentStrategy {
             type_: Some("RollingUpdate".to_owned()),
             rolling_update: Some(RollingUpdateDeployment {
@@ -366,19 +379,43 @@ fn deployment(owner: &Owner, inputs: &Inputs) -> Deployment {
                 max_surge: Some(IntOrString::Int(1)),
             }),
         }
+    } else {
+        // One SQLite file has one writer: a surge pod would open a second store beside the first
+        // (on an emptyDir) or wait for a ReadWriteOnce volume the old pod holds.
+        DeploymentStrategy { type_: Some("Recreate".to_owned()), rolling_update: None }
     };
-    let store = if persistent {
-        Volume {
+    let store = match postgres {
+        Some(PostgresStore { ca_secret_ref: Some(ca), .. }) => Some(Volume {
+            name: POSTGRES_CA_VOLUME.to_owned(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(ca.name.clone()),
+                items: Some(vec![KeyToPath { key: ca.key.clone(), path: POSTGRES_CA_FILE.to_owned(), ..KeyToPath::default() }]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        }),
+        Some(_) => None,
+        None if uses_persistent_storage(inputs.account) => Some(Volume {
             name: STORE_VOLUME.to_owned(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                 claim_name: owner.name.clone(),
                 ..PersistentVolumeClaimVolumeSource::default()
             }),
             ..Volume::default()
-        }
-    } else {
-        empty_dir(STORE_VOLUME)
+        }),
+        None => Some(empty_dir(STORE_VOLUME)),
     };
+    // Replicas on different nodes, so that losing one node leaves the others serving; preferred
+    // only, so that a one-node cluster still runs them all.
+    let spread = postgres.is_some().then(|| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "kubernetes.io/hostname".to_owned(),
+            when_unsatisfiable: "ScheduleAnyway".to_owned(),
+            label_selector: Some(LabelSelector { match_labels: Some(labels(&owner.account)), ..LabelSelector::default() }),
+            ..TopologySpreadConstraint::default()
+        }]
+    });
     // The configuration hash stays out of the pod template on purpose: the gateway watches its
     // ConfigMap and takes a new configuration live, so a change must not restart the pods (and
     // drop in-flight webhooks). Credentials arrive as env vars, read only at start, so a rotated
@@ -410,7 +447,8 @@ fn deployment(owner: &Owner, inputs: &Inputs) -> Deployment {
                     }),
                     containers: vec![container(owner, inputs)],
                     // The root filesystem is read-only; libraries that want scratch files get /tmp.
-                    volumes: Some(vec![store, empty_dir(TMP_VOLUME)]),
+                    volumes: Some(store.into_iter().chain([empty_dir(TMP_VOLUME)]).collect()),
+                    topology_spread_constraints: spread,
                     ..PodSpec::default()
                 }),
             },
@@ -427,20 +465,32 @@ fn empty_dir(name: &str) -> Volume {
 fn container(owner: &Owner, inputs: &Inputs) -> Container {
     let flag = |name: &str| format!("--{name}");
     let listen = |p: GatewayPort| p.listen_addr().to_string();
+    let postgres = postgres_store(inputs.account);
+    let store_args = match postgres {
+        Some(store) => {
+            let mut args = vec![flag(gateway_flags::POSTGRES_SSL_MODE), store.ssl_mode.as_str().to_owned()];
+            if store.ca_secret_ref.is_some() {
+                args.extend([flag(gateway_flags::POSTGRES_CA_FILE), format!("{POSTGRES_CA_DIR}/{POSTGRES_CA_FILE}")]);
+            }
+            args
+        }
+        None => vec![flag(gateway_flags::STORE), GATEWAY_STORE_PATH.to_owned()],
+    };
     let args: Vec<String> = [
         "gateway".to_owned(),
         flag(gateway_flags::CONFIG_MAP),
         owner.name.clone(),
-        flag(gateway_flags::STORE),
-        GATEWAY_STORE_PATH.to_owned(),
+    ]
+    .into_iter()
+    .chain(store_args)
+    .chain([
         flag(gateway_flags::WEBHOOK_ADDR),
         listen(WEBHOOK_PORT),
         flag(gateway_flags::AGENT_API_ADDR),
         listen(AGENT_API_PORT),
         flag(gateway_flags::METRICS_ADDR),
         listen(METRICS_PORT),
-    ]
-    .into_iter()
+    ])
     .chain(inputs.endpoints.non_default_args())
     .collect();
     // Only references: the kubelet reads the user's Secrets, so no credential is copied into an
@@ -464,6 +514,13 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         ..ContainerPort::default()
     };
     let mount = |name: &str, path: &str| VolumeMount { name: name.to_owned(), mount_path: path.to_owned(), ..VolumeMount::default() };
+    let store_mount = match postgres {
+        Some(store) => store
+            .ca_secret_ref
+            .as_ref()
+            .map(|_| VolumeMount { read_only: Some(true), ..mount(POSTGRES_CA_VOLUME, POSTGRES_CA_DIR) }),
+        None => Some(mount(STORE_VOLUME, GATEWAY_STORE_DIR)),
+    };
     Container {
         name: CONTAINER.to_owned(),
         image: Some(inputs.image.image.clone()),
@@ -483,7 +540,7 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![mount(STORE_VOLUME, GATEWAY_STORE_DIR), mount(TMP_VOLUME, "/tmp")]),
+        volume_mounts: Some(store_mount.into_iter().chain([mount(TMP_VOLUME, "/tmp")]).collect()),
         ..Container::default()
     }
 }
@@ -522,6 +579,20 @@ fn pvc(owner: &Owner, storage: &GatewayStorage) -> PersistentVolumeClaim {
             ..PersistentVolumeClaimSpec::default()
         }),
         ..PersistentVolumeClaim::default()
+    }
+}
+
+/// At least one replica stays up while nodes are drained. Only rendered for several replicas: with
+/// one, minAvailable 1 would block every drain of its node.
+fn pdb(owner: &Owner) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: owner.metadata(None),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(labels(&owner.account)), ..LabelSelector::default() }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
     }
 }
 
@@ -769,19 +840,75 @@ spec:
     }
 
     #[test]
-    fn without_storage_the_store_is_an_empty_dir_and_pods_roll() {
+    fn without_storage_the_store_is_an_empty_dir_and_still_one_pod_at_a_time() {
         let account = bare_account();
         assert!(!uses_persistent_storage(&account));
         let objects = render_account(&account);
         assert_eq!(objects.pvc, None);
         let volumes = to_json(&pod_spec(&objects).volumes);
         assert_eq!(volumes, json!([{"name": "store", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]));
+        // A surge pod would open a second, empty store beside the first.
+        assert_eq!(to_json(&objects.deployment.spec.strategy), json!({"type": "Recreate"}));
+        let mounts = to_json(&gateway_container(&objects).volume_mounts);
+        assert_eq!(mounts, json!([{"name": "store", "mountPath": "/var/lib/switchboard"}, {"name": "tmp", "mountPath": "/tmp"}]));
+        assert_eq!(pod_spec(&objects).topology_spread_constraints, None);
+        assert!(gateway_container(&objects).args.as_ref().unwrap().windows(2).any(|w| w == ["--store", GATEWAY_STORE_PATH]));
+    }
+
+    /// The bare account on PostgreSQL with `replicas` replicas and a certificate authority.
+    fn postgres_account(replicas: i32) -> MessagingAccount {
+        let mut account = bare_account();
+        account.spec.gateway.replicas = replicas;
+        account.spec.gateway.store = Some(serde_json::from_value(json!({"postgres": {
+            "connectionSecretRef": {"name": "chat-db-app"},
+            "caSecretRef": {"name": "chat-db-ca", "key": "ca.crt"}
+        }})).unwrap());
+        account
+    }
+
+    #[test]
+    fn on_postgres_pods_roll_spread_and_keep_nothing_on_the_pod() {
+        let objects = render_account(&postgres_account(3));
+        assert_eq!(objects.pvc, None);
         assert_eq!(
             to_json(&objects.deployment.spec.strategy),
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
         );
-        let mounts = to_json(&gateway_container(&objects).volume_mounts);
-        assert_eq!(mounts, json!([{"name": "store", "mountPath": "/var/lib/switchboard"}, {"name": "tmp", "mountPath": "/tmp"}]));
+        let pod = pod_spec(&objects);
+        assert_eq!(
+            to_json(&pod.volumes),
+            json!([{"name": "postgres-ca", "secret": {"secretName": "chat-db-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}, {"name": "tmp", "emptyDir": {}}])
+        );
+        assert_eq!(
+            to_json(&pod.topology_spread_constraints),
+            json!([{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": labels("contoso-line")}}])
+        );
+        let container = gateway_container(&objects);
+        let mounts = to_json(&container.volume_mounts);
+        assert_eq!(mounts, json!([{"name": "postgres-ca", "mountPath": "/etc/switchboard/postgres-ca", "readOnly": true}, {"name": "tmp", "mountPath": "/tmp"}]));
+        let args = container.args.as_ref().unwrap();
+        assert!(!args.iter().any(|a| a == "--store"), "{args:?}");
+        let pairs: Vec<[&str; 2]> = args.windows(2).map(|w| [w[0].as_str(), w[1].as_str()]).collect();
+        assert!(pairs.contains(&["--postgres-ssl-mode", "verify-full"]), "{args:?}");
+        assert!(pairs.contains(&["--postgres-ca-file", "/etc/switchboard/postgres-ca/ca.crt"]), "{args:?}");
+        let pdb = to_json(&objects.pdb.as_ref().expect("a budget for several replicas"));
+        assert_eq!(pdb["apiVersion"], "policy/v1");
+        assert_eq!(pdb["metadata"]["name"], "contoso-line-gateway");
+        assert_eq!(pdb["spec"], json!({"minAvailable": 1, "selector": {"matchLabels": labels("contoso-line")}}));
+    }
+
+    #[test]
+    fn one_postgres_replica_has_no_budget_and_no_ca_means_no_mount() {
+        let mut account = postgres_account(1);
+        let store = &mut account.spec.gateway.store.as_mut().unwrap().postgres;
+        store.ca_secret_ref = None;
+        store.ssl_mode = crate::api::account::SslMode::Require;
+        let objects = render_account(&account);
+        assert_eq!(objects.pdb, None, "minAvailable 1 of 1 would block every drain");
+        assert_eq!(to_json(&pod_spec(&objects).volumes), json!([{"name": "tmp", "emptyDir": {}}]));
+        let args = gateway_container(&objects).args.clone().unwrap();
+        assert!(args.windows(2).any(|w| w == ["--postgres-ssl-mode", "require"]), "{args:?}");
+        assert!(!args.iter().any(|a| a == "--postgres-ca-file"), "{args:?}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod configs;
 pub mod context;
 pub mod gateway;
 pub mod gateway_objects;
+mod gateway_store;
 mod health;
 pub mod leader;
 mod metrics;
@@ -563,7 +564,10 @@ fn accounts_using(accounts: &Store<MessagingAccount>, secret: &PartialObjectMeta
     accounts
         .state()
         .iter()
-        .filter(|a| a.namespace() == namespace && a.spec.secret_refs().iter().any(|(_, r)| r.name == name))
+        .filter(|a| {
+            a.namespace() == namespace
+                && (a.spec.secret_refs().iter().any(|(_, r)| r.name == name) || a.spec.store_secrets().iter().any(|(_, n)| *n == name))
+        })
         .map(|a| ObjectRef::from_obj(&**a))
         .collect()
 }

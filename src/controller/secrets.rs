@@ -1,7 +1,7 @@
 //! Reading the credentials a resource names from its namespace's Secrets. Values are wrapped in
 //! the redacting [`Secret`] as they are read, so they cannot reach a log, an event or a status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::{Api, Client};
@@ -96,6 +96,15 @@ pub async fn read(client: &Client, namespace: &str, refs: &[(&str, &SecretKeyRef
         .map(|(name, s)| format!("{name}@{}", s.metadata.resource_version.as_deref().unwrap_or_default()))
         .collect();
     Ok(Credentials { values, versions })
+}
+
+/// The names of the keys of Secret `name` in `namespace`, named by `field`; the values are not
+/// kept.
+pub async fn keys(client: &Client, namespace: &str, name: &str, field: &str) -> Result<BTreeSet<String>, CredentialError> {
+    let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
+    let secret = api.get_opt(name).await.map_err(|e| CredentialError::Unreadable { name: name.to_owned(), detail: describe(&e) })?;
+    let secret = secret.ok_or_else(|| CredentialError::SecretNotFound { name: name.to_owned(), field: field.to_owned() })?;
+    Ok(secret.data.into_iter().flatten().filter(|(_, value)| !value.0.is_empty()).map(|(key, _)| key).collect())
 }
 
 fn value_of(secret: &KubeSecret, key: &str) -> Result<Secret, String> {

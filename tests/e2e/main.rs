@@ -15,4 +15,5 @@ mod large_config;
 mod leader;
 mod metrics;
 mod namespaced;
+mod postgres_store;
 mod quickstart;
