@@ -98,6 +98,8 @@ pub mod gateway_flags {
     /// The PEM file of the certificate authorities the PostgreSQL server's certificate is checked
     /// against.
     pub const POSTGRES_CA_FILE: &str = "postgres-ca-file";
+    /// How long a stopping gateway keeps serving after it reports not ready.
+    pub const DRAIN_DELAY: &str = "drain-delay";
 }
 
 /// Environment variable holding the PostgreSQL store's connection URL (or libpq key=value pairs).

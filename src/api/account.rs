@@ -159,7 +159,19 @@ pub struct GatewaySpec {
     /// yourself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<GatewayIngress>,
+    /// How long a stopping gateway pod keeps serving after it reports not ready, so that the
+    /// Service, Ingress and load balancers stop sending to it before it stops listening (at most
+    /// 5m; 5s when absent). Raise it when a load balancer deregisters slowly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub drain_delay: Option<String>,
 }
+
+/// The gateway's drain delay when the account does not set one: endpoint removal reaches
+/// kube-proxy and most ingress controllers within a few seconds.
+pub const DEFAULT_DRAIN_DELAY: &str = "5s";
+/// The longest drain delay an account may ask for.
+pub const MAX_DRAIN_DELAY: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn default_replicas() -> i32 {
     1
@@ -169,7 +181,7 @@ fn default_replicas() -> i32 {
 /// as the schema default of `spec.gateway`, so it must agree with the field's serde default.
 impl Default for GatewaySpec {
     fn default() -> Self {
-        Self { replicas: default_replicas(), resources: None, storage: None, store: None, ingress: None }
+        Self { replicas: default_replicas(), resources: None, storage: None, store: None, ingress: None, drain_delay: None }
     }
 }
 

@@ -203,6 +203,11 @@ pub fn account_errors(spec: &MessagingAccountSpec, policy: UrlPolicy) -> Vec<Fie
     if let Err(message) = check_public_base_url(&spec.webhook.public_base_url, policy) {
         errors.push(FieldError::new("spec.webhook.publicBaseUrl", message));
     }
+    if let Some(delay) = &spec.gateway.drain_delay
+        && duration::parse(delay).is_none_or(|d| d > super::account::MAX_DRAIN_DELAY)
+    {
+        errors.push(FieldError::new("spec.gateway.drainDelay", "must be a duration of at most 5m, such as 5s or 30s"));
+    }
     if let Some(twilio) = &spec.twilio_whatsapp {
         let mut seen = BTreeMap::new();
         for (i, n) in twilio.numbers.iter().enumerate() {
@@ -449,6 +454,8 @@ mod tests {
         );
         let too_many = errors(json!({"replicas": 11, "store": postgres}));
         assert!(too_many.len() == 1 && too_many[0].starts_with("spec.gateway.replicas: "), "{too_many:?}");
+        assert_eq!(errors(json!({"drainDelay": "5m"})), Vec::<String>::new());
+        assert_eq!(errors(json!({"drainDelay": "5m1s"})), ["spec.gateway.drainDelay: must be a duration of at most 5m, such as 5s or 30s"]);
         let bad_mode = errors(json!({"store": {"postgres": {"connectionSecretRef": {"name": "db"}, "sslMode": "prefer"}}}));
         assert!(bad_mode.len() == 1 && bad_mode[0].starts_with("spec.gateway.store.postgres.sslMode: "), "{bad_mode:?}");
     }

@@ -26,7 +26,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use crate::api::account::{GatewayIngress, GatewayStorage, PostgresStore};
+use crate::api::account::{DEFAULT_DRAIN_DELAY, GatewayIngress, GatewayStorage, MAX_DRAIN_DELAY, PostgresStore};
+use crate::api::duration;
 use crate::api::MessagingAccount;
 use crate::config::{
     AGENT_API_PORT, COMPRESSED_CONFIG_KEY, GATEWAY_STORE_DIR, GATEWAY_STORE_PATH, GatewayPort, MAX_COMPRESSED_BYTES, METRICS_PORT, SecretEnv,
@@ -446,6 +447,7 @@ fn deployment(owner: &Owner, inputs: &Inputs) -> Deployment {
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![container(owner, inputs)],
+                    termination_grace_period_seconds: Some(termination_grace_seconds(inputs.account)),
                     // The root filesystem is read-only; libraries that want scratch files get /tmp.
                     volumes: Some(store.into_iter().chain([empty_dir(TMP_VOLUME)]).collect()),
                     topology_spread_constraints: spread,
@@ -456,6 +458,18 @@ fn deployment(owner: &Owner, inputs: &Inputs) -> Deployment {
         },
         ..Deployment::default()
     }
+}
+
+fn drain_delay_text(account: &MessagingAccount) -> &str {
+    account.spec.gateway.drain_delay.as_deref().unwrap_or(DEFAULT_DRAIN_DELAY)
+}
+
+/// Time to stop before the kubelet kills the gateway: the drain delay, then the longest a
+/// request in flight may still take (the body read timeout, 30 s) and the store's last commit.
+fn termination_grace_seconds(account: &MessagingAccount) -> i64 {
+    const FINISH_SECONDS: i64 = 40;
+    let drain = duration::parse(drain_delay_text(account)).unwrap_or(MAX_DRAIN_DELAY).min(MAX_DRAIN_DELAY);
+    i64::try_from(drain.as_millis().div_ceil(1000)).unwrap_or(i64::MAX) + FINISH_SECONDS
 }
 
 fn empty_dir(name: &str) -> Volume {
@@ -480,6 +494,8 @@ fn container(owner: &Owner, inputs: &Inputs) -> Container {
         "gateway".to_owned(),
         flag(gateway_flags::CONFIG_MAP),
         owner.name.clone(),
+        flag(gateway_flags::DRAIN_DELAY),
+        drain_delay_text(inputs.account).to_owned(),
     ]
     .into_iter()
     .chain(store_args)
@@ -898,6 +914,20 @@ spec:
     }
 
     #[test]
+    fn the_grace_period_covers_the_drain_delay_and_the_requests_in_flight() {
+        let mut account = bare_account();
+        let objects = render_account(&account);
+        assert_eq!(pod_spec(&objects).termination_grace_period_seconds, Some(45));
+        assert!(gateway_container(&objects).args.as_ref().unwrap().windows(2).any(|w| w == ["--drain-delay", "5s"]));
+        account.spec.gateway.drain_delay = Some("1m30s".to_owned());
+        let objects = render_account(&account);
+        assert_eq!(pod_spec(&objects).termination_grace_period_seconds, Some(130));
+        assert!(gateway_container(&objects).args.as_ref().unwrap().windows(2).any(|w| w == ["--drain-delay", "1m30s"]));
+        account.spec.gateway.drain_delay = Some("1500ms".to_owned());
+        assert_eq!(pod_spec(&render_account(&account)).termination_grace_period_seconds, Some(42));
+    }
+
+    #[test]
     fn one_postgres_replica_has_no_budget_and_no_ca_means_no_mount() {
         let mut account = postgres_account(1);
         let store = &mut account.spec.gateway.store.as_mut().unwrap().postgres;
@@ -995,7 +1025,7 @@ spec:
         assert_eq!(
             container["args"],
             json!([
-                "gateway", "--config-map", "contoso-line-gateway", "--store", "/var/lib/switchboard/gateway.db",
+                "gateway", "--config-map", "contoso-line-gateway", "--drain-delay", "5s", "--store", "/var/lib/switchboard/gateway.db",
                 "--webhook-addr", "0.0.0.0:8080", "--agent-api-addr", "0.0.0.0:8081", "--metrics-addr", "0.0.0.0:9090",
             ])
         );

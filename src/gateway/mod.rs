@@ -26,6 +26,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::api::account::DEFAULT_DRAIN_DELAY;
 use crate::api::duration;
 use crate::backoff::Backoff;
 use crate::config::{AGENT_API_PORT, GATEWAY_STORE_PATH, METRICS_PORT, POSTGRES_URL_ENV, WEBHOOK_PORT, gateway_flags};
@@ -102,6 +103,11 @@ pub struct GatewayArgs {
     /// pod in time. Then each message refused fails with `credentials_rejected`.
     #[arg(long, value_parser = duration::parse_flag, default_value = "10m")]
     pub credentials_retry_for: Duration,
+    /// How long the gateway keeps serving once told to stop, reporting not ready, so that the
+    /// Service and load balancers stop sending to it before it stops listening; then it finishes
+    /// the requests in flight and exits.
+    #[arg(long = gateway_flags::DRAIN_DELAY, value_parser = duration::parse_flag, default_value = DEFAULT_DRAIN_DELAY)]
+    pub drain_delay: Duration,
     /// How often inactive conversations are looked for.
     #[arg(long, value_parser = duration::parse_flag, default_value = "30s")]
     pub sweep_interval: Duration,
@@ -215,7 +221,8 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     });
     let media_state = Arc::new(media::MediaState { store: store.clone(), runtime: runtime.clone() });
     let connections = metrics.connections.clone();
-    let probe_state = Arc::new(probes::ProbeState { store, runtime, metrics });
+    let (stop, stopping) = watch::channel(false);
+    let probe_state = Arc::new(probes::ProbeState { store, runtime, metrics, stopping });
     // The public webhook port takes half of the connections the open-file limit allows.
     let limit = serve::open_file_limit();
     let [webhook_cap, agent_cap, metrics_cap] = serve::caps(limit, [2, 1, 1]);
@@ -227,7 +234,14 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         open_file_limit = ?limit, webhook_cap, agent_cap, metrics_cap,
         "gateway listening"
     );
-    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let drain_delay = args.drain_delay;
+    let shutdown = futures::FutureExt::shared(Box::pin(async move {
+        shutdown.await;
+        stop.send_replace(true);
+        tracing::info!(drain_delay = ?drain_delay, "stopping: reporting not ready and serving through the drain delay");
+        tokio::time::sleep(drain_delay).await;
+        tracing::info!("drain delay over: no new connections; finishing the requests in flight");
+    }));
     let timeouts = args.timeouts;
     tokio::join!(
         serve::serve(webhooks, webhook::router(webhook_state).merge(media::router(media_state)), timeouts, &connections, shutdown.clone()),

@@ -139,7 +139,8 @@ impl Gateway {
             }
         };
         // Short delays unless the test sets its own (clap refuses a flag given twice).
-        let defaults = [("--sweep-interval", "1s"), ("--retry-min", "200ms"), ("--retry-max", "2s")]
+        // No drain delay: a test that stops the gateway has nothing to drain it from.
+        let defaults = [("--sweep-interval", "1s"), ("--retry-min", "200ms"), ("--retry-max", "2s"), ("--drain-delay", "0s")]
             .into_iter()
             .filter(|(flag, _)| !self.args.iter().any(|a| a == flag))
             .flat_map(|(flag, value)| [flag, value]);
@@ -216,9 +217,19 @@ impl Gateway {
 
     /// SIGTERM, as Kubernetes stops a pod; waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("a running gateway");
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+        self.signal_stop();
+        self.wait_exit()
+    }
+
+    /// SIGTERM, without waiting.
+    pub fn signal_stop(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill runs");
         assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to 15 s for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("a running gateway");
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Some(status) = child.try_wait().unwrap() {

@@ -137,3 +137,36 @@ async fn a_customer_blocking_the_account_closes_their_conversation() {
     eprintln!("a_customer_blocking_the_account_closes_their_conversation: {:.1} s", started.elapsed().as_secs_f64());
     bed.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_is_unready_at_once_and_serves_through_its_drain_delay() {
+    let mut bed = Bed::new(Provider::Line, &["--drain-delay", "2s"]).await;
+    let ws = workstream("support-line", line_channel(), &bed.desk.url(), &["general"], None, vec![]);
+    bed.start(&bed.config(vec![ws])).await;
+    let ann = line_user(1);
+    assert_eq!(bed.line_text(&ann, "Ann", "before").await["delivery"]["statusCode"], 200);
+    bed.desk.wait_messages(1, Duration::from_secs(20)).await;
+
+    let told = Instant::now();
+    bed.gateway.signal_stop();
+    let unready = loop {
+        let answer = bed.http.get(bed.metrics_url("/readyz")).send().await.expect("the probe port still serves");
+        if answer.status() == 503 {
+            break answer.text().await.unwrap();
+        }
+        assert!(told.elapsed() < Duration::from_secs(1), "/readyz still answers {} a second after SIGTERM", answer.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(unready, "stopping: draining before shutdown\n");
+    // Endpoints are removed during the delay; whoever still sends is served in full.
+    let during = bed.line_text(&ann, "Ann", "during the drain").await;
+    assert_eq!(during["delivery"]["statusCode"], 200, "{during}");
+    let delivered = bed.desk.wait_messages(2, Duration::from_secs(2)).await;
+    assert_eq!(delivered[1].message_id(), during["messageId"].as_str());
+    let status = bed.gateway.wait_exit();
+    let took = told.elapsed();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(took >= Duration::from_secs(2), "stopped after {took:?}, before the drain delay was over");
+    eprintln!("drain: exit {took:?} after SIGTERM with --drain-delay 2s");
+    bed.finish().await;
+}

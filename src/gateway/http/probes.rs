@@ -1,5 +1,6 @@
 //! The metrics port: `/metrics` (Prometheus text), `/healthz` (the process serves: liveness)
-//! and `/readyz` (a configuration is loaded and the store answers: readiness).
+//! and `/readyz` (a configuration is loaded, the store answers and the gateway is not stopping:
+//! readiness).
 
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ pub struct ProbeState {
     pub runtime: watch::Receiver<Option<Arc<Runtime>>>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// True once the gateway was told to stop: it drains, and takes no new work from the
+    /// Service.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// The router of the metrics port.
@@ -34,6 +38,9 @@ pub fn router(state: Arc<ProbeState>) -> Router {
 }
 
 async fn ready(State(state): State<Arc<ProbeState>>) -> impl IntoResponse {
+    if *state.stopping.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping: draining before shutdown\n".to_owned());
+    }
     if state.runtime.borrow().is_none() {
         return (StatusCode::SERVICE_UNAVAILABLE, "no configuration loaded\n".to_owned());
     }
