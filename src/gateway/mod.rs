@@ -280,6 +280,8 @@ impl QueueLoops {
                 return std::future::pending().await;
             }
             drop(running);
+            // Only the leader knows the outbox: summed over the replicas, the gauge stays true.
+            self.metrics.outbox_depth.set(0);
             tracing::info!("no longer leading: the queue loops stopped");
         }
     }

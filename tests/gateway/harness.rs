@@ -198,6 +198,55 @@ impl Gateway {
         self.child = Some(command.spawn().expect("the gateway starts"));
     }
 
+    /// Another replica of this gateway: the same configuration file, database and flags, its
+    /// own ports and log (`gateway-<name>.log`). Not started.
+    pub fn replica(&self, name: &str) -> Gateway {
+        assert!(self.postgres_url.is_some(), "replicas share a PostgreSQL store; a SQLite file has one writer");
+        Gateway {
+            child: None,
+            webhook_port: free_port(),
+            metrics_port: free_port(),
+            agent_port: free_port(),
+            log_path: self.log_path.with_file_name(format!("gateway-{name}.log")),
+            args: self.args.clone(),
+            source: self.source.clone(),
+            config_path: self.config_path.clone(),
+            store: self.store.clone(),
+            postgres_url: self.postgres_url.clone(),
+            sim_url: self.sim_url.clone(),
+            starts: 0,
+            ..*self
+        }
+    }
+
+    /// The webhook URL of this process (`path`: the account's webhook path).
+    pub fn webhook_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.webhook_port)
+    }
+
+    /// A URL on this process's metrics port.
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.metrics_port)
+    }
+
+    /// Waits until `/readyz` answers 200; fails if the process exits first.
+    pub async fn wait_ready(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = self.metrics_url("/readyz");
+        loop {
+            if !self.running() {
+                panic!("the gateway exited before it was ready\n{}", tail(&self.log(), 40));
+            }
+            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(2)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the gateway was not ready within 60 s\n{}", tail(&self.log(), 40));
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The running process's ID.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("a running gateway").id()
@@ -363,12 +412,12 @@ webhookTimeout: 60s
 
     /// The gateway's webhook URL (also the configured public callback URL).
     pub fn webhook_url(&self) -> String {
-        format!("http://127.0.0.1:{}{}", self.gateway.webhook_port, self.webhook_path())
+        self.gateway.webhook_url(&self.webhook_path())
     }
 
     /// A URL on the metrics port.
     pub fn metrics_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.gateway.metrics_port)
+        self.gateway.metrics_url(path)
     }
 
     /// The account part of a configuration for this bed's provider.
@@ -399,20 +448,7 @@ webhookTimeout: 60s
 
     /// Waits until `/readyz` answers 200; fails if the process exits first.
     pub async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let url = self.metrics_url("/readyz");
-        loop {
-            if !self.gateway.running() {
-                panic!("the gateway exited before it was ready\n{}", tail(&self.gateway.log(), 40));
-            }
-            if let Ok(r) = self.http.get(&url).timeout(Duration::from_secs(2)).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the gateway was not ready within 60 s\n{}", tail(&self.gateway.log(), 40));
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.gateway.wait_ready(&self.http).await;
     }
 
     /// Restarts a stopped gateway on the same store and ports, and waits until it is ready.

@@ -18,5 +18,7 @@ mod flood;
 mod harness;
 mod inbound;
 mod lifecycle;
+mod load;
 mod refusals;
+mod replicas;
 mod twilio;
