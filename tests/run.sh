@@ -22,7 +22,8 @@ fi
 # The store tests run on a real PostgreSQL: SWITCHBOARD_TEST_POSTGRES_URL names
 # an existing server (a superuser's connection string), otherwise a throwaway
 # one from Debian's `postgresql` package is started in a temporary folder and
-# stopped at the end.
+# stopped at the end. The TLS tests (tests/store_postgres_tls.rs) start a server
+# of their own from the same package (tests/postgres/start.sh --tls).
 if [[ -z "${SWITCHBOARD_TEST_POSTGRES_URL:-}" ]]; then
   pg_state="$(mktemp -d -t switchboard-postgres.XXXXXX)"
   # shellcheck disable=SC2317 # invoked by the trap

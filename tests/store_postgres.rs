@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchboard::gateway::store::{Store, StoreError, Wake};
+use switchboard::gateway::store::{PostgresTarget, Store, StoreError, TlsSettings, Wake};
 use switchboard::providers::credentials::Secret;
 
 #[path = "postgres/database.rs"]
@@ -23,7 +23,8 @@ fn database(test: &str) -> Option<Secret> {
 }
 
 fn open(url: &Secret) -> Store {
-    Store::postgres(url, Box::new(|_, _| {})).expect("the store starts")
+    let target = PostgresTarget::from_url(url, TlsSettings::default()).expect("the connection string is valid");
+    Store::postgres(&target, Box::new(|_, _| {})).expect("the store starts")
 }
 
 async fn until(what: &str, mut done: impl FnMut() -> bool) {

@@ -29,7 +29,8 @@ use tokio::sync::watch;
 use crate::api::account::DEFAULT_DRAIN_DELAY;
 use crate::api::duration;
 use crate::backoff::Backoff;
-use crate::config::{AGENT_API_PORT, GATEWAY_STORE_PATH, METRICS_PORT, POSTGRES_URL_ENV, WEBHOOK_PORT, gateway_flags};
+use crate::config::{AGENT_API_PORT, GATEWAY_STORE_PATH, METRICS_PORT, WEBHOOK_PORT, gateway_flags};
+use crate::config::{POSTGRES_DBNAME_ENV, POSTGRES_HOST_ENV, POSTGRES_PASSWORD_ENV, POSTGRES_PORT_ENV, POSTGRES_URL_ENV, POSTGRES_USER_ENV};
 use crate::kube_client::kube_client;
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
 use crate::serve::{self, Port};
@@ -38,7 +39,7 @@ use http::{agent_api, media, probes, webhook};
 use metrics::Metrics;
 use crate::providers::credentials::Secret;
 use runtime::Runtime;
-use store::{CommitObserver, Durability, Store, StoreError, Wake};
+use store::{CommitObserver, Durability, PostgresParts, PostgresTarget, SslMode, Store, StoreError, TargetError, TlsSettings, Wake};
 use workers::config_source::{Loader, Source};
 use workers::{Wakers, delivery, inactivity, processor, prune, sender};
 
@@ -68,9 +69,37 @@ pub struct GatewayArgs {
     #[arg(long, value_enum, default_value_t)]
     pub store_durability: Durability,
     /// Keep the store in this PostgreSQL database instead of SQLite (a `postgres://` URL or
-    /// libpq-style `key=value` pairs), shared by every replica of the account's gateway.
+    /// libpq-style `key=value` pairs), shared by every replica of the account's gateway. Its
+    /// `sslmode` and `sslrootcert` are ignored: --postgres-ssl-mode and --postgres-ca-file decide
+    /// (libpq's `verify-ca` and `verify-full` are not values the client library takes).
     #[arg(long, env = POSTGRES_URL_ENV, hide_env_values = true, value_parser = secret, conflicts_with_all = ["store", "store_durability"])]
     pub postgres_url: Option<Secret>,
+    /// Keep the store in PostgreSQL on this host (a name, an address, or the folder of a Unix
+    /// socket) instead of SQLite: the connection in parts, instead of --postgres-url.
+    #[arg(long, env = POSTGRES_HOST_ENV, conflicts_with_all = ["postgres_url", "store", "store_durability"], requires = "postgres_user")]
+    pub postgres_host: Option<String>,
+    /// The PostgreSQL server's port.
+    #[arg(long, env = POSTGRES_PORT_ENV, default_value_t = 5432, conflicts_with_all = ["postgres_url", "store", "store_durability"], requires = "postgres_host")]
+    pub postgres_port: u16,
+    /// The PostgreSQL database (the user's name when not given).
+    #[arg(long, env = POSTGRES_DBNAME_ENV, conflicts_with_all = ["postgres_url", "store", "store_durability"], requires = "postgres_host")]
+    pub postgres_dbname: Option<String>,
+    /// The PostgreSQL user.
+    #[arg(long, env = POSTGRES_USER_ENV, conflicts_with_all = ["postgres_url", "store", "store_durability"], requires = "postgres_host")]
+    pub postgres_user: Option<String>,
+    /// The PostgreSQL user's password.
+    #[arg(long, env = POSTGRES_PASSWORD_ENV, hide_env_values = true, value_parser = secret, conflicts_with_all = ["postgres_url", "store", "store_durability"], requires = "postgres_host")]
+    pub postgres_password: Option<Secret>,
+    /// How the PostgreSQL connection is secured, as libpq's sslmode: `disable`; `require` (TLS,
+    /// the certificate not checked unless --postgres-ca-file is given, then as `verify-ca`);
+    /// `verify-ca` (the certificate chains to a trusted authority); `verify-full` (and names the
+    /// host). A Unix-socket host never uses TLS.
+    #[arg(long = gateway_flags::POSTGRES_SSL_MODE, value_enum, default_value_t)]
+    pub postgres_ssl_mode: SslMode,
+    /// The authorities the PostgreSQL server's certificate is checked against (PEM, one or more
+    /// certificates), read at start; the system's when not given.
+    #[arg(long = gateway_flags::POSTGRES_CA_FILE)]
+    pub postgres_ca_file: Option<PathBuf>,
     /// Address of the webhook server.
     #[arg(long = gateway_flags::WEBHOOK_ADDR, default_value_t = WEBHOOK_PORT.listen_addr())]
     pub webhook_addr: SocketAddr,
@@ -153,9 +182,10 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     let observer = Arc::clone(&metrics);
     let clock = Clock::system();
     let observe: CommitObserver = Box::new(move |jobs, took| observer.commit(jobs, took));
-    let store_name: PathBuf = if args.postgres_url.is_some() { "PostgreSQL".into() } else { args.store.clone() };
-    let store = match &args.postgres_url {
-        Some(url) => Store::postgres(url, observe),
+    let postgres = args.postgres_target();
+    let store_name: PathBuf = if postgres.is_some() { "PostgreSQL".into() } else { args.store.clone() };
+    let store = match postgres {
+        Some(target) => target.map_err(StoreError::from).and_then(|target| Store::postgres(&target, observe)),
         None => Store::sqlite(&args.store, args.store_durability, observe),
     }
     .map_err(|source| GatewayError::Store { path: store_name.clone(), source })?;
@@ -331,10 +361,72 @@ impl QueueLoops {
     }
 }
 
+impl GatewayArgs {
+    /// The PostgreSQL database the flags name, by URL or in parts; None: the store is SQLite.
+    fn postgres_target(&self) -> Option<Result<PostgresTarget, TargetError>> {
+        let tls = TlsSettings { mode: self.postgres_ssl_mode, ca_file: self.postgres_ca_file.clone() };
+        if let Some(url) = &self.postgres_url {
+            return Some(PostgresTarget::from_url(url, tls));
+        }
+        let parts = PostgresParts {
+            host: self.postgres_host.clone()?,
+            port: self.postgres_port,
+            dbname: self.postgres_dbname.clone(),
+            user: self.postgres_user.clone(),
+            password: self.postgres_password.clone(),
+        };
+        Some(PostgresTarget::from_parts(parts, tls))
+    }
+}
+
 fn secret(value: &str) -> Result<Secret, std::convert::Infallible> {
     Ok(Secret::new(value))
 }
 
 async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, GatewayError> {
     tokio::net::TcpListener::bind(addr).await.map_err(|source| GatewayError::Listen { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: GatewayArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<GatewayArgs, clap::Error> {
+        Cli::try_parse_from(["gateway", "--config", "gateway.json"].iter().chain(flags)).map(|cli| cli.args)
+    }
+
+    #[test]
+    fn the_connection_in_parts_selects_postgres_and_verify_full_is_the_default() {
+        let args = parse(&["--postgres-host", "chat-rw", "--postgres-user", "app", "--postgres-password", "pw-flag", "--postgres-dbname", "app"]).unwrap();
+        assert_eq!((args.postgres_port, args.postgres_ssl_mode), (5432, SslMode::VerifyFull));
+        let target = args.postgres_target().expect("PostgreSQL is selected").unwrap();
+        assert!(!format!("{target:?} {args:?}").contains("pw-flag"), "Debug leaves the password out");
+        assert!(parse(&[]).unwrap().postgres_target().is_none(), "without a URL or host the store is SQLite");
+        let args = parse(&["--postgres-url", "postgres://app@chat-rw/app?sslmode=verify-full", "--postgres-ssl-mode", "verify-ca"]).unwrap();
+        assert_eq!(args.postgres_ssl_mode, SslMode::VerifyCa);
+        assert!(args.postgres_target().expect("PostgreSQL is selected").is_ok());
+    }
+
+    #[test]
+    fn the_url_the_parts_and_sqlite_exclude_each_other() {
+        use clap::error::ErrorKind::{ArgumentConflict, MissingRequiredArgument};
+        for (flags, refusal) in [
+            (&["--postgres-url", "postgres://app@chat-rw/app", "--postgres-host", "chat-rw", "--postgres-user", "app"][..], ArgumentConflict),
+            (&["--postgres-url", "postgres://app@chat-rw/app", "--postgres-password", "pw"], ArgumentConflict),
+            (&["--postgres-host", "chat-rw", "--postgres-user", "app", "--store", "/tmp/gateway.db"], ArgumentConflict),
+            (&["--postgres-host", "chat-rw", "--postgres-user", "app", "--store-durability", "process"], ArgumentConflict),
+            (&["--postgres-host", "chat-rw"], MissingRequiredArgument),
+            (&["--postgres-port", "5433"], MissingRequiredArgument),
+        ] {
+            assert_eq!(parse(flags).err().map(|e| e.kind()), Some(refusal), "{flags:?}");
+        }
+    }
 }

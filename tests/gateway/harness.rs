@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::config::GatewayConfig;
-use switchboard::gateway::store::{Durability, Store};
+use switchboard::gateway::store::{Durability, PostgresTarget, Store, TlsSettings};
 use switchboard::providers::credentials::Secret;
 
 #[path = "../postgres/database.rs"]
@@ -465,7 +465,10 @@ webhookTimeout: 60s
         assert!(status.success(), "the gateway stopped cleanly: {status:?}");
         {
             let store = match &self.gateway.postgres_url {
-                Some(url) => Store::postgres(&Secret::new(url.as_str()), Box::new(|_, _| {})),
+                Some(url) => {
+                    let target = PostgresTarget::from_url(&Secret::new(url.as_str()), TlsSettings::default()).expect("the connection string is valid");
+                    Store::postgres(&target, Box::new(|_, _| {}))
+                }
                 None => Store::sqlite(&self.gateway.store, Durability::Full, Box::new(|_, _| {})),
             }
             .expect("the store opens");

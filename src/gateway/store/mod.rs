@@ -22,7 +22,7 @@ use super::model::history::StoredMessage;
 use super::model::outbound::OutboundMessage;
 use super::model::queue::{InboundState, NewDeskEvent, NewSend, OutboxStats, QueuedEvent, QueuedSend, Recorded, Serialized};
 use super::model::upload::Upload;
-use crate::providers::credentials::Secret;
+pub use postgres::{PostgresParts, PostgresTarget, SslMode, TargetError, TlsSettings};
 
 /// Why the store failed.
 #[derive(Clone, Debug, Error)]
@@ -35,6 +35,10 @@ pub enum StoreError {
         /// The version this build reads.
         expected: i64,
     },
+    /// The PostgreSQL connection is set up wrongly: its connection string, or the authorities
+    /// its server's certificate is checked against.
+    #[error("store: {0}")]
+    Target(Arc<TargetError>),
     /// The database refused or failed.
     #[error("store: {0}")]
     Database(Arc<dyn std::error::Error + Send + Sync>),
@@ -231,9 +235,9 @@ impl Store {
         Ok(Store::Sqlite(sqlite::Sqlite::open(path, durability, observe)?))
     }
 
-    /// Starts the PostgreSQL store for the database `url` names; it connects when first used.
-    pub fn postgres(url: &Secret, observe: CommitObserver) -> Result<Self, StoreError> {
-        Ok(Store::Postgres(postgres::Postgres::open(url, observe)?))
+    /// Starts the PostgreSQL store for `target`; it connects when first used.
+    pub fn postgres(target: &PostgresTarget, observe: CommitObserver) -> Result<Self, StoreError> {
+        Ok(Store::Postgres(postgres::Postgres::open(target, observe)?))
     }
 
     /// Whether this process runs the queue loops, as it changes. A SQLite store has one process,

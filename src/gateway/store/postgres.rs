@@ -27,7 +27,10 @@ use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
 use tokio::sync::{oneshot, watch};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
+
+pub use target::{PostgresParts, PostgresTarget, SslMode, TargetError, TlsSettings};
 
 use super::{CommitObserver, StoreError, Tx, Wake};
 use crate::gateway::model::conversation::{Conversation, CustomerProfile};
@@ -36,7 +39,9 @@ use crate::gateway::model::history::StoredMessage;
 use crate::gateway::model::outbound::OutboundMessage;
 use crate::gateway::model::queue::{InboundState, NewDeskEvent, NewSend, OutboxStats, QueuedEvent, QueuedSend, Recorded, Serialized};
 use crate::gateway::model::upload::Upload;
-use crate::providers::credentials::Secret;
+
+mod target;
+mod tls;
 
 /// Connections that run writing jobs: one, so that the jobs of one replica never wait on each
 /// other's locks (two batched transactions of independent jobs could deadlock); replicas can,
@@ -173,9 +178,35 @@ const SCHEMA_VERSION: i32 = 1;
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        StoreError::Database(Arc::new(e))
+        StoreError::Database(Arc::new(ClientError(e)))
     }
 }
+
+impl From<TargetError> for StoreError {
+    fn from(e: TargetError) -> Self {
+        StoreError::Target(Arc::new(e))
+    }
+}
+
+/// A client error that prints its causes: the client's own message names only the step that
+/// failed ("db error", "error performing TLS handshake"), its causes say why (the server's
+/// message, the certificate's fault). No cause holds the password.
+#[derive(Debug)]
+pub struct ClientError(postgres::Error);
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(&self.0);
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ClientError {}
 
 /// What a job hands back once its transaction has ended: it gets the commit's outcome.
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -184,17 +215,22 @@ type Job = Box<dyn FnOnce(Result<&mut Conn, StoreError>) -> Completion + Send>;
 /// A queue the store's threads of one kind take jobs from.
 type Queue = Arc<Mutex<mpsc::Receiver<Job>>>;
 
-/// How to reach the database; the connection string may hold a password, so it is kept as a
-/// secret and never printed.
+/// How the store's threads reach the database; the configuration may hold a password and is
+/// never printed.
 struct Target {
     config: postgres::Config,
+    /// None: the connection does not use TLS.
+    tls: Option<MakeRustlsConnect>,
     /// The schema was checked by one of this process's connections.
     schema_ready: AtomicBool,
 }
 
 impl Target {
     fn connect(&self) -> Result<Client, StoreError> {
-        let mut client = self.config.connect(NoTls)?;
+        let mut client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
         // The server notices a vanished peer within KEEPALIVE instead of the system's two hours,
         // so a dead replica's lead is released.
         client.batch_execute("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3")?;
@@ -247,16 +283,18 @@ impl std::fmt::Debug for Postgres {
 }
 
 impl Postgres {
-    /// Starts the store's threads for the database `url` names (a `postgres://` URL or
-    /// `key=value` pairs). It does not wait for the database: until it answers, every job fails
-    /// with the reason (the gateway reports not ready and refuses webhooks with 503).
-    pub fn open(url: &Secret, observe: CommitObserver) -> Result<Self, StoreError> {
-        let mut config: postgres::Config = url.expose().parse().map_err(|e: postgres::Error| StoreError::Database(Arc::new(e)))?;
+    /// Starts the store's threads for `target`, whose CA file is read now. It does not wait for
+    /// the database: until it answers, every job fails with the reason (the gateway reports not
+    /// ready and refuses webhooks with 503).
+    pub fn open(target: &PostgresTarget, observe: CommitObserver) -> Result<Self, StoreError> {
+        let tls = tls::connector(target)?;
+        let mut config = target.config.clone();
         config.connect_timeout(CONNECT_TIMEOUT).keepalives(true).keepalives_idle(Duration::from_secs(10));
         if config.get_application_name().is_none() {
             config.application_name("switchboard-gateway");
         }
-        let target = Arc::new(Target { config, schema_ready: AtomicBool::new(false) });
+        tracing::info!(tls = ?target.mode, "the store is in PostgreSQL");
+        let target = Arc::new(Target { config, tls, schema_ready: AtomicBool::new(false) });
         let observe: Arc<CommitObserver> = Arc::new(observe);
         let (writes, write_queue) = mpsc::channel::<Job>();
         let (reads, read_queue) = mpsc::channel::<Job>();
