@@ -82,6 +82,10 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_runtime=warn"));
+    // The PostgreSQL client logs each statement with its parameters (customers' messages) at
+    // debug: it stays at info unless RUST_LOG names it.
+    let names_sql = std::env::var("RUST_LOG").is_ok_and(|v| v.contains("tokio_postgres"));
+    let filter = if names_sql { filter } else { filter.add_directive("tokio_postgres=info".parse().expect("a valid directive")) };
     // Colours only for a person at a terminal; `kubectl logs` and log files get plain text.
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     match format {

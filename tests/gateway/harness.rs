@@ -695,6 +695,7 @@ webhookTimeout: 60s
         let log = &places[0].1;
         assert!(log.contains("gateway listening"), "the gateway's log was captured:\n{}", tail(log, 20));
         assert!(log.contains("DEBUG"), "debug logging was on");
+        assert!(!log.contains("tokio_postgres"), "the PostgreSQL client's statement log (customers' messages as parameters) stays off at debug");
         for (place, text) in &places {
             for secret in CREDENTIALS {
                 assert!(!text.contains(secret), "a credential appears in the {place}");
