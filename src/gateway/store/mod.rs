@@ -74,7 +74,7 @@ pub enum Durability {
 pub type CommitObserver = Box<dyn Fn(usize, Duration) + Send + Sync>;
 
 /// A loop that another replica woke through the database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Wake {
     /// Events were recorded.
     Processor,

@@ -18,7 +18,7 @@
 //! [`HEARTBEAT`]. The lead connection also `LISTEN`s: a replica that records events or queues
 //! work `NOTIFY`s in the same transaction, so the leader acts without polling.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -266,6 +266,28 @@ struct Conn {
     /// transaction up to the job's savepoint even when the job goes on and ends well (it may
     /// have turned the error into an answer), so the job is undone and fails with it.
     failed: Option<StoreError>,
+    /// The last job's savepoint is still open: the next job releases it in the same round trip
+    /// as it opens its own, and COMMIT keeps it.
+    savepoint_open: bool,
+    /// The leader's loops to wake once the transaction commits, sent together before COMMIT.
+    wakes: BTreeSet<Wake>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Self {
+        Self { client, statements: HashMap::new(), failed: None, savepoint_open: false, wakes: BTreeSet::new() }
+    }
+
+    /// Sends the wakes the transaction's jobs asked for (one NOTIFY per loop, however many jobs
+    /// asked): the server delivers them when the transaction commits, and drops them with it.
+    fn send_wakes(&mut self) -> Result<(), StoreError> {
+        if self.wakes.is_empty() {
+            return Ok(());
+        }
+        let wakes: Vec<&str> = std::mem::take(&mut self.wakes).into_iter().map(Wake::as_str).collect();
+        self.client.execute(concat!("SELECT pg_notify('", channel!(), "', w) FROM unnest($1::text[]) AS w"), &[&wakes])?;
+        Ok(())
+    }
 }
 
 /// The handle to the PostgreSQL store; cheap to clone.
@@ -359,23 +381,22 @@ where
 }
 
 fn in_savepoint<R>(conn: &mut Conn, f: impl FnOnce(&mut dyn Tx) -> Result<R, StoreError>) -> Result<R, StoreError> {
-    conn.client.batch_execute("SAVEPOINT job")?;
+    // The previous job's savepoint is released in the same round trip, which keeps its work.
+    conn.client.batch_execute(if conn.savepoint_open { "RELEASE job; SAVEPOINT job" } else { "SAVEPOINT job" })?;
+    conn.savepoint_open = true;
     conn.failed = None;
+    let wakes_before = conn.wakes.clone();
     let result = f(&mut PgTx { c: conn, lock: true });
     let result = match conn.failed.take() {
         Some(e) => Err(e),
         None => result,
     };
-    match result {
-        Ok(r) => {
-            conn.client.batch_execute("RELEASE job")?;
-            Ok(r)
-        }
-        Err(e) => {
-            conn.client.batch_execute("ROLLBACK TO job; RELEASE job")?;
-            Err(e)
-        }
+    if result.is_err() {
+        conn.wakes = wakes_before;
+        conn.savepoint_open = false;
+        conn.client.batch_execute("ROLLBACK TO job; RELEASE job")?;
     }
+    result
 }
 
 /// A store thread: takes every job waiting (up to [`MAX_BATCH`]) and runs them, in one
@@ -413,7 +434,7 @@ fn worker(target: &Target, queue: &Mutex<mpsc::Receiver<Job>>, observe: Option<&
                         if failed_at.take().is_some() {
                             tracing::info!("the database answers again");
                         }
-                        conn = Some(Conn { client, statements: HashMap::new(), failed: None });
+                        conn = Some(Conn::new(client));
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot connect to the database; jobs fail until it answers");
@@ -436,7 +457,8 @@ fn worker(target: &Target, queue: &Mutex<mpsc::Receiver<Job>>, observe: Option<&
                     continue;
                 }
                 let completions: Vec<Completion> = batch.into_iter().map(|job| job(Ok(&mut *c))).collect();
-                let committed = c.client.batch_execute("COMMIT").map_err(StoreError::from);
+                c.savepoint_open = false;
+                let committed = c.send_wakes().and_then(|()| c.client.batch_execute("COMMIT").map_err(StoreError::from));
                 if let Err(e) = &committed {
                     tracing::error!(error = %e, "store: commit failed");
                     let _ = c.client.batch_execute("ROLLBACK");
@@ -444,7 +466,11 @@ fn worker(target: &Target, queue: &Mutex<mpsc::Receiver<Job>>, observe: Option<&
                 observe(size, started.elapsed());
                 completions.into_iter().for_each(|done| done(committed.clone()));
             }
-            None => batch.into_iter().for_each(|job| job(Ok(&mut *c))(Ok(()))),
+            // Outside a transaction each statement commits by itself, and so would a wake.
+            None => batch.into_iter().for_each(|job| {
+                let done = job(Ok(&mut *c));
+                done(c.send_wakes());
+            }),
         }
     }
 }
@@ -549,7 +575,7 @@ impl PgTx<'_> {
 
     /// Wakes the leader's loop `which` once this transaction commits.
     fn notify(&mut self, which: Wake) -> Result<(), StoreError> {
-        self.execute(concat!("SELECT pg_notify('", channel!(), "', $1)"), &[&which.as_str()])?;
+        self.c.wakes.insert(which);
         Ok(())
     }
 }
