@@ -6,6 +6,7 @@
 //! A job's result is handed back only after its transaction committed: an answer to a webhook
 //! can never run ahead of the disk. An error from a job undoes only what that job did.
 
+mod migrations;
 pub mod postgres;
 pub mod sqlite;
 
@@ -27,14 +28,26 @@ pub use postgres::{PostgresParts, PostgresTarget, SslMode, TargetError, TlsSetti
 /// Why the store failed.
 #[derive(Clone, Debug, Error)]
 pub enum StoreError {
-    /// The store holds data of another schema version.
-    #[error("store: schema version {found}, this build reads version {expected}; move the file aside to start with an empty store")]
+    /// A SQLite store from before the migrations holds another schema version than the one
+    /// this build adopts.
+    #[error("store: schema version {found} is from before the migrations and cannot be migrated (this build adopts version {expected}); move the file aside to start with an empty store")]
     Schema {
         /// The version found (0: written before versions were recorded).
         found: i64,
-        /// The version this build reads.
+        /// The version this build adopts.
         expected: i64,
     },
+    /// A newer build migrated the store past the versions this build knows.
+    #[error("store: schema version {found} is newer than this build's {latest}; run a build that knows it")]
+    Newer {
+        /// The store's version.
+        found: i64,
+        /// The newest version this build knows.
+        latest: i64,
+    },
+    /// The schema could not be migrated; nothing of the migration was kept.
+    #[error("store: cannot migrate the schema: {0}")]
+    Migration(Arc<migrations::Failure>),
     /// The PostgreSQL connection is set up wrongly: its connection string, or the authorities
     /// its server's certificate is checked against.
     #[error("store: {0}")]
@@ -57,6 +70,18 @@ impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Json(Arc::new(e))
     }
+}
+
+/// Writes `e` and its causes, `error: cause: cause`, for clients whose messages leave the
+/// causes out.
+fn write_chain(f: &mut std::fmt::Formatter<'_>, e: &(dyn std::error::Error + 'static)) -> std::fmt::Result {
+    write!(f, "{e}")?;
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        write!(f, ": {c}")?;
+        cause = c.source();
+    }
+    Ok(())
 }
 
 /// When a commit counts as done.

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 pub use target::{PostgresParts, PostgresTarget, SslMode, TargetError, TlsSettings};
 
+use super::migrations::{self, Migration};
 use super::{CommitObserver, StoreError, Tx, Wake};
 use crate::gateway::model::conversation::{Conversation, CustomerProfile};
 use crate::gateway::model::event::{InboundEvent, Message};
@@ -64,7 +65,7 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const KEEPALIVE: Duration = Duration::from_secs(25);
 /// The advisory lock held by the replica that runs the queue loops.
 const LEAD_KEY: i64 = 0x5357_4254_4c45_4144; // "SWBTLEAD"
-/// The advisory lock under which the schema is created, so that replicas starting together do
+/// The advisory lock under which the schema is migrated, so that replicas starting together do
 /// not race.
 const SCHEMA_KEY: i64 = 0x5357_4254_5343_484d; // "SWBTSCHM"
 /// The channel the replicas wake each other on; the payload names the loop ([`Wake`]).
@@ -74,107 +75,9 @@ macro_rules! channel {
     };
 }
 
-/// The schema; each statement is idempotent.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS switchboard_schema (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS inbound (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    received_ms BIGINT NOT NULL,
-    event TEXT NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS inbound_by_state ON inbound (state, seq);
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY,
-    workstream TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    queue TEXT,
-    data TEXT NOT NULL,
-    created_ms BIGINT NOT NULL,
-    last_customer_ms BIGINT NOT NULL,
-    last_activity_ms BIGINT NOT NULL,
-    closed_ms BIGINT,
-    next_sequence BIGINT NOT NULL DEFAULT 1,
-    reply_token TEXT,
-    reply_until_ms BIGINT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS conversations_open ON conversations (workstream, customer_id) WHERE state <> 'Closed';
-CREATE INDEX IF NOT EXISTS conversations_by_customer ON conversations (workstream, customer_id, created_ms);
-CREATE INDEX IF NOT EXISTS conversations_by_queue ON conversations (workstream, queue, state);
-CREATE INDEX IF NOT EXISTS conversations_by_activity ON conversations (state, last_activity_ms);
-CREATE TABLE IF NOT EXISTS messages (
-    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    conversation_id TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    provider_id TEXT,
-    client_message_id TEXT,
-    request_hash TEXT,
-    body TEXT NOT NULL,
-    created_ms BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, id);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages (conversation_id, client_message_id) WHERE client_message_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    workstream TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    target TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_ms BIGINT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms BIGINT NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_by_conversation ON outbox (conversation_id, seq);
-CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (next_attempt_ms);
-CREATE TABLE IF NOT EXISTS sends (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    conversation_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    workstream TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    sender TEXT,
-    contents TEXT NOT NULL,
-    retry_key TEXT NOT NULL,
-    reply_token TEXT,
-    reply_until_ms BIGINT,
-    created_ms BIGINT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms BIGINT NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS sends_due ON sends (next_attempt_ms);
-CREATE INDEX IF NOT EXISTS sends_by_conversation ON sends (conversation_id, seq);
-CREATE TABLE IF NOT EXISTS profiles (
-    customer_id TEXT PRIMARY KEY,
-    profile TEXT NOT NULL,
-    fetched_ms BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS contacts (
-    workstream TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    contact_id TEXT NOT NULL,
-    updated_ms BIGINT NOT NULL,
-    PRIMARY KEY (workstream, customer_id)
-);
-CREATE TABLE IF NOT EXISTS media (
-    id TEXT PRIMARY KEY,
-    workstream TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    file_name TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    bytes BYTEA NOT NULL,
-    created_ms BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS media_by_age ON media (created_ms);
-";
-
-/// The version of [`SCHEMA`], kept in `switchboard_schema`.
-const SCHEMA_VERSION: i32 = 1;
+/// The migrations, oldest first. Version 1 is the schema from before the migrations, which
+/// kept its version in `switchboard_schema` (see [`ensure_schema`]).
+const MIGRATIONS: &[Migration] = &[("V1__schema", include_str!("migrations/postgres/V1__schema.sql"))];
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
@@ -196,13 +99,7 @@ pub struct ClientError(postgres::Error);
 
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = std::error::Error::source(&self.0);
-        while let Some(e) = cause {
-            write!(f, ": {e}")?;
-            cause = e.source();
-        }
-        Ok(())
+        super::write_chain(f, &self.0)
     }
 }
 
@@ -242,20 +139,22 @@ impl Target {
     }
 }
 
-/// Creates the schema under [`SCHEMA_KEY`] and refuses a database of another version.
+/// Migrates the schema under [`SCHEMA_KEY`], so that replicas starting together take turns,
+/// and refuses a database that a newer build migrated. The version is also kept in
+/// `switchboard_schema`, where the builds from before the migrations read it: they refuse a
+/// database of any version but 1.
 fn ensure_schema(client: &mut Client) -> Result<(), StoreError> {
     client.execute("SELECT pg_advisory_lock($1)", &[&SCHEMA_KEY])?;
-    let result = (|| {
-        client.batch_execute(SCHEMA)?;
-        client.execute("INSERT INTO switchboard_schema (version) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM switchboard_schema)", &[&SCHEMA_VERSION])?;
-        let found: i32 = client.query_one("SELECT max(version) FROM switchboard_schema", &[])?.try_get(0)?;
-        if found != SCHEMA_VERSION {
-            return Err(StoreError::Schema { found: found.into(), expected: SCHEMA_VERSION.into() });
-        }
-        Ok(())
-    })();
-    client.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_KEY])?;
-    result
+    let result = migrations::run(client, MIGRATIONS).and_then(|version| {
+        let mut tx = client.transaction()?;
+        tx.execute("DELETE FROM switchboard_schema WHERE version <> $1", &[&version])?;
+        tx.execute("INSERT INTO switchboard_schema (version) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM switchboard_schema)", &[&version])?;
+        tx.commit().map_err(StoreError::from)
+    });
+    let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&SCHEMA_KEY]);
+    result?;
+    unlocked?;
+    Ok(())
 }
 
 /// One thread's connection and its prepared statements.

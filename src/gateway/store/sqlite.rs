@@ -17,10 +17,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::migrations::{self, Migration};
 use super::{CommitObserver, Durability, StoreError, Tx};
 use crate::gateway::model::conversation::{Conversation, CustomerProfile};
 use crate::gateway::model::event::{InboundEvent, Message};
@@ -38,116 +39,33 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a job waits for a lock another process holds (e.g. `sqlite3` run by a person).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The schema. Each statement is idempotent, so opening an existing store applies nothing twice.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS inbound (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    received_ms INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS inbound_by_state ON inbound (state, seq);
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY,
-    workstream TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    queue TEXT,
-    data TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    last_customer_ms INTEGER NOT NULL,
-    last_activity_ms INTEGER NOT NULL,
-    closed_ms INTEGER,
-    next_sequence INTEGER NOT NULL DEFAULT 1,
-    reply_token TEXT,
-    reply_until_ms INTEGER
-);
-CREATE UNIQUE INDEX IF NOT EXISTS conversations_open ON conversations (workstream, customer_id) WHERE state != 'Closed';
-CREATE INDEX IF NOT EXISTS conversations_by_customer ON conversations (workstream, customer_id, created_ms);
-CREATE INDEX IF NOT EXISTS conversations_by_queue ON conversations (workstream, queue, state);
-CREATE INDEX IF NOT EXISTS conversations_by_activity ON conversations (state, last_activity_ms);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    provider_id TEXT,
-    client_message_id TEXT,
-    request_hash TEXT,
-    body TEXT NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, id);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages (conversation_id, client_message_id) WHERE client_message_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    workstream TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    target TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_by_conversation ON outbox (conversation_id, seq);
-CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (next_attempt_ms);
-CREATE TABLE IF NOT EXISTS sends (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id TEXT NOT NULL,
-    message_id INTEGER NOT NULL,
-    workstream TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    sender TEXT,
-    contents TEXT NOT NULL,
-    retry_key TEXT NOT NULL,
-    reply_token TEXT,
-    reply_until_ms INTEGER,
-    created_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS sends_due ON sends (next_attempt_ms);
-CREATE INDEX IF NOT EXISTS sends_by_conversation ON sends (conversation_id, seq);
-CREATE TABLE IF NOT EXISTS profiles (
-    customer_id TEXT PRIMARY KEY,
-    profile TEXT NOT NULL,
-    fetched_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS contacts (
-    workstream TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    contact_id TEXT NOT NULL,
-    updated_ms INTEGER NOT NULL,
-    PRIMARY KEY (workstream, customer_id)
-);
-CREATE TABLE IF NOT EXISTS media (
-    id TEXT PRIMARY KEY,
-    workstream TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    file_name TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    bytes BLOB NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS media_by_age ON media (created_ms);
-";
+/// The migrations, oldest first. The first is version 2: the schema from before the migrations,
+/// when `PRAGMA user_version` held the schema's version and stores of other versions were
+/// refused (see [`migrate`]).
+const MIGRATIONS: &[Migration] = &[("V2__schema", include_str!("migrations/sqlite/V2__schema.sql"))];
 
-/// The version of [`SCHEMA`], kept in SQLite's `user_version`. A store written by a build with
-/// another schema is refused rather than misread; there are no migrations yet (none was needed
-/// before the first release), so such a store is moved aside and the gateway starts empty.
-const SCHEMA_VERSION: i64 = 2;
+/// The version of the schema from before the migrations, the one store of that time this build
+/// adopts.
+const UNMIGRATED_VERSION: i64 = 2;
 
-/// Refuses a store made by a build with another schema. A new, empty file has no tables.
-fn check_schema(conn: &Connection) -> Result<(), StoreError> {
-    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))?;
-    if tables > 0 && found != SCHEMA_VERSION {
-        return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
+/// Migrates the store, refusing one from before the migrations of another version than
+/// [`UNMIGRATED_VERSION`] (a new, empty file has no tables) and one a newer build migrated. The
+/// version is also kept in `user_version`, where the builds from before the migrations read it:
+/// they refuse a store of any version but 2.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tables: Vec<String> = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    if !tables.is_empty() && !tables.iter().any(|t| t == "refinery_schema_history") {
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found != UNMIGRATED_VERSION {
+            return Err(StoreError::Schema { found, expected: UNMIGRATED_VERSION });
+        }
     }
+    // refinery's transactions take the write lock as they begin (in WAL mode EXCLUSIVE is
+    // IMMEDIATE): nothing else, such as a person's sqlite3, writes while the schema changes.
+    conn.set_transaction_behavior(TransactionBehavior::Exclusive);
+    let migrated = migrations::run(conn, MIGRATIONS);
+    conn.set_transaction_behavior(TransactionBehavior::Deferred);
+    conn.pragma_update(None, "user_version", migrated?)?;
     Ok(())
 }
 
@@ -182,7 +100,7 @@ impl Sqlite {
     /// Opens (creating if needed) the store at `path` and starts its writer thread.
     pub fn open(path: &Path, durability: Durability, observe: CommitObserver) -> Result<Self, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
+        let mut conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets a commit be one sequential append; FULL makes that append durable (fsync)
         // before the commit returns, which is what "answered 2xx means recorded" rests on.
@@ -198,9 +116,7 @@ impl Sqlite {
         // Checkpoints run on their own thread (below), not inside the commits that answer
         // webhooks.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        check_schema(&conn)?;
-        conn.execute_batch(SCHEMA)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        migrate(&mut conn)?;
         let checkpointer = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         checkpointer.busy_timeout(BUSY_TIMEOUT)?;
         let reader = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -784,15 +700,144 @@ mod tests {
         assert_eq!(linked, [Some("C".to_owned()), None, Some("C".to_owned())]);
     }
 
+    /// The schema as the builds from before the migrations created it, with `user_version` 2: a
+    /// fixture, never to change with the migrations.
+    const UNMIGRATED_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inbound (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    received_ms INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS inbound_by_state ON inbound (state, seq);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    workstream TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    queue TEXT,
+    data TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    last_customer_ms INTEGER NOT NULL,
+    last_activity_ms INTEGER NOT NULL,
+    closed_ms INTEGER,
+    next_sequence INTEGER NOT NULL DEFAULT 1,
+    reply_token TEXT,
+    reply_until_ms INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS conversations_open ON conversations (workstream, customer_id) WHERE state != 'Closed';
+CREATE INDEX IF NOT EXISTS conversations_by_customer ON conversations (workstream, customer_id, created_ms);
+CREATE INDEX IF NOT EXISTS conversations_by_queue ON conversations (workstream, queue, state);
+CREATE INDEX IF NOT EXISTS conversations_by_activity ON conversations (state, last_activity_ms);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    provider_id TEXT,
+    client_message_id TEXT,
+    request_hash TEXT,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, id);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages (conversation_id, client_message_id) WHERE client_message_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    workstream TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    target TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_by_conversation ON outbox (conversation_id, seq);
+CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (next_attempt_ms);
+CREATE TABLE IF NOT EXISTS sends (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL,
+    message_id INTEGER NOT NULL,
+    workstream TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    sender TEXT,
+    contents TEXT NOT NULL,
+    retry_key TEXT NOT NULL,
+    reply_token TEXT,
+    reply_until_ms INTEGER,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS sends_due ON sends (next_attempt_ms);
+CREATE INDEX IF NOT EXISTS sends_by_conversation ON sends (conversation_id, seq);
+CREATE TABLE IF NOT EXISTS profiles (
+    customer_id TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,
+    fetched_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    workstream TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (workstream, customer_id)
+);
+CREATE TABLE IF NOT EXISTS media (
+    id TEXT PRIMARY KEY,
+    workstream TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    bytes BLOB NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS media_by_age ON media (created_ms);
+";
+
+    #[tokio::test]
+    async fn a_store_from_before_the_migrations_is_migrated_in_place_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("store.db")).unwrap();
+            conn.execute_batch(UNMIGRATED_SCHEMA).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute("INSERT INTO contacts (workstream, customer_id, contact_id, updated_ms) VALUES ('ws', 'x', 'C', 1)", []).unwrap();
+        }
+        let store = open(&dir);
+        assert_eq!(store.read(|tx| tx.contact("ws", "x")).await.unwrap().as_deref(), Some("C"));
+        let conn = Connection::open(dir.path().join("store.db")).unwrap();
+        let applied: i64 = conn.query_row("SELECT max(version) FROM refinery_schema_history", [], |r| r.get(0)).unwrap();
+        let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!((applied, user_version), (2, 2));
+    }
+
     #[test]
-    fn a_store_of_another_schema_is_refused() {
+    fn a_store_from_before_the_migrations_of_another_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         Connection::open(&path).unwrap().execute_batch("CREATE TABLE inbound (seq INTEGER PRIMARY KEY)").unwrap();
         let err = Sqlite::open(&path, Durability::Full, Box::new(|_, _| {})).unwrap_err();
-        assert!(matches!(err, StoreError::Schema { found: 0, expected: SCHEMA_VERSION }), "{err}");
+        assert!(matches!(err, StoreError::Schema { found: 0, expected: UNMIGRATED_VERSION }), "{err}");
         drop(open(&dir));
         assert!(Sqlite::open(&dir.path().join("store.db"), Durability::Full, Box::new(|_, _| {})).is_ok(), "its own schema opens again");
+    }
+
+    #[test]
+    fn a_store_a_newer_build_migrated_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(&dir));
+        Connection::open(dir.path().join("store.db"))
+            .unwrap()
+            .execute("INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (3, 'later', '2030-01-01T00:00:00Z', '1')", [])
+            .unwrap();
+        let err = Sqlite::open(&dir.path().join("store.db"), Durability::Full, Box::new(|_, _| {})).unwrap_err();
+        assert!(matches!(err, StoreError::Newer { found: 3, latest: 2 }), "{err}");
+        assert_eq!(err.to_string(), "store: schema version 3 is newer than this build's 2; run a build that knows it");
     }
 
     #[tokio::test]
