@@ -129,8 +129,9 @@ impl Target {
             None => self.config.connect(NoTls)?,
         };
         // The server notices a vanished peer within KEEPALIVE instead of the system's two hours,
-        // so a dead replica's lead is released.
-        client.batch_execute("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3")?;
+        // so a dead replica's lead is released. A webhook is answered once its commit is durable,
+        // whatever the database's default says.
+        client.batch_execute("SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET synchronous_commit = on")?;
         if !self.schema_ready.load(Ordering::Acquire) {
             ensure_schema(&mut client)?;
             self.schema_ready.store(true, Ordering::Release);
