@@ -447,7 +447,7 @@ fn main() -> Result<()> {
             };
             let name = if provider == Provider::Line { "line" } else { "whatsapp" };
             let config = |webhook_url: &str| gateway_config(provider, &services.desk_url, webhook_url, content_sid.as_deref());
-            let mut gateway = Gateway::start(provider, &services.simulator_url, name, config)?;
+            let mut gateway = Gateway::start(provider, &services.simulator_url, name, None, config)?;
             gateway.wait_ready(&client).await?;
             let conversations = Arc::new(open_conversations(&client, &services, &gateway, provider).await?);
             for scenario in chosen {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use switchboard::config::POSTGRES_URL_ENV;
 use switchboard::simulator::{self, RunningSimulator, SimulatorConfig};
 
 /// The benches' result: any error, sendable between threads.
@@ -165,7 +166,7 @@ pub struct Listeners {
 /// A running `switchboard gateway` in a directory of its own, killed and the directory removed when dropped.
 pub struct Gateway {
     child: Child,
-    /// Its directory: the configuration, the store ([`STORE_FILE`]) and the log.
+    /// Its directory: the configuration, the SQLite store ([`STORE_FILE`]) and the log.
     pub dir: PathBuf,
     log: PathBuf,
     /// Where it listens.
@@ -176,8 +177,14 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts the release binary for `provider` with the configuration that `config` renders for the webhook URL, its
-    /// provider APIs at the simulator.
-    pub fn start(provider: Provider, simulator_url: &str, name: &str, config: impl FnOnce(&str) -> Result<String>) -> Result<Self> {
+    /// provider APIs at the simulator, its store in the PostgreSQL database `postgres_url` names, else in SQLite.
+    pub fn start(
+        provider: Provider,
+        simulator_url: &str,
+        name: &str,
+        postgres_url: Option<&str>,
+        config: impl FnOnce(&str) -> Result<String>,
+    ) -> Result<Self> {
         // Named after the bench ("gateway", "agent") and this process, so that runs do not share a store.
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}-bench-{}-{name}", env!("CARGO_CRATE_NAME"), std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -193,10 +200,6 @@ impl Gateway {
             .arg("gateway")
             .arg("--config")
             .arg(&config_path)
-            .arg("--store")
-            .arg(dir.join(STORE_FILE))
-            // Said explicitly: the targets are for answers that wait for fsync.
-            .args(["--store-durability", "full"])
             .args(["--webhook-addr", &listeners.webhook.to_string(), "--metrics-addr", &listeners.metrics.to_string()])
             .args(["--agent-api-addr", &listeners.agent_api.to_string()])
             .args(["--line-api-url", sim, "--line-data-api-url", sim, "--twilio-api-url", sim])
@@ -207,6 +210,12 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log)?);
+        match postgres_url {
+            // Through the environment, as the controller passes it (a URL may hold a password).
+            Some(url) => command.env(POSTGRES_URL_ENV, url),
+            // Said explicitly: the targets are for answers that wait for fsync.
+            None => command.arg("--store").arg(dir.join(STORE_FILE)).args(["--store-durability", "full"]).env_remove(POSTGRES_URL_ENV),
+        };
         match provider {
             Provider::Line => {
                 command.env("SWITCHBOARD_LINE_CHANNEL_SECRET", LINE_SECRET).env("SWITCHBOARD_LINE_CHANNEL_ACCESS_TOKEN", LINE_TOKEN)
@@ -328,14 +337,23 @@ pub fn thread_cpu(pid: &str) -> BTreeMap<String, f64> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return by_name };
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let name = stat[open + 1..close].to_owned();
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-            + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
-        *by_name.entry(name).or_insert(0.0) += ticks / TICKS_PER_SECOND;
+        let Some((name, fields)) = stat_fields(&stat) else { continue };
+        *by_name.entry(name.to_owned()).or_insert(0.0) += cpu_seconds(&fields, 11..13);
     }
     by_name
+}
+
+/// A /proc `stat` line split into the command name and the fields after it, from the state (field 0) on; the name is
+/// taken apart first because it may hold spaces and parentheses.
+pub fn stat_fields(stat: &str) -> Option<(&str, Vec<&str>)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    Some((&stat[open + 1..close], stat.get(close + 2..)?.split_whitespace().collect()))
+}
+
+/// The CPU seconds in `ticks` of [`stat_fields`]: 11..13 is the user and system time of the process or thread itself,
+/// 13..15 that of its children that ended and were waited for.
+pub fn cpu_seconds(fields: &[&str], ticks: std::ops::Range<usize>) -> f64 {
+    fields.get(ticks).unwrap_or_default().iter().filter_map(|t| t.parse::<f64>().ok()).sum::<f64>() / TICKS_PER_SECOND
 }
 
 /// CPU seconds the whole machine was busy (every process, the kernel's interrupt work and time the hypervisor took), from

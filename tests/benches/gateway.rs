@@ -1,41 +1,59 @@
 //! The gateway's webhook intake under load: signed webhooks per second verified and durably
-//! recorded, and latency at a fixed rate, against the real `switchboard gateway` binary.
+//! recorded, and latency at a fixed rate, against the real `switchboard gateway` binary, with its
+//! store in SQLite and in PostgreSQL side by side.
 //!
-//! Each scenario starts a fresh gateway (its own SQLite store under CARGO_TARGET_TMPDIR, so on
-//! the real disk and not a tmpfs where fsync is free) with the provider APIs pointed at an
-//! in-process simulator and its desk at an in-process server that answers 200. The gateway
-//! therefore does everything it does when deployed: besides answering webhooks it turns them
-//! into conversations, fetches LINE profiles, sends greetings and delivers every event to the
-//! desk, concurrently and on the same cores as the load generator, the simulator and the desk.
+//! Each scenario starts fresh gateways with the provider APIs pointed at an in-process simulator
+//! and their desk at an in-process server that answers 200. On SQLite there is one gateway, its
+//! store under CARGO_TARGET_TMPDIR (so on the real disk and not a tmpfs where fsync is free). On
+//! PostgreSQL, replicas share a new database on a throwaway server that the bench starts with
+//! tests/postgres/start.sh, its data also under CARGO_TARGET_TMPDIR, and stops at the end
+//! (`SWITCHBOARD_TEST_POSTGRES_URL`, a superuser's connection string, names an existing server
+//! instead; each scenario's database is then left on it). The load generator sends to the
+//! replicas in turn; each records what it is sent, and the replica that leads processes it. The
+//! gateways therefore do everything they do when deployed: besides answering webhooks they turn
+//! them into conversations, fetch LINE profiles, send greetings and deliver every event to the
+//! desk, concurrently and on the same cores as the load generator, the simulator, the desk and
+//! the database.
 //!
 //! Every customer writes twice before the timed part (conversations exist, connections are
 //! open), so the timed part measures the steady state of ongoing conversations. Bodies are
 //! built and signed before timing, and every webhook event ID is new, so nothing is
-//! deduplicated. Scenarios:
+//! deduplicated. Scenarios, on SQLite:
 //! (a) LINE, one event per webhook, 64 connections, closed loop;
 //! (b) LINE at a fixed 5,000 webhooks/s (open loop: latency is taken from when a request was due,
 //!     not from when it was sent, so a stall counts in full for every request it held up);
 //! (c) LINE, ten events per webhook, 64 connections;
 //! (d) Twilio (WhatsApp form posts), 64 connections;
 //! (e), (f) as (a) and (b) with group messages that carry no user ID: the processor has no
-//!     customer to act for and only marks them done, which shows the intake on its own.
+//!     customer to act for and only marks them done, which shows the intake on its own;
+//! on PostgreSQL:
+//! (g) as (a) with two replicas;
+//! (h) as (b) with two replicas, at 4,000 webhooks/s;
+//! (i) as (a) with one replica, which shows what the shared store costs by itself.
 //! Two more run only when named (below): (a) and (b) with the desk down, so that the outbox grows
 //! while the webhooks keep coming, as during a desk outage.
 //!
-//! After each run the gateway's /metrics give the store's commits and batch sizes and must count
-//! exactly the events sent as recorded; the store itself is counted too. CPU time is read per
-//! thread from /proc (the gateway, its store writer, the load generator, the simulator and desk)
-//! and for the whole machine, so that a run disturbed by other processes says so. Targets: 10,000
-//! LINE webhooks/s, and p99 under 10 ms at 5,000/s.
+//! After each run the gateways' /metrics give the store's commits and batch sizes and must count
+//! exactly the events sent as recorded; the store itself is counted too, and processing must
+//! catch up within a limit. CPU time is read per thread from /proc (the gateways, their store
+//! writers, the load generator, the simulator and desk), for the PostgreSQL server's processes
+//! and for the whole machine, so that a run disturbed by other processes says so. Targets, from
+//! the issue: on SQLite not slower than before PostgreSQL came (11,000 LINE webhooks/s) and p99
+//! under 10 ms at 5,000/s; two replicas on PostgreSQL 8,000 webhooks/s and p99 under 20 ms at
+//! 4,000/s.
 //!
 //! Run with `cargo bench --bench gateway`; `GATEWAY_BENCH=line,line-rate,line-no-desk` (names as
-//! in `main`) runs only those scenarios.
+//! in `main`) runs only those scenarios, `GATEWAY_BENCH=pg-line,pg-line-rate,pg-line-1` only the
+//! PostgreSQL ones (the server is started only for them).
 
 #[path = "common.rs"]
 mod common;
+#[path = "../postgres/database.rs"]
+mod database;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -45,8 +63,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use common::{
     Customers, Gateway, LINE_SECRET, NAMESPACE, Provider, Result, STORE_FILE, TWILIO_ACCOUNT, TWILIO_SID, TWILIO_TOKEN, WHATSAPP_NUMBER,
-    cores, machine_busy, ms, note_others, thousands, thread_cpu,
+    cores, cpu_seconds, machine_busy, ms, note_others, stat_fields, thousands, thread_cpu,
 };
+use postgres::NoTls;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 use switchboard::config::GatewayConfig;
@@ -70,12 +89,16 @@ const THROUGHPUT_REQUESTS: usize = 20_000;
 const BATCH_EVENTS: usize = 10;
 /// Requests of the batch run (20,000 events).
 const BATCH_REQUESTS: usize = 2_000;
-/// The fixed-rate run.
-const FIXED_RATE: u32 = 5_000;
+/// How long a fixed-rate run sends.
 const FIXED_SECONDS: u32 = 5;
-/// The issue's targets.
-const TARGET_RATE: f64 = 10_000.0;
-const TARGET_P99: Duration = Duration::from_millis(10);
+/// Gateways sharing one database in the PostgreSQL scenarios that the targets are for.
+const PG_REPLICAS: usize = 2;
+/// The issue's targets on SQLite: not slower than before the PostgreSQL store came.
+const SQLITE_TARGETS: Targets = Targets { rate: 11_000.0, fixed_rate: 5_000, p99: Duration::from_millis(10) };
+/// The issue's targets for [`PG_REPLICAS`] replicas on PostgreSQL.
+const PG_TARGETS: Targets = Targets { rate: 8_000.0, fixed_rate: 4_000, p99: Duration::from_millis(20) };
+/// Names a PostgreSQL server to use instead of starting one (a superuser's connection string).
+const POSTGRES_SERVER_ENV: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
 /// How long processing may take to catch up after a run before the bench moves on.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(12);
 
@@ -282,19 +305,108 @@ impl Gateway {
         let text = client.get(format!("http://{}/metrics", self.listeners.metrics)).send().await?.error_for_status()?.text().await?;
         Ok(Metrics::parse(&text))
     }
+}
 
-    /// Counts in the store itself, read through a second connection as `sqlite3` would.
-    fn store_counts(&self) -> Result<StoreCounts> {
-        let c = Connection::open_with_flags(self.dir.join(STORE_FILE), OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-        c.busy_timeout(Duration::from_secs(5))?;
-        let (inbound, pending) = c.query_row("SELECT count(*), coalesce(sum(state = 0), 0) FROM inbound", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        let outbox: i64 = c.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
-        let sends: i64 = c.query_row("SELECT count(*) FROM sends", [], |r| r.get(0))?;
-        Ok(StoreCounts { inbound, pending, outbox, sends })
+/// Where a scenario's gateways keep their store.
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    /// This many replicas on one PostgreSQL database.
+    Postgres { replicas: usize },
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Sqlite => write!(f, "SQLite"),
+            Backend::Postgres { replicas: 1 } => write!(f, "PostgreSQL, 1 replica"),
+            Backend::Postgres { replicas } => write!(f, "PostgreSQL, {replicas} replicas"),
+        }
     }
 }
+
+/// The PostgreSQL server of the PostgreSQL scenarios.
+struct PostgresServer {
+    /// A superuser's connection string.
+    admin: String,
+    /// Its postmaster, when the server runs on this machine and its data directory can be read:
+    /// then the server's CPU time is read from its processes.
+    postmaster: Option<u32>,
+    /// What the bench's header says of it.
+    description: String,
+    /// The server this bench started, stopped when this is dropped.
+    _started: Option<Throwaway>,
+}
+
+/// A server tests/postgres/start.sh started in this folder: stopped, and the folder removed,
+/// when dropped, so also when a scenario fails.
+struct Throwaway(tempfile::TempDir);
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        match Command::new(postgres_script("stop.sh")).arg(self.0.path()).status() {
+            Ok(status) if status.success() => {}
+            outcome => eprintln!("tests/postgres/stop.sh {}: {outcome:?}", self.0.path().display()),
+        }
+    }
+}
+
+fn postgres_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/postgres").join(name)
+}
+
+impl PostgresServer {
+    /// The server `SWITCHBOARD_TEST_POSTGRES_URL` names, else a throwaway one.
+    fn start() -> Result<Self> {
+        let (admin, started, origin) = match std::env::var(POSTGRES_SERVER_ENV) {
+            Ok(admin) => (admin, None, format!("the server {POSTGRES_SERVER_ENV} names")),
+            Err(_) => {
+                // Beside the SQLite stores, so that both backends fsync to the same disk.
+                let dir = Throwaway(tempfile::Builder::new().prefix("postgres-").tempdir_in(env!("CARGO_TARGET_TMPDIR"))?);
+                let output = Command::new(postgres_script("start.sh")).arg(dir.0.path()).stderr(Stdio::inherit()).output()?;
+                if !output.status.success() {
+                    return Err(format!("tests/postgres/start.sh: {}", output.status).into());
+                }
+                (String::from_utf8(output.stdout)?.trim().to_owned(), Some(dir), "started by the bench".to_owned())
+            }
+        };
+        let mut c = postgres::Client::connect(&admin, NoTls)?;
+        let mut show = |setting: &str| -> Result<String> { Ok(c.query_one(&format!("SHOW {setting}"), &[])?.try_get(0)?) };
+        let data = PathBuf::from(show("data_directory")?);
+        let postmaster = std::fs::read_to_string(data.join("postmaster.pid")).ok().and_then(|p| p.lines().next()?.parse().ok());
+        let description = format!(
+            "PostgreSQL {} ({origin}; data in {}, {}; fsync {}, synchronous_commit {})",
+            show("server_version")?,
+            data.display(),
+            if postmaster.is_some() { filesystem_of(&data) } else { "not readable here".to_owned() },
+            show("fsync")?,
+            show("synchronous_commit")?,
+        );
+        Ok(Self { admin, postmaster, description, _started: started })
+    }
+}
+
+/// CPU seconds of the PostgreSQL server: the postmaster, its children that ended (it waits for
+/// them, so their time is added to its own), and those running (each connection's backend, the
+/// WAL writer, the checkpointer…).
+fn server_cpu(postmaster: u32) -> f64 {
+    let postmaster = postmaster.to_string();
+    let Ok(processes) = std::fs::read_dir("/proc") else { return 0.0 };
+    processes
+        .flatten()
+        .filter_map(|p| Some((p.file_name(), std::fs::read_to_string(p.path().join("stat")).ok()?)))
+        .map(|(pid, stat)| match stat_fields(&stat) {
+            Some((_, fields)) if *pid == *postmaster => cpu_seconds(&fields, 11..15),
+            Some((_, fields)) if fields.get(1) == Some(&postmaster.as_str()) => cpu_seconds(&fields, 11..13),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The store's rows: events recorded, events not yet processed, desk events not yet delivered,
+/// messages not yet sent. The same SQL on both backends.
+const STORE_COUNTS: &str = "SELECT (SELECT count(*) FROM inbound), (SELECT count(*) FROM inbound WHERE state = 0), \
+                            (SELECT count(*) FROM outbox), (SELECT count(*) FROM sends)";
 
 #[derive(Clone, Copy, Debug)]
 struct StoreCounts {
@@ -302,6 +414,86 @@ struct StoreCounts {
     pending: i64,
     outbox: i64,
     sends: i64,
+}
+
+/// A scenario's gateways and the store they share.
+struct Deployment {
+    backend: Backend,
+    replicas: Vec<Gateway>,
+    /// The PostgreSQL database's connection string.
+    database: Option<String>,
+    /// See [`PostgresServer::postmaster`].
+    postmaster: Option<u32>,
+}
+
+impl Deployment {
+    /// Starts the scenario's gateways (on PostgreSQL, on a new database of `server`) and waits
+    /// until each is ready.
+    async fn start(
+        services: &Services,
+        client: &reqwest::Client,
+        scenario: &Scenario,
+        server: Option<&PostgresServer>,
+        desk_url: &str,
+    ) -> Result<Self> {
+        let provider = scenario.provider;
+        let (count, database, postmaster) = match scenario.backend {
+            Backend::Sqlite => (1, None, None),
+            Backend::Postgres { replicas } => {
+                let server = server.expect("the server is started when a PostgreSQL scenario is wanted");
+                (replicas, Some(database::create(&server.admin, "switchboard_bench")), server.postmaster)
+            }
+        };
+        let mut replicas = Vec::with_capacity(count);
+        for i in 0..count {
+            let name = format!("{}-{i}", scenario.name);
+            let config = |_: &str| gateway_config(provider, desk_url);
+            replicas.push(Gateway::start(provider, &services.simulator_url, &name, database.as_deref(), config)?);
+        }
+        for gateway in &mut replicas {
+            gateway.wait_ready(client).await?;
+        }
+        Ok(Self { backend: scenario.backend, replicas, database, postmaster })
+    }
+
+    fn webhook_urls(&self) -> Vec<reqwest::Url> {
+        self.replicas.iter().map(|g| g.webhook_url.clone()).collect()
+    }
+
+    /// Each replica's /metrics.
+    async fn metrics(&self, client: &reqwest::Client) -> Result<Vec<Metrics>> {
+        let mut all = Vec::with_capacity(self.replicas.len());
+        for gateway in &self.replicas {
+            all.push(gateway.metrics(client).await?);
+        }
+        Ok(all)
+    }
+
+    /// Counts in the store itself, read through a connection of its own as `sqlite3` or `psql`
+    /// would.
+    fn store_counts(&self) -> Result<StoreCounts> {
+        let n: Vec<i64> = match &self.database {
+            None => {
+                let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let c = Connection::open_with_flags(self.replicas[0].dir.join(STORE_FILE), flags)?;
+                c.busy_timeout(Duration::from_secs(5))?;
+                c.query_row(STORE_COUNTS, [], |r| (0..4).map(|i| r.get(i)).collect())?
+            }
+            // The synchronous client brings its own runtime, which may neither block nor be
+            // dropped on a runtime thread: hence outside it, and a connection per count (a
+            // count is rare, and outside the timed part).
+            Some(url) => tokio::task::block_in_place(|| -> Result<Vec<i64>> {
+                let row = postgres::Client::connect(url, NoTls)?.query_one(STORE_COUNTS, &[])?;
+                Ok((0..4).map(|i| row.try_get(i)).collect::<std::result::Result<_, _>>()?)
+            })?,
+        };
+        Ok(StoreCounts { inbound: n[0], pending: n[1], outbox: n[2], sends: n[3] })
+    }
+
+    /// The replicas' logs so far, each under its number.
+    fn log_text(&self) -> String {
+        self.replicas.iter().enumerate().map(|(i, g)| format!("replica {i}:\n{}", g.log_text())).collect()
+    }
 }
 
 /// One scrape of /metrics, by series (`name{labels}`).
@@ -317,6 +509,15 @@ impl Metrics {
             .filter_map(|(k, v)| v.parse::<f64>().ok().map(|v| (k.to_owned(), v)))
             .collect();
         Self(series)
+    }
+
+    /// The replicas' figures added up: counters, and histograms bucket by bucket.
+    fn sum(replicas: &[Metrics]) -> Self {
+        let mut total = HashMap::new();
+        for (series, value) in replicas.iter().flat_map(|m| &m.0) {
+            *total.entry(series.clone()).or_insert(0.0) += value;
+        }
+        Self(total)
     }
 
     fn get(&self, series: &str) -> f64 {
@@ -372,21 +573,31 @@ fn commit_stats(before: &Metrics, after: &Metrics) -> CommitStats {
 }
 
 struct CpuSnapshot {
-    gateway: BTreeMap<String, f64>,
+    replicas: Vec<BTreeMap<String, f64>>,
     bench: BTreeMap<String, f64>,
+    database: Option<f64>,
     machine: f64,
 }
 
 impl CpuSnapshot {
-    fn take(gateway: &Gateway) -> Self {
-        Self { gateway: thread_cpu(&gateway.pid().to_string()), bench: thread_cpu("self"), machine: machine_busy() }
+    fn take(deployment: &Deployment) -> Self {
+        Self {
+            replicas: deployment.replicas.iter().map(|g| thread_cpu(&g.pid().to_string())).collect(),
+            bench: thread_cpu("self"),
+            database: deployment.postmaster.map(server_cpu),
+            machine: machine_busy(),
+        }
     }
 }
 
 /// CPU seconds used between two snapshots, split by who used them.
 struct CpuUse {
+    /// Each gateway's.
+    replicas: Vec<f64>,
     gateway: f64,
     store_writer: f64,
+    /// The PostgreSQL server's, when it can be read.
+    database: Option<f64>,
     load_generator: f64,
     services: f64,
     /// Everything else the machine did meanwhile: other processes (this machine may be shared),
@@ -398,11 +609,15 @@ fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuUse {
     let delta = |a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>, pick: &dyn Fn(&str) -> bool| -> f64 {
         b.iter().filter(|(k, _)| pick(k)).map(|(k, v)| v - a.get(k).copied().unwrap_or(0.0)).sum::<f64>().max(0.0)
     };
-    let gateway = delta(&before.gateway, &after.gateway, &|_| true);
+    let replicas: Vec<f64> = before.replicas.iter().zip(&after.replicas).map(|(a, b)| delta(a, b, &|_| true)).collect();
+    let gateway: f64 = replicas.iter().sum();
+    // "store-writer" on SQLite, "store-writer-0" on PostgreSQL.
+    let store_writer: f64 = before.replicas.iter().zip(&after.replicas).map(|(a, b)| delta(a, b, &|k| k.starts_with("store-writer"))).sum();
+    let database = before.database.zip(after.database).map(|(a, b)| (b - a).max(0.0));
     let load_generator = delta(&before.bench, &after.bench, &|k| k != "services");
     let services = delta(&before.bench, &after.bench, &|k| k == "services");
-    let others = (after.machine - before.machine - gateway - load_generator - services).max(0.0);
-    CpuUse { gateway, store_writer: delta(&before.gateway, &after.gateway, &|k| k == "store-writer"), load_generator, services, others }
+    let others = (after.machine - before.machine - gateway - database.unwrap_or(0.0) - load_generator - services).max(0.0);
+    CpuUse { replicas, gateway, store_writer, database, load_generator, services, others }
 }
 
 /// The answers of one run.
@@ -471,9 +686,10 @@ async fn send(client: &reqwest::Client, url: &reqwest::Url, provider: Provider, 
 }
 
 /// `connections` workers, each sending its next webhook as soon as the previous one is answered.
+/// Webhook i goes to `urls[i % urls.len()]`.
 async fn closed_loop(
     client: &reqwest::Client,
-    url: &reqwest::Url,
+    urls: &[reqwest::Url],
     provider: Provider,
     webhooks: Arc<Vec<Prepared>>,
     connections: usize,
@@ -482,14 +698,14 @@ async fn closed_loop(
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..connections {
-        let (client, url, webhooks, next) = (client.clone(), url.clone(), Arc::clone(&webhooks), Arc::clone(&next));
+        let (client, urls, webhooks, next) = (client.clone(), urls.to_vec(), Arc::clone(&webhooks), Arc::clone(&next));
         workers.spawn(async move {
             let mut outcome = Outcome::default();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(webhook) = webhooks.get(i) else { break };
                 let sent = Instant::now();
-                let error = send(&client, &url, provider, webhook).await;
+                let error = send(&client, &urls[i % urls.len()], provider, webhook).await;
                 outcome.latencies.push(sent.elapsed());
                 outcome.events += webhook.events;
                 if let Some(e) = error {
@@ -512,9 +728,16 @@ async fn closed_loop(
     total
 }
 
-/// Sends webhook i at `start + i / rate` whatever happened to the earlier ones, each on its own
-/// task; latency runs from when the request was due to when its answer was read.
-async fn fixed_rate(client: &reqwest::Client, url: &reqwest::Url, provider: Provider, webhooks: Arc<Vec<Prepared>>, rate: u32) -> Outcome {
+/// Sends webhook i at `start + i / rate` to `urls[i % urls.len()]` whatever happened to the
+/// earlier ones, each on its own task; latency runs from when the request was due to when its
+/// answer was read.
+async fn fixed_rate(
+    client: &reqwest::Client,
+    urls: &[reqwest::Url],
+    provider: Provider,
+    webhooks: Arc<Vec<Prepared>>,
+    rate: u32,
+) -> Outcome {
     let start = tokio::time::Instant::now() + Duration::from_millis(20);
     let mut tasks = Vec::with_capacity(webhooks.len());
     let mut worst_send_lag = Duration::ZERO;
@@ -522,7 +745,7 @@ async fn fixed_rate(client: &reqwest::Client, url: &reqwest::Url, provider: Prov
         let due = start + Duration::from_secs(i as u64) / rate;
         tokio::time::sleep_until(due).await;
         worst_send_lag = worst_send_lag.max(tokio::time::Instant::now() - due);
-        let (client, url, webhooks) = (client.clone(), url.clone(), Arc::clone(&webhooks));
+        let (client, url, webhooks) = (client.clone(), urls[i % urls.len()].clone(), Arc::clone(&webhooks));
         tasks.push(tokio::spawn(async move {
             let error = send(&client, &url, provider, &webhooks[i]).await;
             (due.elapsed(), webhooks[i].events, error)
@@ -548,11 +771,20 @@ enum Load {
     FixedRate { rate: u32, seconds: u32 },
 }
 
+/// What a backend is to reach: webhooks per second in the closed loop, and the 99th percentile
+/// latency at a fixed rate.
+struct Targets {
+    rate: f64,
+    fixed_rate: u32,
+    p99: Duration,
+}
+
 struct Scenario {
     /// What GATEWAY_BENCH selects it by.
     name: &'static str,
     label: &'static str,
     provider: Provider,
+    backend: Backend,
     load: Load,
     /// Whether the desk answers; when it does not, delivery backs off and stays almost idle.
     desk: bool,
@@ -562,18 +794,39 @@ struct Scenario {
 
 /// The figures a scenario ends with, for the summary.
 struct Figures {
+    backend: Backend,
     rate: f64,
     p99: Duration,
     errors: usize,
     counted_right: bool,
+    caught_up: bool,
+    /// CPU time per webhook of the gateways, and of the database when it can be read.
+    gateway_cpu: Duration,
+    database_cpu: Option<Duration>,
+}
+
+impl Figures {
+    fn cpu_text(&self) -> String {
+        match (self.backend, self.database_cpu) {
+            (Backend::Sqlite, _) => format!("gateway {}", micros(self.gateway_cpu)),
+            (Backend::Postgres { .. }, Some(database)) => {
+                format!("gateway {} + database {} = {}", micros(self.gateway_cpu), micros(database), micros(self.gateway_cpu + database))
+            }
+            (Backend::Postgres { .. }, None) => format!("gateway {} + database (not measured)", micros(self.gateway_cpu)),
+        }
+    }
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
 /// Waits until the processor and delivery have nothing left (or `limit` passed); returns how
 /// long that took and the last counts.
-async fn catch_up(gateway: &Gateway, desk: bool, limit: Duration) -> Result<(Duration, StoreCounts, bool)> {
+async fn catch_up(deployment: &Deployment, desk: bool, limit: Duration) -> Result<(Duration, StoreCounts, bool)> {
     let started = Instant::now();
     loop {
-        let counts = gateway.store_counts()?;
+        let counts = deployment.store_counts()?;
         if counts.pending == 0 && (counts.outbox == 0 || !desk) {
             return Ok((started.elapsed(), counts, true));
         }
@@ -589,7 +842,7 @@ async fn run_scenario(
     client: &reqwest::Client,
     destination: &str,
     scenario: &Scenario,
-    name: &str,
+    server: Option<&PostgresServer>,
 ) -> Result<Figures> {
     let provider = scenario.provider;
     let mut webhooks = Webhooks::new(destination.to_owned(), scenario.anonymous);
@@ -602,8 +855,8 @@ async fn run_scenario(
 
     // Nothing listens on the discard port: the delivery fails at once and then waits.
     let desk_url = if scenario.desk { services.desk_url.clone() } else { "http://127.0.0.1:9/switchboard/events".to_owned() };
-    let mut gateway = Gateway::start(provider, &services.simulator_url, name, |_| gateway_config(provider, &desk_url))?;
-    gateway.wait_ready(client).await?;
+    let deployment = Deployment::start(services, client, scenario, server, &desk_url).await?;
+    let urls = deployment.webhook_urls();
     if provider == Provider::Twilio {
         // The simulator refuses free-form WhatsApp messages outside the customer's 24-hour window,
         // which only its own webhooks open; open it so that greetings are sent, not refused.
@@ -613,33 +866,34 @@ async fn run_scenario(
         }
     }
     // Conversations are created (profiles fetched, greetings sent) and connections opened here.
-    let warm = closed_loop(client, &gateway.webhook_url, provider, warmup, CONNECTIONS).await;
+    let warm = closed_loop(client, &urls, provider, warmup, CONNECTIONS).await;
     if warm.error_count() > 0 {
-        return Err(format!("warm-up: {}; gateway log:\n{}", warm.errors_text(), gateway.log_text()).into());
+        return Err(format!("warm-up: {}; gateway log:\n{}", warm.errors_text(), deployment.log_text()).into());
     }
-    let (_, counts, done) = catch_up(&gateway, scenario.desk, Duration::from_secs(20)).await?;
+    let (_, counts, done) = catch_up(&deployment, scenario.desk, Duration::from_secs(20)).await?;
     if !done {
         println!("  (warm-up not fully processed after 20 s: {counts:?})");
     }
 
-    let metrics_before = gateway.metrics(client).await?;
+    let metrics_before = deployment.metrics(client).await?;
     let desk_before = services.desk.load(Ordering::Relaxed);
-    let cpu_before = CpuSnapshot::take(&gateway);
+    let cpu_before = CpuSnapshot::take(&deployment);
     let outcome = match scenario.load {
-        Load::ClosedLoop { .. } => closed_loop(client, &gateway.webhook_url, provider, timed, CONNECTIONS).await,
-        Load::FixedRate { rate, .. } => fixed_rate(client, &gateway.webhook_url, provider, timed, rate).await,
+        Load::ClosedLoop { .. } => closed_loop(client, &urls, provider, timed, CONNECTIONS).await,
+        Load::FixedRate { rate, .. } => fixed_rate(client, &urls, provider, timed, rate).await,
     };
-    let cpu_after = CpuSnapshot::take(&gateway);
-    let metrics_after = gateway.metrics(client).await?;
+    let cpu_after = CpuSnapshot::take(&deployment);
+    let metrics_after = deployment.metrics(client).await?;
     let desk_during = services.desk.load(Ordering::Relaxed) - desk_before;
-    let at_end = gateway.store_counts()?;
+    let at_end = deployment.store_counts()?;
 
     let secs = outcome.elapsed.as_secs_f64();
     let rate = outcome.requests() as f64 / secs;
     let requests = thousands(outcome.requests() as f64);
     match scenario.load {
         Load::ClosedLoop { .. } => println!(
-            "{}: {}/s over {requests} requests ({} events/s); latency {}; {}",
+            "[{}] {}: {}/s over {requests} requests ({} events/s); latency {}; {}",
+            scenario.backend,
             scenario.label,
             thousands(rate),
             thousands(outcome.events as f64 / secs),
@@ -647,7 +901,8 @@ async fn run_scenario(
             outcome.errors_text()
         ),
         Load::FixedRate { rate: offered, seconds } => println!(
-            "{} at {}/s fixed rate for {seconds} s ({requests} requests): {}, {} (load generator at most {} late)",
+            "[{}] {} at {}/s fixed rate for {seconds} s ({requests} requests): {}, {} (load generator at most {} late)",
+            scenario.backend,
             scenario.label,
             thousands(offered as f64),
             outcome.latency_text(),
@@ -656,54 +911,74 @@ async fn run_scenario(
         ),
     }
 
+    let delivered_by: Vec<f64> = metrics_before.iter().zip(&metrics_after).map(|(a, b)| b.get(DELIVERED) - a.get(DELIVERED)).collect();
+    let (metrics_before, metrics_after) = (Metrics::sum(&metrics_before), Metrics::sum(&metrics_after));
     let recorded = metrics_after.get(EVENTS_RECORDED) - metrics_before.get(EVENTS_RECORDED);
     let duplicates = metrics_after.get(EVENTS_DUPLICATE) - metrics_before.get(EVENTS_DUPLICATE);
     let in_store = at_end.inbound as usize - CUSTOMERS * WARMUP_PER_CUSTOMER;
     let counted_right = recorded as usize == sent_events && duplicates == 0.0 && in_store == sent_events;
     let commits = commit_stats(&metrics_before, &metrics_after);
+    let replicas = deployment.replicas.len();
     println!(
-        "  recorded: {} of {} events sent per /metrics ({} duplicates), {} in the store{}",
+        "  recorded: {} of {} events sent per /metrics{} ({} duplicates), {} in the store{}",
         thousands(recorded),
         thousands(sent_events as f64),
+        if replicas > 1 { " of all replicas" } else { "" },
         thousands(duplicates),
         thousands(in_store as f64),
         if counted_right { "" } else { "  <-- MISMATCH" }
     );
+    let writers =
+        if replicas > 1 { format!("the {replicas} replicas' writers (one each) were on average") } else { "the one writer was".into() };
     println!(
-        "  store: {} commits ({}/s), mean {} p99 ≤ {}, {:.1} jobs per commit; the one writer was in a transaction {:.0}% of the time \
-         (webhooks and processing share it)",
+        "  store: {} commits ({}/s), mean {} p99 ≤ {}, {:.1} jobs per commit; {writers} in a transaction {:.0}% of the time \
+         (webhooks and processing share {})",
         thousands(commits.commits),
         thousands(commits.commits / secs),
         ms(commits.mean),
         ms(Duration::from_secs_f64(commits.p99_at_most.min(1e6))),
         commits.jobs_per_commit,
-        100.0 * commits.commits * commits.mean.as_secs_f64() / secs
+        100.0 * commits.commits * commits.mean.as_secs_f64() / secs / replicas as f64,
+        if replicas > 1 { "the leader's" } else { "it" }
     );
     let cpu = cpu_use(&cpu_before, &cpu_after);
     let cores = cores();
+    let per_webhook = |seconds: f64| Duration::from_secs_f64(seconds / outcome.requests().max(1) as f64);
+    let gateway_text = if replicas > 1 {
+        // The leader is the replica that delivered to the desk.
+        let leader = (0..replicas).max_by(|&a, &b| delivered_by[a].total_cmp(&delivered_by[b])).unwrap_or(0);
+        let each: Vec<String> =
+            cpu.replicas.iter().enumerate().map(|(i, s)| format!("{s:.2} s{}", if i == leader { " leading" } else { "" })).collect();
+        format!("gateways {:.2} s ({}; store writers {:.2} s)", cpu.gateway, each.join(" + "), cpu.store_writer)
+    } else {
+        format!("gateway {:.2} s (store writer {:.2} s)", cpu.gateway, cpu.store_writer)
+    };
+    let (database_text, database_per_webhook) = match (deployment.backend, cpu.database) {
+        (Backend::Sqlite, _) => (String::new(), String::new()),
+        (Backend::Postgres { .. }, Some(s)) => (format!(", database {s:.2} s"), format!(", database {}", micros(per_webhook(s)))),
+        (Backend::Postgres { .. }, None) => {
+            (", database not measured (not on this machine, or its processes cannot be read)".into(), String::new())
+        }
+    };
     println!(
-        "  cpu in {:.2} s: gateway {:.2} s (store writer {:.2} s), load generator {:.2} s, simulator + desk {:.2} s, \
-         other processes {:.2} s \
-         = {:.2} of {cores} cores busy; per webhook: gateway {:.0} µs, of it store writer {:.0} µs",
-        secs,
-        cpu.gateway,
-        cpu.store_writer,
+        "  cpu in {secs:.2} s: {gateway_text}{database_text}, load generator {:.2} s, simulator + desk {:.2} s, other processes {:.2} s \
+         = {:.2} of {cores} cores busy; per webhook: gateway {}, of it store writer {}{database_per_webhook}",
         cpu.load_generator,
         cpu.services,
         cpu.others,
-        (cpu.gateway + cpu.load_generator + cpu.services + cpu.others) / secs,
-        cpu.gateway / outcome.requests().max(1) as f64 * 1e6,
-        cpu.store_writer / outcome.requests().max(1) as f64 * 1e6,
+        (cpu.gateway + cpu.database.unwrap_or(0.0) + cpu.load_generator + cpu.services + cpu.others) / secs,
+        micros(per_webhook(cpu.gateway)),
+        micros(per_webhook(cpu.store_writer)),
     );
     note_others(cpu.others, secs);
     let delivered = metrics_after.get(DELIVERED) - metrics_before.get(DELIVERED);
     let processed_during = sent_events as i64 - at_end.pending;
-    let (took, after, done) = catch_up(&gateway, scenario.desk, CATCH_UP_LIMIT).await?;
-    let catch_up_text = if done {
+    let (took, after, caught_up) = catch_up(&deployment, scenario.desk, CATCH_UP_LIMIT).await?;
+    let catch_up_text = if caught_up {
         format!("caught up {:.1} s after the last answer", took.as_secs_f64())
     } else {
         format!(
-            "{} events still pending and {} desk events queued {:.0} s later; not waited for",
+            "NOT caught up: {} events still pending and {} desk events queued {:.0} s later; not waited for",
             thousands(after.pending as f64),
             thousands(after.outbox as f64),
             took.as_secs_f64()
@@ -720,8 +995,19 @@ async fn run_scenario(
     if after.sends > 0 {
         println!("  ({} greetings still queued)", after.sends);
     }
-    gateway.print_log_summary();
-    Ok(Figures { rate, p99: outcome.p99(), errors: outcome.error_count(), counted_right })
+    for gateway in &deployment.replicas {
+        gateway.print_log_summary();
+    }
+    Ok(Figures {
+        backend: scenario.backend,
+        rate,
+        p99: outcome.p99(),
+        errors: outcome.error_count(),
+        counted_right,
+        caught_up,
+        gateway_cpu: per_webhook(cpu.gateway),
+        database_cpu: cpu.database.map(per_webhook),
+    })
 }
 
 /// The filesystem the store is on, as /proc/mounts names it: fsync costs depend on it.
@@ -740,24 +1026,13 @@ fn filesystem_of(path: &Path) -> String {
 
 fn main() -> Result<()> {
     let cores = cores();
-    let config = simulator_config()?;
-    let destination = config.line[0].bot_user_id();
-    let services = start_services(config)?;
-    let (runtime, client) = common::load_generator(4 * CONNECTIONS)?;
-    println!(
-        "gateway intake: the release `switchboard gateway` binary, store on {} ({}, --store-durability full: fsync before 200), \
-         {cores} cores",
-        env!("CARGO_TARGET_TMPDIR"),
-        filesystem_of(Path::new(env!("CARGO_TARGET_TMPDIR")))
-    );
-    println!(
-        "the gateway processes what it records (conversations, LINE profiles, greetings, one desk delivery per event) concurrently, \
-         against an in-process simulator and desk; the load generator, the gateway, its processing, the simulator and the desk \
-         all share the same {cores} cores; {CUSTOMERS} customers, each with an open conversation before timing starts"
-    );
-    let line = |name, label, load, desk, anonymous| Scenario { name, label, provider: Provider::Line, load, desk, anonymous };
+    let line = |name, label, load, desk, anonymous| {
+        Scenario { name, label, provider: Provider::Line, backend: Backend::Sqlite, load, desk, anonymous }
+    };
+    let on_postgres = |replicas, scenario| Scenario { backend: Backend::Postgres { replicas }, ..scenario };
     let closed = Load::ClosedLoop { requests: THROUGHPUT_REQUESTS, events: 1 };
-    let fixed = Load::FixedRate { rate: FIXED_RATE, seconds: FIXED_SECONDS };
+    let fixed = Load::FixedRate { rate: SQLITE_TARGETS.fixed_rate, seconds: FIXED_SECONDS };
+    let pg_fixed = Load::FixedRate { rate: PG_TARGETS.fixed_rate, seconds: FIXED_SECONDS };
     let batches = Load::ClosedLoop { requests: BATCH_REQUESTS, events: BATCH_EVENTS };
     let scenarios = [
         line("line", "line webhooks (1 event, 64 connections)", closed, true, false),
@@ -767,6 +1042,7 @@ fn main() -> Result<()> {
             name: "twilio",
             label: "twilio webhooks (form, 64 connections)",
             provider: Provider::Twilio,
+            backend: Backend::Sqlite,
             load: closed,
             desk: true,
             anonymous: false,
@@ -775,6 +1051,9 @@ fn main() -> Result<()> {
         // that no conversation, delivery or send work competes with the webhooks.
         line("line-intake", "line webhooks without a customer (intake only; 1 event, 64 connections)", closed, true, true),
         line("line-rate-intake", "line without a customer (intake only),", fixed, true, true),
+        on_postgres(PG_REPLICAS, line("pg-line", "line webhooks (1 event, 64 connections)", closed, true, false)),
+        on_postgres(PG_REPLICAS, line("pg-line-rate", "line", pg_fixed, true, false)),
+        on_postgres(1, line("pg-line-1", "line webhooks (1 event, 64 connections)", closed, true, false)),
         // Only when GATEWAY_BENCH names them: the desk down, so that the outbox grows and delivery
         // only retries now and then.
         line("line-no-desk", "line webhooks, desk down (1 event, 64 connections)", closed, false, false),
@@ -788,46 +1067,87 @@ fn main() -> Result<()> {
         let names: Vec<&str> = scenarios.iter().map(|s| s.name).collect();
         return Err(format!("GATEWAY_BENCH: no scenario {unknown:?}; there are {}", names.join(", ")).into());
     }
+    let selected: Vec<&Scenario> = scenarios.iter().filter(|s| wanted.iter().any(|w| w == s.name)).collect();
+
+    let config = simulator_config()?;
+    let destination = config.line[0].bot_user_id();
+    let services = start_services(config)?;
+    let (runtime, client) = common::load_generator(4 * CONNECTIONS)?;
+    let server = if selected.iter().any(|s| matches!(s.backend, Backend::Postgres { .. })) { Some(PostgresServer::start()?) } else { None };
+    println!(
+        "gateway intake: the release `switchboard gateway` binary, {cores} cores; SQLite store on {} ({}, --store-durability full: \
+         fsync before 200)",
+        env!("CARGO_TARGET_TMPDIR"),
+        filesystem_of(Path::new(env!("CARGO_TARGET_TMPDIR")))
+    );
+    if let Some(server) = &server {
+        println!("PostgreSQL store: {}; a new database for each scenario, its replicas sharing it", server.description);
+    }
+    println!(
+        "the gateway processes what it records (conversations, LINE profiles, greetings, one desk delivery per event) concurrently, \
+         against an in-process simulator and desk; the load generator, the gateways, their processing, the database, the simulator \
+         and the desk all share the same {cores} cores; {CUSTOMERS} customers, each with an open conversation before timing starts"
+    );
     let started = Instant::now();
     let mut figures: BTreeMap<&str, Figures> = BTreeMap::new();
-    for scenario in scenarios.iter().filter(|s| wanted.iter().any(|w| w == s.name)) {
-        figures.insert(scenario.name, runtime.block_on(run_scenario(&services, &client, &destination, scenario, scenario.name))?);
+    for scenario in selected {
+        figures.insert(scenario.name, runtime.block_on(run_scenario(&services, &client, &destination, scenario, server.as_ref()))?);
     }
-    // The targets, for the gateway as deployed and for its intake alone.
-    let verdict = |met: bool| if met { "met" } else { "NOT met" };
-    let rate_text =
-        |f: &Figures| format!("{}/s ({:.2}× the target) — {}", thousands(f.rate), f.rate / TARGET_RATE, verdict(f.rate >= TARGET_RATE));
-    let p99_text = |f: &Figures| {
-        let met = f.p99 < TARGET_P99 && f.errors == 0;
-        format!("{} ({:.2}× the limit) — {}", ms(f.p99), f.p99.as_secs_f64() / TARGET_P99.as_secs_f64(), verdict(met))
-    };
-    let both = |deployed: Option<&Figures>, intake: Option<&Figures>, text: &dyn Fn(&Figures) -> String| {
-        let mut parts = Vec::new();
-        if let Some(f) = deployed {
-            parts.push(format!("with processing {}", text(f)));
-        }
-        if let Some(f) = intake {
-            parts.push(format!("intake only {}", text(f)));
-        }
-        parts.join("; ")
-    };
-    if figures.contains_key("line") || figures.contains_key("line-intake") {
-        let text = both(figures.get("line"), figures.get("line-intake"), &rate_text);
-        println!("target ≥ {} LINE webhooks/s: {text}", thousands(TARGET_RATE));
-    }
-    if figures.contains_key("line-rate") || figures.contains_key("line-rate-intake") {
-        println!(
-            "target p99 < {} at {}/s: {}",
-            ms(TARGET_P99),
-            thousands(FIXED_RATE as f64),
-            both(figures.get("line-rate"), figures.get("line-rate-intake"), &p99_text)
-        );
-    }
+    summarize(&figures);
     let errors: usize = figures.values().map(|f| f.errors).sum();
     let miscounted = figures.values().filter(|f| !f.counted_right).count();
-    println!("{errors} non-200 answers, {miscounted} runs with recorded ≠ sent; bench took {:.0} s", started.elapsed().as_secs_f64());
+    let behind = figures.values().filter(|f| !f.caught_up).count();
+    println!(
+        "{errors} non-200 answers, {miscounted} runs with recorded ≠ sent, {behind} runs whose processing did not catch up within {} s; \
+         bench took {:.0} s",
+        CATCH_UP_LIMIT.as_secs(),
+        started.elapsed().as_secs_f64()
+    );
     if errors > 0 || miscounted > 0 {
         return Err("some webhooks were not answered 200 or not recorded exactly once".into());
     }
     Ok(())
+}
+
+/// The targets, for the gateway as deployed and for its intake alone, and PostgreSQL beside
+/// SQLite.
+fn summarize(figures: &BTreeMap<&str, Figures>) {
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    let rate_text = |t: &Targets, f: &Figures| {
+        format!("{}/s ({:.2}× the target) — {}", thousands(f.rate), f.rate / t.rate, verdict(f.rate >= t.rate))
+    };
+    let p99_text = |t: &Targets, f: &Figures| {
+        let met = f.p99 < t.p99 && f.errors == 0;
+        format!("{} ({:.2}× the limit) — {}", ms(f.p99), f.p99.as_secs_f64() / t.p99.as_secs_f64(), verdict(met))
+    };
+    // The runs of these scenarios that ran, each after what it is; None when none ran.
+    let runs = |text: &dyn Fn(&Figures) -> String, names: &[(&str, &str)]| {
+        let parts: Vec<String> = names.iter().filter_map(|(name, what)| figures.get(name).map(|f| format!("{what} {}", text(f)))).collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    };
+    let (sqlite, pg) = (&SQLITE_TARGETS, &PG_TARGETS);
+    if let Some(text) = runs(&|f| rate_text(sqlite, f), &[("line", "with processing"), ("line-intake", "intake only")]) {
+        println!("target ≥ {} LINE webhooks/s on SQLite (not slower than before): {text}", thousands(sqlite.rate));
+    }
+    if let Some(text) = runs(&|f| p99_text(sqlite, f), &[("line-rate", "with processing"), ("line-rate-intake", "intake only")]) {
+        println!("target p99 < {} at {}/s on SQLite: {text}", ms(sqlite.p99), thousands(sqlite.fixed_rate as f64));
+    }
+    if let Some(text) = runs(&|f| rate_text(pg, f), &[("pg-line", "with processing")]) {
+        println!("target ≥ {} LINE webhooks/s with {PG_REPLICAS} replicas on PostgreSQL: {text}", thousands(pg.rate));
+    }
+    if let Some(text) = runs(&|f| p99_text(pg, f), &[("pg-line-rate", "with processing")]) {
+        println!("target p99 < {} at {}/s with {PG_REPLICAS} replicas on PostgreSQL: {text}", ms(pg.p99), thousands(pg.fixed_rate as f64));
+    }
+    let beside = |f: &Figures| format!("{}/s, CPU per webhook {}", thousands(f.rate), f.cpu_text());
+    let Some(line) = figures.get("line") else { return };
+    let relative = |f: &Figures| {
+        let ratio = |cpu: Duration| cpu.as_secs_f64() / line.gateway_cpu.as_secs_f64();
+        let cpu = f.database_cpu.map_or_else(String::new, |db| format!(", {:.2}× the CPU", ratio(f.gateway_cpu + db)));
+        format!("{} ({:.2}× the rate{cpu})", beside(f), f.rate / line.rate)
+    };
+    let postgres: Vec<String> =
+        ["pg-line", "pg-line-1"].iter().filter_map(|n| figures.get(n)).map(|f| format!("{} {}", f.backend, relative(f))).collect();
+    if !postgres.is_empty() {
+        println!("beside SQLite (same run, same cores; closed loop with processing): SQLite {}; {}", beside(line), postgres.join("; "));
+    }
 }
