@@ -91,7 +91,7 @@ async fn receive(
     };
     if !events.is_empty() {
         let recorded = match serialize(&events) {
-            Ok(serialized) => state.store.run(move |tx| tx.record_events(&serialized, received)).await,
+            Ok(serialized) => state.store.record(move |tx| tx.record_events(&serialized, received)).await,
             Err(e) => Err(StoreError::from(e)),
         };
         let recorded = match recorded {

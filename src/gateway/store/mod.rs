@@ -287,6 +287,20 @@ impl Store {
         }
     }
 
+    /// Runs `f`, which only records arriving webhooks' events (`Tx::record_events`), and returns
+    /// once it committed. PostgreSQL gives intake a writer of its own, so that a webhook does not
+    /// wait behind processing; SQLite has one writer for everything.
+    pub async fn record<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(s) => s.run(f).await,
+            Store::Postgres(p) => p.record(f).await,
+        }
+    }
+
     /// Runs `f`, which changes nothing, beside the writes: it sees the last commit and does not
     /// wait for the transaction under way.
     pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>

@@ -2,9 +2,10 @@
 //!
 //! Jobs run on the store's own threads, each with one connection: [`WRITERS`] threads take the
 //! waiting jobs together into one transaction (group commit, one savepoint per job, as in the
-//! SQLite backend), so that a burst of webhooks costs one commit per batch; [`READERS`] threads
-//! run the jobs that change nothing outside any transaction. Commits are synchronous (the
-//! server's default), so a webhook answered 200 is on the server's disk.
+//! SQLite backend), so that a burst of webhooks costs one commit per batch; one more writer takes
+//! only the webhooks' recording ([`Postgres::record`]), so that intake never waits behind the
+//! leader's processing; [`READERS`] threads run the jobs that change nothing outside any
+//! transaction. Commits are synchronous, so a webhook answered 200 is on the server's disk.
 //!
 //! Across replicas, the writing jobs lock what they read to change: a conversation, an outgoing
 //! message (`FOR UPDATE`), so two replicas acting on one conversation take turns. A job that a
@@ -194,6 +195,7 @@ impl Conn {
 #[derive(Clone)]
 pub struct Postgres {
     writes: mpsc::Sender<Job>,
+    intake: mpsc::Sender<Job>,
     reads: mpsc::Sender<Job>,
     target: Arc<Target>,
 }
@@ -219,17 +221,20 @@ impl Postgres {
         let target = Arc::new(Target { config, tls, schema_ready: AtomicBool::new(false) });
         let observe: Arc<CommitObserver> = Arc::new(observe);
         let (writes, write_queue) = mpsc::channel::<Job>();
+        let (intake, intake_queue) = mpsc::channel::<Job>();
         let (reads, read_queue) = mpsc::channel::<Job>();
         let (write_queue, read_queue): (Queue, Queue) = (Arc::new(Mutex::new(write_queue)), Arc::new(Mutex::new(read_queue)));
         for n in 0..WRITERS {
             let (target, queue, observe) = (Arc::clone(&target), Arc::clone(&write_queue), Arc::clone(&observe));
             spawn(format!("store-writer-{n}"), move || worker(&target, &queue, Some(&*observe)))?;
         }
+        let (intake_target, intake_queue) = (Arc::clone(&target), Arc::new(Mutex::new(intake_queue)));
+        spawn("store-intake".into(), move || worker(&intake_target, &intake_queue, Some(&*observe)))?;
         for n in 0..READERS {
             let (target, queue) = (Arc::clone(&target), Arc::clone(&read_queue));
             spawn(format!("store-reader-{n}"), move || worker(&target, &queue, None))?;
         }
-        Ok(Self { writes, reads, target })
+        Ok(Self { writes, intake, reads, target })
     }
 
     /// Runs `f` in the next transaction and returns its result once that transaction committed.
@@ -239,6 +244,16 @@ impl Postgres {
         F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
     {
         submit(&self.writes, f, true).await
+    }
+
+    /// Runs `f`, which records what arrived and touches nothing the processing changes, on the
+    /// intake writer; returns once it committed.
+    pub async fn record<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
+    {
+        submit(&self.intake, f, true).await
     }
 
     /// Runs `f`, which changes nothing, on a reading connection; it sees the last commit.
