@@ -611,8 +611,9 @@ fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot) -> CpuUse {
     };
     let replicas: Vec<f64> = before.replicas.iter().zip(&after.replicas).map(|(a, b)| delta(a, b, &|_| true)).collect();
     let gateway: f64 = replicas.iter().sum();
-    // "store-writer" on SQLite, "store-writer-0" on PostgreSQL.
-    let store_writer: f64 = before.replicas.iter().zip(&after.replicas).map(|(a, b)| delta(a, b, &|k| k.starts_with("store-writer"))).sum();
+    // "store-writer" on SQLite; "store-writer-0" and the webhooks' "store-intake" on PostgreSQL.
+    let writer = |k: &str| k.starts_with("store-writer") || k == "store-intake";
+    let store_writer: f64 = before.replicas.iter().zip(&after.replicas).map(|(a, b)| delta(a, b, &writer)).sum();
     let database = before.database.zip(after.database).map(|(a, b)| (b - a).max(0.0));
     let load_generator = delta(&before.bench, &after.bench, &|k| k != "services");
     let services = delta(&before.bench, &after.bench, &|k| k == "services");
@@ -928,18 +929,21 @@ async fn run_scenario(
         thousands(in_store as f64),
         if counted_right { "" } else { "  <-- MISMATCH" }
     );
-    let writers =
-        if replicas > 1 { format!("the {replicas} replicas' writers (one each) were on average") } else { "the one writer was".into() };
+    // PostgreSQL gives each replica a writer for webhooks beside the one for the rest.
+    let (writers, writers_text) = match deployment.backend {
+        Backend::Postgres { .. } => (2 * replicas, format!("the {} writers ({replicas} replicas × intake and the rest) were on average", 2 * replicas)),
+        Backend::Sqlite => (1, "the one writer was".to_owned()),
+    };
     println!(
-        "  store: {} commits ({}/s), mean {} p99 ≤ {}, {:.1} jobs per commit; {writers} in a transaction {:.0}% of the time \
-         (webhooks and processing share {})",
+        "  store: {} commits ({}/s), mean {} p99 ≤ {}, {:.1} jobs per commit; {writers_text} in a transaction {:.0}% of the time \
+         ({})",
         thousands(commits.commits),
         thousands(commits.commits / secs),
         ms(commits.mean),
         ms(Duration::from_secs_f64(commits.p99_at_most.min(1e6))),
         commits.jobs_per_commit,
-        100.0 * commits.commits * commits.mean.as_secs_f64() / secs / replicas as f64,
-        if replicas > 1 { "the leader's" } else { "it" }
+        100.0 * commits.commits * commits.mean.as_secs_f64() / secs / writers as f64,
+        if writers > 1 { "processing runs on the leader's other writer" } else { "webhooks and processing share it" }
     );
     let cpu = cpu_use(&cpu_before, &cpu_after);
     let cores = cores();
