@@ -338,6 +338,9 @@ pub struct DeliveryConfig {
     pub url: String,
     /// The key each delivery is signed with.
     pub signing_secret: SecretEnvRef,
+    /// During a rotation, the key before: deliveries carry a signature with each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_secret: Option<SecretEnvRef>,
     /// The bearer token the desk presents to the agent API.
     pub agent_api_token: SecretEnvRef,
 }
@@ -596,6 +599,7 @@ fn render_workstream(ws: &Workstream, provider: &ProviderConfig, rules: &[Routin
         delivery: DeliveryConfig {
             url: spec.delivery.url.clone(),
             signing_secret: secrets.env_ref(&spec.delivery.signing_secret_ref),
+            previous_signing_secret: spec.delivery.previous_signing_secret_ref.as_ref().map(|r| secrets.env_ref(r)),
             agent_api_token: secrets.env_ref(&spec.delivery.agent_api_token_secret_ref),
         },
         rules: render_rules(&name, rules),

@@ -9,6 +9,8 @@ library only. The signing secret comes from --secret or $DESK_SIGNING_SECRET.
 """
 
 import argparse
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -20,24 +22,35 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 MAX_AGE_SECONDS = 300
 
 
-def verified(secret: bytes, header: str, body: bytes) -> bool:
-    """Switchboard-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>."""
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+def signing_key(secret: str) -> bytes:
+    """A Standard Webhooks `whsec_` secret is the base64 after the prefix; any other value is the
+    key bytes as written."""
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret[len("whsec_"):], validate=True)
+    return secret.encode()
+
+
+def verified(key: bytes, headers, body: bytes) -> bool:
+    """Standard Webhooks: webhook-signature holds space-separated `v1,<base64 HMAC-SHA256 of
+    "<webhook-id>.<webhook-timestamp>.<body>">`, one per key while a key is rotated."""
+    event_id = headers.get("webhook-id", "")
     try:
-        stamp = int(parts.get("t", ""))
+        stamp = int(headers.get("webhook-timestamp", ""))
     except ValueError:
         return False
-    if abs(time.time() - stamp) > MAX_AGE_SECONDS:
+    if not event_id or abs(time.time() - stamp) > MAX_AGE_SECONDS:
         return False
-    expected = hmac.new(secret, f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    digest = hmac.new(key, f"{event_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+    expected = base64.b64encode(digest).decode()
+    offered = [s.split(",", 1)[1] for s in headers.get("webhook-signature", "").split(" ") if s.startswith("v1,")]
+    return any(hmac.compare_digest(expected, s) for s in offered)
 
 
-def handler(secret: bytes):
+def handler(key: bytes):
     class Desk(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            if not verified(secret, self.headers.get("Switchboard-Signature", ""), body):
+            if not verified(key, self.headers, body):
                 self.send_response(401)
                 self.end_headers()
                 print(f"{self.path.strip('/')} refused: bad signature", flush=True)
@@ -66,7 +79,11 @@ def main() -> int:
     if not args.secret:
         parser.error("give --secret or set DESK_SIGNING_SECRET")
     host, port = args.listen.rsplit(":", 1)
-    server = ThreadingHTTPServer((host, int(port)), handler(args.secret.encode()))
+    try:
+        key = signing_key(args.secret)
+    except binascii.Error:
+        parser.error("the secret starts with whsec_ but what follows is not base64")
+    server = ThreadingHTTPServer((host, int(port)), handler(key))
     print(f"desk listening on http://{args.listen}", flush=True)
     try:
         server.serve_forever()

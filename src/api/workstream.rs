@@ -302,8 +302,14 @@ pub struct Delivery {
     /// The agent desk's endpoint; the gateway POSTs signed events to it.
     #[schemars(regex(pattern = r"^https?://\S+$"))]
     pub url: String,
-    /// Secret key used to sign each delivery (HMAC-SHA256).
+    /// Secret key that signs each delivery (Standard Webhooks: HMAC-SHA256 in
+    /// `webhook-signature`). A `whsec_…` value is the base64 key after the prefix, as the
+    /// specification has it; any other value is the key bytes as written.
     pub signing_secret_ref: SecretKeyReference,
+    /// While the signing secret is rotated: the key before, whose signature every delivery
+    /// carries beside the new one until this is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_signing_secret_ref: Option<SecretKeyReference>,
     /// Bearer token the desk uses to call the gateway's agent API.
     pub agent_api_token_secret_ref: SecretKeyReference,
 }
@@ -338,6 +344,9 @@ impl WorkstreamSpec {
             ("spec.delivery.signingSecretRef", &self.delivery.signing_secret_ref),
             ("spec.delivery.agentApiTokenSecretRef", &self.delivery.agent_api_token_secret_ref),
         ];
+        if let Some(previous) = &self.delivery.previous_signing_secret_ref {
+            refs.push(("spec.delivery.previousSigningSecretRef", previous));
+        }
         if let Some(token) = self.bot.as_ref().and_then(|b| b.token_secret_ref.as_ref()) {
             refs.push(("spec.bot.tokenSecretRef", token));
         }

@@ -10,7 +10,7 @@ use thiserror::Error;
 use super::channels::Channel;
 use super::channels::line::Line;
 use super::channels::twilio::Twilio;
-use super::model::desk_event::AccountRef;
+use super::model::desk_event::{AccountRef, InvalidSigningKey, SigningKey};
 use crate::api::workstream::Trigger;
 use crate::config::{
     ChannelConfig, ConfigError, GatewayConfig, LINE_CHANNEL_ACCESS_TOKEN_ENV, LINE_CHANNEL_SECRET_ENV, ProviderConfig,
@@ -36,6 +36,16 @@ pub enum LoadError {
         workstream: String,
         /// What is wrong.
         error: RuleCompileError,
+    },
+    /// A delivery signing key cannot be used (the message never holds its value).
+    #[error("workstream {workstream}: the signing secret in {env} {error}")]
+    SigningKey {
+        /// The workstream.
+        workstream: String,
+        /// The variable that holds it.
+        env: String,
+        /// What is wrong.
+        error: InvalidSigningKey,
     },
     /// A queue's operating hours cannot be used.
     #[error("workstream {workstream}: queue {queue}: {error}")]
@@ -77,8 +87,9 @@ pub struct Workstream {
     pub rules: CompiledRules,
     /// Operating hours of the queues that have them, by queue name.
     pub hours: HashMap<String, CompiledHours>,
-    /// Key of the signature on deliveries to the desk (and the bot).
-    pub signing_secret: Secret,
+    /// The keys deliveries to the desk (and the bot) are signed with: the current one, and
+    /// during a rotation the previous one.
+    pub signing_keys: Vec<SigningKey>,
     /// The bearer token the desk presents to the agent API.
     pub agent_api_token: Secret,
     /// The bearer token sent to the bot, when the workstream has a bot that wants one.
@@ -152,7 +163,12 @@ impl Workstream {
     /// Compiles a workstream's rules and operating hours and reads its credentials through
     /// `secret` (by environment variable name).
     pub fn build(config: WorkstreamConfig, secret: &dyn Fn(&str) -> Result<Secret, LoadError>) -> Result<Self, LoadError> {
-        let signing_secret = secret(&config.delivery.signing_secret.env)?;
+        let signing_keys = std::iter::once(&config.delivery.signing_secret)
+            .chain(&config.delivery.previous_signing_secret)
+            .map(|r| {
+                SigningKey::new(&secret(&r.env)?).map_err(|error| LoadError::SigningKey { workstream: config.name.clone(), env: r.env.clone(), error })
+            })
+            .collect::<Result<Vec<_>, LoadError>>()?;
         let agent_api_token = secret(&config.delivery.agent_api_token.env)?;
         let bot_token = config.bot.as_ref().and_then(|b| b.token.as_ref()).map(|t| secret(&t.env)).transpose()?;
         let rules = compile_rules(&config.rules).map_err(|error| LoadError::Rules { workstream: config.name.clone(), error })?;
@@ -165,7 +181,7 @@ impl Workstream {
                 Ok((q.name.clone(), compiled))
             })
             .collect::<Result<HashMap<_, _>, LoadError>>()?;
-        Ok(Self { config, rules, hours, signing_secret, agent_api_token, bot_token })
+        Ok(Self { config, rules, hours, signing_keys, agent_api_token, bot_token })
     }
 
     /// The channel's name as routing rules test it.

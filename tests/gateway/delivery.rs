@@ -1,10 +1,13 @@
 //! The desk down for a while: the gateway backs off desk-wide instead of hammering it, and
-//! delivers everything, in order per conversation, once it is back.
+//! delivers everything, in order per conversation, once it is back. And a signing key rotated:
+//! both keys sign every delivery until the previous one is removed.
 
 use std::time::{Duration, Instant};
 
-use crate::desk::Mode;
-use crate::harness::{Bed, Provider, line_channel, line_user, run_concurrently, workstream};
+use serde_json::json;
+
+use crate::desk::{Desk, Mode};
+use crate::harness::{Bed, PREVIOUS_DESK_SECRET, PREVIOUS_SIGNING_ENV, Provider, line_channel, line_user, run_concurrently, workstream};
 
 const CUSTOMERS: usize = 20;
 const PER_CUSTOMER: usize = 10;
@@ -86,4 +89,54 @@ async fn a_desk_outage_is_backed_off_and_everything_arrives_in_order_afterwards(
     assert!(refused < 40, "{refused} attempts during a {outage:.1} s outage, fewer than 40 expected: no desk-wide backoff ({bursts:?})");
     eprintln!("a_desk_outage_is_backed_off_and_everything_arrives_in_order_afterwards: {:.1} s", started.elapsed().as_secs_f64());
     bed.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_key_rotation_a_desk_with_either_key_verifies_every_delivery() {
+    let mut bed = Bed::new(Provider::Line, &[]).await;
+    // A desk that still knows only the previous key, given in the specification's whsec_ form.
+    let behind = Desk::start(PREVIOUS_DESK_SECRET).await;
+    let mut rotating = workstream("support-line", line_channel(), &behind.url(), &["general"], None, vec![]);
+    rotating["delivery"]["previousSigningSecret"] = json!({"env": PREVIOUS_SIGNING_ENV});
+    bed.start(&bed.config(vec![rotating.clone()])).await;
+    let ann = line_user(1);
+    bed.line_text(&ann, "Ann", "during the rotation").await;
+    let first = behind.wait_messages(1, Duration::from_secs(20)).await;
+    let signatures = first[0].header("webhook-signature").unwrap_or_default().to_owned();
+    assert_eq!(signatures.split(' ').filter(|s| s.starts_with("v1,")).count(), 2, "one signature per key: {signatures}");
+    assert!(first[0].header("webhook-timestamp").is_some_and(|t| t.parse::<i64>().is_ok()));
+
+    // The desk that knows the new key verifies the same deliveries.
+    rotating["delivery"]["url"] = json!(bed.desk.url());
+    bed.gateway.write_config(&bed.config(vec![rotating]));
+    wait_for_loads(&bed, 2).await;
+    bed.line_text(&ann, "Ann", "after the desk moved on").await;
+    let current = bed.desk.wait_messages(1, Duration::from_secs(20)).await;
+    assert_eq!(current[0].header("webhook-signature").unwrap_or_default().split(' ').count(), 2);
+
+    // The rotation ends: one signature, which the desk behind no longer accepts.
+    let done = workstream("support-line", line_channel(), &behind.url(), &["general"], None, vec![]);
+    bed.gateway.write_config(&bed.config(vec![done]));
+    wait_for_loads(&bed, 3).await;
+    bed.line_text(&ann, "Ann", "after the rotation").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        if let Some(r) = behind.attempts().into_iter().find(|r| r.status == 401) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the desk behind still accepts deliveries after the rotation");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refused.header("webhook-signature").unwrap_or_default().split(' ').count(), 1);
+    assert!(behind.problems().iter().all(|p| p.starts_with("the delivery does not verify (signature invalid")), "{:?}", behind.problems());
+    bed.finish().await;
+}
+
+/// Waits until the gateway's log says it loaded `n` configurations.
+async fn wait_for_loads(bed: &Bed, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bed.gateway.loads() < n {
+        assert!(Instant::now() < deadline, "the gateway did not load configuration {n}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,11 +1,13 @@
 //! A test agent desk: an HTTP server in the test process that records every delivery the gateway
-//! makes (headers, parsed body, arrival order and time, the status it answered) and checks each
-//! `Switchboard-Signature` against the known signing secret. It can be switched to answer 503 or
-//! to hang, to play a desk that is down.
+//! makes (headers, parsed body, arrival order and time, the status it answered) and verifies each
+//! with the Standard Webhooks reference implementation (the `standardwebhooks` crate) and the
+//! signing secret it was given. It can be switched to answer 503 or to hang, to play a desk that
+//! is down.
 //!
-//! A wrong signature, an `Idempotency-Key` that is not the body's `id` or a `Switchboard-Event`
-//! that is not its `type` is answered 401 and remembered; [`Desk::check`] (called by every wait
-//! and by the harness at the end of each test) then fails the test.
+//! A delivery that does not verify, a `webhook-id` that is not the body's `id`, or one that still
+//! carries the headers of the format before Standard Webhooks is answered 401 and remembered;
+//! [`Desk::check`] (called by every wait and by the harness at the end of each test) then fails
+//! the test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,9 +20,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
-use sha2::Sha256;
+use standardwebhooks::Webhook;
 
 /// How the desk answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +187,11 @@ impl Desk {
         accepted.len() - distinct.len()
     }
 
+    /// What was wrong with the deliveries it refused.
+    pub fn problems(&self) -> Vec<String> {
+        self.state.problems.lock().unwrap().clone()
+    }
+
     /// Fails the test if any delivery was wrongly signed or labelled.
     pub fn check(&self) {
         let problems = self.state.problems.lock().unwrap().clone();
@@ -248,17 +254,19 @@ async fn receive(State(state): State<Arc<DeskState>>, headers: HeaderMap, body: 
     let at = Instant::now();
     let raw = String::from_utf8_lossy(&body).into_owned();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let key = header("idempotency-key");
+    let key = header("webhook-id");
     let parsed: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
     let mut problems = Vec::new();
-    if let Err(why) = verify(&state.secret, &header("switchboard-signature"), &body) {
-        problems.push(format!("{why}: {raw}"));
+    if let Err(why) = verifier(&state.secret).verify(&body, &headers) {
+        problems.push(format!("the delivery does not verify ({why}; webhook-signature {:?}): {raw}", header("webhook-signature")));
     }
     if parsed["id"].as_str() != Some(key.as_str()) || key.is_empty() {
-        problems.push(format!("Idempotency-Key {key:?} is not the body's id: {raw}"));
+        problems.push(format!("webhook-id {key:?} is not the body's id: {raw}"));
     }
-    if parsed["type"].as_str() != Some(header("switchboard-event").as_str()) {
-        problems.push(format!("Switchboard-Event {:?} is not the body's type: {raw}", header("switchboard-event")));
+    for gone in ["switchboard-signature", "switchboard-event", "idempotency-key"] {
+        if headers.contains_key(gone) {
+            problems.push(format!("the delivery still has the old {gone} header"));
+        }
     }
     if !header("content-type").starts_with("application/json") {
         problems.push(format!("content-type {:?}", header("content-type")));
@@ -283,28 +291,12 @@ async fn receive(State(state): State<Arc<DeskState>>, headers: HeaderMap, body: 
     status
 }
 
-/// Checks `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>` and that `t` is recent, as
-/// the README tells desks to.
-fn verify(secret: &str, header: &str, body: &[u8]) -> Result<(), String> {
-    let mut t = None;
-    let mut v1 = None;
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", value)) => t = Some(value),
-            Some(("v1", value)) => v1 = Some(value),
-            _ => {}
-        }
+/// The reference implementation's verifier for `secret` as the README tells desks to read it: a
+/// `whsec_` value is the base64 key after the prefix, any other value the key bytes as written.
+fn verifier(secret: &str) -> Webhook {
+    if secret.starts_with("whsec_") {
+        Webhook::new(secret).expect("the test's whsec_ secret is base64")
+    } else {
+        Webhook::from_bytes(secret.as_bytes().to_vec()).expect("any bytes are a key")
     }
-    let (Some(t), Some(v1)) = (t, v1) else { return Err(format!("malformed Switchboard-Signature {header:?}")) };
-    let seconds: i64 = t.parse().map_err(|_| format!("the signature's t {t:?} is not a number"))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    if (now - seconds).abs() > 300 {
-        return Err(format!("the signature's t {seconds} is {} s from now", now - seconds));
-    }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(t.as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    if expected == v1 { Ok(()) } else { Err(format!("wrong Switchboard-Signature {header:?}")) }
 }

@@ -44,13 +44,17 @@ pub const AGENT_TOKEN: &str = "gwtest-agent-api-token-2b6d58";
 pub const OTHER_AGENT_TOKEN: &str = "gwtest-other-agent-token-9d14c2";
 /// The token the gateway presents to a bot (a workstream's `bot.token` names [`BOT_ENV`]).
 pub const BOT_TOKEN: &str = "gwtest-bot-bearer-token-5e82b9";
-const CREDENTIALS: [&str; 7] = [LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, DESK_SECRET, AGENT_TOKEN, OTHER_AGENT_TOKEN, BOT_TOKEN];
+/// The desk's previous signing key during a rotation, in the Standard Webhooks `whsec_` form (a
+/// workstream's `delivery.previousSigningSecret` names [`PREVIOUS_SIGNING_ENV`]).
+pub const PREVIOUS_DESK_SECRET: &str = "whsec_Z3d0ZXN0LXByZXZpb3VzLWRlc2sta2V5LTRhOWMwMQ==";
+const CREDENTIALS: [&str; 8] = [LINE_SECRET, LINE_TOKEN, TWILIO_TOKEN, DESK_SECRET, AGENT_TOKEN, OTHER_AGENT_TOKEN, BOT_TOKEN, PREVIOUS_DESK_SECRET];
 
 /// The variables the configuration names for the desk's keys.
 const SIGNING_ENV: &str = "SWITCHBOARD_SECRET_1";
 const AGENT_ENV: &str = "SWITCHBOARD_SECRET_2";
 pub const OTHER_AGENT_ENV: &str = "SWITCHBOARD_SECRET_3";
 pub const BOT_ENV: &str = "SWITCHBOARD_SECRET_4";
+pub const PREVIOUS_SIGNING_ENV: &str = "SWITCHBOARD_SECRET_5";
 
 /// Which provider the account is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +180,7 @@ impl Gateway {
             .env(AGENT_ENV, AGENT_TOKEN)
             .env(OTHER_AGENT_ENV, OTHER_AGENT_TOKEN)
             .env(BOT_ENV, BOT_TOKEN)
+            .env(PREVIOUS_SIGNING_ENV, PREVIOUS_DESK_SECRET)
             // Debug logging everywhere: the widest net for a leaked credential.
             .env("RUST_LOG", "debug")
             // Plain text, so that the log can be searched for credentials and lines.

@@ -1,20 +1,59 @@
 //! The events the gateway delivers to the agent desk, and their signature. The README's
 //! "Agent desk events" section documents the format for desk implementers.
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
-use sha2::Sha256;
+use standardwebhooks::Webhook;
 
 use super::conversation::Conversation;
 use super::event::Message;
 use super::outbound::OutboundMessage;
+use crate::providers::credentials::Secret;
 
-/// Header with the signature: `t=<unix seconds>,v1=<hex HMAC-SHA256>`.
-pub const SIGNATURE_HEADER: &str = "switchboard-signature";
-/// Header with the event's ID, the same on every attempt: the desk's idempotency key.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-/// Header with the event type.
-pub const EVENT_TYPE_HEADER: &str = "switchboard-event";
+/// The event's ID, the same on every attempt: the desk's idempotency key (Standard Webhooks).
+pub const ID_HEADER: &str = standardwebhooks::HEADER_WEBHOOK_ID;
+/// When this attempt was signed, in Unix seconds.
+pub const TIMESTAMP_HEADER: &str = standardwebhooks::HEADER_WEBHOOK_TIMESTAMP;
+/// `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per signing key, space-separated.
+pub const SIGNATURE_HEADER: &str = standardwebhooks::HEADER_WEBHOOK_SIGNATURE;
+
+/// The prefix of a Standard Webhooks secret, whose key is the base64 that follows it.
+const SECRET_PREFIX: &str = "whsec_";
+
+/// A key deliveries are signed with.
+pub struct SigningKey(Webhook);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(redacted)")
+    }
+}
+
+/// A `whsec_` secret whose rest is not base64.
+#[derive(Debug, thiserror::Error)]
+#[error("starts with whsec_ but what follows is not base64")]
+pub struct InvalidSigningKey;
+
+impl SigningKey {
+    /// The key of a Secret's value: a `whsec_…` value is the base64 after the prefix, as the
+    /// Standard Webhooks specification has it; any other value is the key bytes as written.
+    pub fn new(secret: &Secret) -> Result<Self, InvalidSigningKey> {
+        let text = secret.expose();
+        let webhook = if text.starts_with(SECRET_PREFIX) {
+            Webhook::new(text).map_err(|_| InvalidSigningKey)?
+        } else {
+            Webhook::from_bytes(text.as_bytes().to_vec()).map_err(|_| InvalidSigningKey)?
+        };
+        Ok(Self(webhook))
+    }
+}
+
+/// The `webhook-signature` value of a delivery of `body` with ID `id` at `timestamp` (Unix
+/// seconds): one signature per key, so that a desk that knows either key of a rotation accepts
+/// it. The desk rejects old timestamps, so a captured delivery cannot be replayed later.
+pub fn signatures(keys: &[SigningKey], id: &str, timestamp: i64, body: &str) -> String {
+    // Signing fails only on a body that is not UTF-8, which a str cannot be.
+    keys.iter().filter_map(|key| key.0.sign(id, timestamp, body.as_bytes()).ok()).collect::<Vec<_>>().join(" ")
+}
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -70,7 +109,7 @@ pub struct AccountRef<'a> {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeskEvent<'a> {
-    /// Unique ID of the event; also the `Idempotency-Key` header.
+    /// Unique ID of the event; also the `webhook-id` header.
     pub id: &'a str,
     /// What happened.
     #[serde(rename = "type")]
@@ -103,29 +142,28 @@ pub enum MessageBody<'a> {
     Out(&'a OutboundMessage),
 }
 
-/// The signature header's value for a body sent at `timestamp` (Unix seconds): the desk
-/// recomputes the HMAC over `"{timestamp}.{body}"` and rejects old timestamps, so a captured
-/// delivery cannot be replayed later.
-pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={timestamp},v1={hex}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn signature_matches_an_independent_computation() {
-        // printf '1700000000.{"a":1}' | openssl dgst -sha256 -hmac desk-secret
-        assert_eq!(
-            signature(b"desk-secret", 1_700_000_000, br#"{"a":1}"#),
-            "t=1700000000,v1=4fe8db78eed95148d2af76f219e61cdf773ab40407b0c22fff9f6d32b62d3f24"
-        );
+    fn signatures_match_an_independent_computation() {
+        // printf 'msg_1.1700000000.{"a":1}' | openssl dgst -sha256 -hmac desk-secret -binary | base64
+        let raw = SigningKey::new(&Secret::new("desk-secret")).unwrap();
+        assert_eq!(signatures(&[raw], "msg_1", 1_700_000_000, r#"{"a":1}"#), "v1,4XNOocq3u1LESN8XNAL2M96FfF8dZZd7JiiVsvgXYe8=");
+    }
+
+    #[test]
+    fn a_whsec_secret_is_its_base64_and_rotation_signs_twice() {
+        // "ZGVzay1zZWNyZXQ=" is base64 of "desk-secret": the same key as the raw value.
+        let raw = SigningKey::new(&Secret::new("desk-secret")).unwrap();
+        let spec = SigningKey::new(&Secret::new("whsec_ZGVzay1zZWNyZXQ=")).unwrap();
+        let one = signatures(&[raw], "msg_1", 1_700_000_000, "{}");
+        assert_eq!(signatures(&[spec], "msg_1", 1_700_000_000, "{}"), one);
+        let other = SigningKey::new(&Secret::new("previous-secret")).unwrap();
+        let both = signatures(&[SigningKey::new(&Secret::new("desk-secret")).unwrap(), other], "msg_1", 1_700_000_000, "{}");
+        assert!(both.starts_with(&format!("{one} v1,")) && both.split(' ').count() == 2, "{both}");
+        assert!(SigningKey::new(&Secret::new("whsec_not base64!")).is_err());
+        assert_eq!(format!("{:?}", SigningKey::new(&Secret::new("desk-secret")).unwrap()), "SigningKey(redacted)");
     }
 }

@@ -20,7 +20,7 @@ use super::POLL;
 use crate::backoff::Backoff;
 use crate::gateway::clock::Clock;
 use crate::gateway::metrics::{AttemptOutcome, Metrics};
-use crate::gateway::model::desk_event::{EVENT_TYPE_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, signature};
+use crate::gateway::model::desk_event::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signatures};
 use crate::gateway::model::queue::QueuedEvent;
 use crate::gateway::runtime::Runtime;
 use crate::gateway::store::{Store, StoreError};
@@ -225,9 +225,9 @@ impl Delivery {
         }
         let request = request
             .header("content-type", "application/json")
-            .header(IDEMPOTENCY_HEADER, &head.event_id)
-            .header(EVENT_TYPE_HEADER, &head.event_type)
-            .header(SIGNATURE_HEADER, signature(ws.signing_secret.expose().as_bytes(), timestamp, head.body.as_bytes()))
+            .header(ID_HEADER, &head.event_id)
+            .header(TIMESTAMP_HEADER, timestamp.to_string())
+            .header(SIGNATURE_HEADER, signatures(&ws.signing_keys, &head.event_id, timestamp, &head.body))
             .body(head.body.clone());
         match request.send().await {
             Ok(r) if r.status().is_success() => Outcome::Delivered,
