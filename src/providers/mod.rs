@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod endpoints;
 pub mod error;
 mod http;
+pub(crate) use http::parse_retry_after;
 pub mod line;
 pub mod twilio;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::desk::{Desk, Mode};
+use crate::desk::{BUSY_RETRY_AFTER, Desk, Mode};
 use crate::harness::{Bed, PREVIOUS_DESK_SECRET, PREVIOUS_SIGNING_ENV, Provider, line_channel, line_user, run_concurrently, workstream};
 
 const CUSTOMERS: usize = 20;
@@ -129,6 +129,31 @@ async fn during_a_key_rotation_a_desk_with_either_key_verifies_every_delivery() 
     };
     assert_eq!(refused.header("webhook-signature").unwrap_or_default().split(' ').count(), 1);
     assert!(behind.problems().iter().all(|p| p.starts_with("the delivery does not verify (signature invalid")), "{:?}", behind.problems());
+    bed.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_that_asks_to_retry_after_a_while_is_left_alone_that_long() {
+    // Without Retry-After the next probe would come within --retry-max.
+    let mut bed = Bed::new(Provider::Line, &["--retry-min", "200ms", "--retry-max", "1s"]).await;
+    let ws = workstream("support-line", line_channel(), &bed.desk.url(), &["general"], None, vec![]);
+    bed.start(&bed.config(vec![ws])).await;
+    bed.desk.set_mode(Mode::Busy);
+    bed.line_text(&line_user(1), "Ann", "while the desk sheds load").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused_at = loop {
+        if let Some(first) = bed.desk.attempts().first() {
+            break first.at;
+        }
+        assert!(Instant::now() < deadline, "no delivery attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    bed.desk.set_mode(Mode::Up);
+    let delivered = bed.desk.wait_messages(1, Duration::from_secs(20)).await;
+    let waited = delivered[0].at.duration_since(refused_at);
+    assert_eq!(bed.desk.attempts().iter().filter(|a| a.status == 429).count(), 1, "one refused attempt, then the wait");
+    assert!(waited >= BUSY_RETRY_AFTER - Duration::from_millis(100), "retried {waited:?} after a Retry-After of {BUSY_RETRY_AFTER:?}");
+    eprintln!("retry-after: delivered {waited:?} after the 429");
     bed.finish().await;
 }
 

@@ -33,7 +33,12 @@ pub enum Mode {
     Down = 1,
     /// No answer for a minute (the gateway's `--delivery-timeout` ends the attempt).
     Hang = 2,
+    /// 429 with `Retry-After: 3`, as a desk that sheds load.
+    Busy = 3,
 }
+
+/// The wait a [`Mode::Busy`] desk asks for.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(3);
 
 /// One request the desk received.
 #[derive(Clone, Debug)]
@@ -250,7 +255,7 @@ pub fn distinct(received: Vec<Received>) -> Vec<Received> {
     received.into_iter().filter(|e| seen.insert(e.key.clone())).collect()
 }
 
-async fn receive(State(state): State<Arc<DeskState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(State(state): State<Arc<DeskState>>, headers: HeaderMap, body: Bytes) -> (StatusCode, [(&'static str, String); 1]) {
     let at = Instant::now();
     let raw = String::from_utf8_lossy(&body).into_owned();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -279,6 +284,8 @@ async fn receive(State(state): State<Arc<DeskState>>, headers: HeaderMap, body: 
         StatusCode::SERVICE_UNAVAILABLE
     } else if mode == Mode::Hang as u8 {
         StatusCode::GATEWAY_TIMEOUT
+    } else if mode == Mode::Busy as u8 {
+        StatusCode::TOO_MANY_REQUESTS
     } else {
         StatusCode::OK
     };
@@ -288,7 +295,8 @@ async fn receive(State(state): State<Arc<DeskState>>, headers: HeaderMap, body: 
         // Recorded as an attempt that got no answer; the gateway gives up on it first.
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
-    status
+    let wait = if status == StatusCode::TOO_MANY_REQUESTS { BUSY_RETRY_AFTER.as_secs().to_string() } else { String::new() };
+    (status, [("retry-after", wait)])
 }
 
 /// The reference implementation's verifier for `secret` as the README tells desks to read it: a

@@ -6,8 +6,9 @@
 //! Order per conversation: only the oldest undelivered event of a conversation is ever in
 //! flight, so the desk sees a conversation's events in order. Conversations are independent and
 //! are delivered concurrently. When a desk fails (no answer, 5xx, 429), all its events are held
-//! back for a doubling, capped delay; then its oldest event alone probes it. A desk that is down
-//! for an hour gets one probe per delay, not a flood, and everything once a probe gets through.
+//! back for a doubling, capped delay — or as long as its `Retry-After` asks, when that is longer
+//! (up to [`MAX_RETRY_AFTER`]) — then its oldest event alone probes it. A desk that is down for an
+//! hour gets one probe per delay, not a flood, and everything once a probe gets through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,11 +25,14 @@ use crate::gateway::model::desk_event::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_H
 use crate::gateway::model::queue::QueuedEvent;
 use crate::gateway::runtime::Runtime;
 use crate::gateway::store::{Store, StoreError};
+use crate::providers::parse_retry_after;
 
 /// Events taken per round.
 const BATCH: usize = 256;
 /// Deliveries at once.
 const CONCURRENCY: usize = 32;
+/// The longest a desk's `Retry-After` holds its events back.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How often the outbox's depth and age metrics are refreshed (each refresh counts the outbox).
 const OUTBOX_STATS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -37,8 +41,8 @@ const OUTBOX_STATS_INTERVAL: Duration = Duration::from_secs(1);
 enum Outcome {
     Delivered,
     /// The desk answered, but not 2xx; `desk_down` when the status says the desk as a whole is
-    /// unwell (5xx, 429) rather than this event being refused.
-    Rejected { status: u16, desk_down: bool },
+    /// unwell (5xx, 429) rather than this event being refused, with the wait it asked for.
+    Rejected { status: u16, desk_down: bool, retry_after: Option<Duration> },
     /// No answer.
     Failed(String),
     /// The workstream is no longer configured; kept until it is.
@@ -171,7 +175,8 @@ impl Delivery {
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let mut failed_desks: Vec<String> = Vec::new();
+        // Each failed desk, with the longest wait its answers asked for.
+        let mut failed_desks: HashMap<String, Option<Duration>> = HashMap::new();
         for (head, outcome) in &results {
             match outcome {
                 Outcome::Delivered => {
@@ -180,24 +185,23 @@ impl Delivery {
                         tracing::info!(workstream = %head.workstream, "the desk answers again");
                     }
                 }
-                Outcome::Rejected { status, desk_down } => {
+                Outcome::Rejected { status, desk_down, retry_after } => {
                     self.metrics.delivery(AttemptOutcome::Rejected);
-                    tracing::warn!(workstream = %head.workstream, event = %head.event_id, status, "the desk refused an event; it will be retried");
+                    tracing::warn!(workstream = %head.workstream, event = %head.event_id, status, retry_after = ?retry_after, "the desk refused an event; it will be retried");
                     if *desk_down {
-                        failed_desks.push(head.endpoint());
+                        let wait = failed_desks.entry(head.endpoint()).or_default();
+                        *wait = (*wait).max(*retry_after);
                     }
                 }
                 Outcome::Failed(error) => {
                     self.metrics.delivery(AttemptOutcome::Failed);
                     tracing::warn!(workstream = %head.workstream, event = %head.event_id, error = %error, "the desk did not answer; it will be retried");
-                    failed_desks.push(head.endpoint());
+                    failed_desks.entry(head.endpoint()).or_default();
                 }
                 Outcome::Unrouted => {}
             }
         }
-        failed_desks.sort();
-        failed_desks.dedup();
-        for endpoint in failed_desks {
+        for (endpoint, asked) in failed_desks {
             // A desk that answered one event in this round is not down; only one that failed
             // without any success is backed off.
             let answered = results.iter().any(|(h, o)| h.endpoint() == endpoint && matches!(o, Outcome::Delivered));
@@ -205,7 +209,7 @@ impl Delivery {
                 continue;
             }
             let failures = down.get(&endpoint).map_or(0, |d| d.failures);
-            let delay = backoff.after_attempts(failures);
+            let delay = backoff.after_attempts(failures).max(asked.unwrap_or_default().min(MAX_RETRY_AFTER));
             down.insert(endpoint, Down { failures: failures.saturating_add(1), until_ms: self.clock.now_ms() + delay.as_millis() as i64 });
         }
         Ok(Some(Duration::ZERO))
@@ -233,7 +237,8 @@ impl Delivery {
             Ok(r) if r.status().is_success() => Outcome::Delivered,
             Ok(r) => {
                 let status = r.status();
-                Outcome::Rejected { status: status.as_u16(), desk_down: status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 }
+                let retry_after = r.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
+                Outcome::Rejected { status: status.as_u16(), desk_down: status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408, retry_after }
             }
             // reqwest's error names the URL, never the headers, so no secret can be in it.
             Err(e) => Outcome::Failed(e.without_url().to_string()),
