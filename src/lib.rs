@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod kube_client;
 pub mod local;
 pub mod metrics;
+pub mod postgres_env;
 pub mod providers;
 pub mod routing;
 pub mod serve;

@@ -15,6 +15,7 @@ use crate::api::crds::Kind;
 use crate::api::references::{self, Missing, ObjectKey};
 use crate::api::field_error::FieldError;
 use crate::api::validation::{self, UrlPolicy};
+use crate::postgres_env;
 use crate::api::{GROUP, MessageTemplate, MessagingAccount, RoutingRule, SecretKeyReference, VERSION, Workstream};
 use load::Document;
 
@@ -321,6 +322,15 @@ fn cross_checks(set: &Set, on_missing: Missing) -> Vec<(usize, Problem)> {
     let templates: Vec<MessageTemplate> = objects(&set.templates);
     let mut problems = Vec::new();
     for (i, (origin, account)) in set.accounts.iter().enumerate() {
+        if let Some(store) = &account.spec.gateway.store {
+            let name = &store.postgres.connection_secret_ref.name;
+            if let Some(keys) = set.secrets.get(&(origin.namespace.clone(), name.clone()))
+                && let Err(e) = postgres_env::connection_env(name, &keys.iter().map(String::as_str).collect())
+            {
+                let field = "spec.gateway.store.postgres.connectionSecretRef";
+                problems.push(origin.problem(FieldError::new(field, format!("Secret {}/{name} {e}", origin.namespace))));
+            }
+        }
         let mut refs = account.spec.secret_refs();
         refs.extend(account.spec.gateway.store.as_ref().and_then(|s| s.postgres.ca_secret_ref.as_ref()).map(|ca| ("spec.gateway.store.postgres.caSecretRef", ca)));
         problems.extend(secret_ref_errors(set, origin, refs).into_iter().map(|e| origin.problem(e)));

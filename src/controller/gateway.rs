@@ -19,13 +19,13 @@ use serde::de::DeserializeOwned;
 use super::acceptance;
 use super::context::Context;
 use super::gateway_objects::{self, FIELD_MANAGER, Inputs};
-use super::gateway_store;
 use super::secrets::{self, CredentialError};
 use super::status::Notice;
 use crate::api::account::{GatewayStatus, PostgresStore};
 use crate::api::conditions::{Observation, Status};
 use crate::api::{MessageTemplate, MessagingAccount};
 use crate::config::{self, MAX_COMPRESSED_BYTES, SecretEnv};
+use crate::postgres_env;
 
 /// Condition: the gateway Deployment is available.
 pub const GATEWAY_READY: &str = "GatewayReady";
@@ -159,7 +159,7 @@ async fn store_env(client: &Client, namespace: &str, store: &PostgresStore) -> R
     let field = "spec.gateway.store.postgres.connectionSecretRef";
     let name = &store.connection_secret_ref.name;
     let keys = secrets::keys(client, namespace, name, field).await?;
-    let env = gateway_store::connection_env(name, &keys.iter().map(String::as_str).collect())
+    let env = postgres_env::connection_env(name, &keys.iter().map(String::as_str).collect())
         .map_err(|e| CredentialError::SecretKeyMissing { name: name.clone(), field: field.to_owned(), problem: e.to_string() })?;
     if let Some(ca) = &store.ca_secret_ref {
         let field = "spec.gateway.store.postgres.caSecretRef";

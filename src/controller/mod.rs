@@ -10,7 +10,6 @@ mod configs;
 pub mod context;
 pub mod gateway;
 pub mod gateway_objects;
-mod gateway_store;
 mod health;
 pub mod leader;
 mod metrics;

@@ -1,6 +1,7 @@
 //! Which keys of an account's PostgreSQL connection Secret the gateway reads, and under which
 //! environment variables: decided from the Secret's key names alone, so that a Secret lacking
-//! them is a condition on the account rather than a pod that cannot start.
+//! them is a condition on the account (the controller) or a problem before merge (`check`)
+//! rather than a pod that cannot start.
 
 use std::collections::BTreeSet;
 
