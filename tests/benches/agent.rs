@@ -5,7 +5,7 @@
 //! Each scenario starts a fresh gateway (its own SQLite store under CARGO_TARGET_TMPDIR, on the
 //! real disk) with the provider APIs pointed at an in-process simulator and its desk at an
 //! in-process server that answers 200 and notes every `conversation.created` and
-//! `message.delivered`. Before timing, CONVERSATIONS customers write once through the simulator
+//! `message.accepted`. Before timing, CONVERSATIONS customers write once through the simulator
 //! (which signs the webhooks and, on WhatsApp, opens their 24-hour window), so that every send
 //! goes to an open conversation. The timed part is a closed loop of CONNECTIONS agents sending
 //! one message after another, spread over the conversations, each with a new clientMessageId.
@@ -15,7 +15,7 @@
 //! (c) LINE texts (the first per conversation a reply, the others pushes with a retry key).
 //!
 //! Time to delivered is taken from the request's start to the simulator's `sentAt` for the
-//! message (millisecond clock of the same machine), and to the desk's `message.delivered`.
+//! message (millisecond clock of the same machine), and to the desk's `message.accepted`.
 //! CPU time is read per thread from /proc, so that a run disturbed by other processes says so.
 //!
 //! Run with `cargo bench --bench agent`; `AGENT_BENCH=whatsapp-text,line-text` runs only those.
@@ -62,7 +62,7 @@ enum Kind {
     Template,
 }
 
-/// What the desk saw: conversations by customer, and when each message.delivered arrived.
+/// What the desk saw: conversations by customer, and when each message.accepted arrived.
 #[derive(Default)]
 struct DeskLog {
     conversations: HashMap<String, String>,
@@ -83,7 +83,7 @@ async fn desk_event(State(log): State<Arc<Mutex<DeskLog>>>, body: Bytes) -> Stat
             let id = event["conversation"]["id"].as_str().unwrap_or_default().to_owned();
             log.conversations.insert(customer, id);
         }
-        Some("message.delivered") => {
+        Some("message.accepted") => {
             if let Some(client_id) = event["message"]["clientMessageId"].as_str() {
                 log.delivered.entry(client_id.to_owned()).or_insert(at);
             }
@@ -393,7 +393,7 @@ async fn run_scenario(
         latency_text(at_simulator.clone())
     );
     println!(
-        "  desk told (message.delivered): {} ({} failed); time to the event {}; all done {:.1} s after the last answer",
+        "  desk told (message.accepted): {} ({} failed); time to the event {}; all done {:.1} s after the last answer",
         thousands(desk_told.len() as f64),
         failed,
         latency_text(desk_told),

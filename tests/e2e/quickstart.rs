@@ -98,7 +98,7 @@ async fn the_readme_quick_start_runs_as_written() {
     println!("quick start steps 2 and 3 took {:.1} s", started.elapsed().as_secs_f64());
 
     let desk = std::fs::read_to_string(dir.path().join("desk.log")).unwrap();
-    for expected in ["line conversation.created", "line message.received", "whatsapp message.received", "line message.delivered"] {
+    for expected in ["line conversation.created", "line message.received", "whatsapp message.received", "line message.accepted"] {
         assert!(desk.contains(expected), "the desk saw {expected}:\n{desk}");
     }
     assert!(!desk.contains("bad signature"), "every delivery verifies:\n{desk}");

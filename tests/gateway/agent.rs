@@ -80,7 +80,7 @@ async fn a_line_conversation_from_the_first_message_to_the_survey() {
     assert_eq!(r1["author"], "agent", "{r1}");
     assert_eq!(r1["contents"], json!([{"type": "text", "text": "Yes, I am here"}]));
     assert!(r1["createdAt"].as_str().is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()), "{r1}");
-    let delivered = bed.desk.wait_outcome("message.delivered", "reply-1").await;
+    let delivered = bed.desk.wait_outcome("message.accepted", "reply-1").await;
     assert_eq!(delivered.conversation(), id);
     assert_eq!(delivered.body["message"]["id"], r1["id"]);
     assert_eq!(delivered.body["message"]["status"], "delivered", "{}", delivered.body);
@@ -91,7 +91,7 @@ async fn a_line_conversation_from_the_first_message_to_the_survey() {
 
     // The next one is a push with a retry key made from the conversation and the client ID.
     bed.send_text(&id, "reply-2", "Your parcel left the warehouse today").await;
-    bed.desk.wait_outcome("message.delivered", "reply-2").await;
+    bed.desk.wait_outcome("message.accepted", "reply-2").await;
     let pushed = bed.wait_sent("the second answer", |m| m["body"] == "Your parcel left the warehouse today").await;
     assert_eq!(pushed["via"], "push", "{pushed}");
     let key =
@@ -182,8 +182,8 @@ async fn a_line_conversation_from_the_first_message_to_the_survey() {
     let events = bed.desk.conversation(&id);
     assert_sequences(&events);
     for client_id in ["reply-1", "reply-2"] {
-        let n = events.iter().filter(|e| e.kind() == "message.delivered" && e.client_message_id() == Some(client_id)).count();
-        assert_eq!(n, 1, "one message.delivered for {client_id}");
+        let n = events.iter().filter(|e| e.kind() == "message.accepted" && e.client_message_id() == Some(client_id)).count();
+        assert_eq!(n, 1, "one message.accepted for {client_id}");
     }
     assert!(events.iter().all(|e| e.kind() != "conversation.assigned"), "no conversation.assigned event");
     eprintln!("a_line_conversation_from_the_first_message_to_the_survey: {:.1} s", started.elapsed().as_secs_f64());
@@ -276,7 +276,7 @@ async fn the_agent_api_needs_a_workstream_token_and_shows_each_desk_only_its_own
     // None of that sent anything; a good request still works.
     assert_eq!(bed.sim_messages().await.len(), 0);
     bed.send_text(&ayse, "ok-1", "Hello Ayşe").await;
-    bed.desk.wait_outcome("message.delivered", "ok-1").await;
+    bed.desk.wait_outcome("message.accepted", "ok-1").await;
     assert_eq!(bed.sim_messages().await.len(), 1);
     assert!(unnamed.is_empty(), "a 400's message names the field that is wrong:\n{}", unnamed.join("\n"));
     eprintln!("the_agent_api_needs_a_workstream_token_and_shows_each_desk_only_its_own: {:.1} s", started.elapsed().as_secs_f64());
@@ -316,8 +316,8 @@ async fn a_repeated_client_message_id_is_sent_once() {
     assert_eq!((status.as_u16(), body["error"].as_str()), (409, Some("client_message_id_conflict")), "another author: {body}");
 
     // Each went out once and was reported once; asked again later, the answer says delivered.
-    bed.desk.wait_outcome("message.delivered", "m-1").await;
-    bed.desk.wait_outcome("message.delivered", "m-2").await;
+    bed.desk.wait_outcome("message.accepted", "m-1").await;
+    bed.desk.wait_outcome("message.accepted", "m-2").await;
     let (status, again) = bed.send(&id, request).await;
     assert_eq!((status.as_u16(), again["message"]["status"].as_str()), (200, Some("delivered")), "{again}");
     let sent: Vec<String> = bed.sim_messages().await.iter().map(|m| m["body"].as_str().unwrap_or("").to_owned()).collect();
@@ -325,7 +325,7 @@ async fn a_repeated_client_message_id_is_sent_once() {
     assert_eq!(sent.iter().filter(|b| *b == "Are you still there?").count(), 1, "{sent:?}");
     assert_eq!(sent.len(), 2, "{sent:?}");
     for client_id in ["m-1", "m-2"] {
-        assert_eq!(bed.desk.of_kind("message.delivered").iter().filter(|e| e.client_message_id() == Some(client_id)).count(), 1);
+        assert_eq!(bed.desk.of_kind("message.accepted").iter().filter(|e| e.client_message_id() == Some(client_id)).count(), 1);
     }
     let view = bed.conversation(&id).await;
     assert_eq!(view["messages"].as_array().unwrap().iter().filter(|m| m["direction"] == "out").count(), 2, "{view:#}");
@@ -395,10 +395,10 @@ async fn a_push_refused_with_500_or_with_its_answer_lost_is_delivered_once() {
     // The greeting spends the reply token, so the agent's messages are pushed.
     bed.wait_sent("the greeting", |m| m["to"] == ann.as_str()).await;
 
-    // Two 500s, then LINE takes it: one message, one message.delivered, the same retry key.
+    // Two 500s, then LINE takes it: one message, one message.accepted, the same retry key.
     bed.sim_post("/__sim/faults", json!({"route": "POST /v2/bot/message/push", "kind": "serverError", "status": 500, "times": 2})).await;
     bed.send_text(&id, "r-500", "After two failures").await;
-    let delivered = bed.desk.wait_outcome("message.delivered", "r-500").await;
+    let delivered = bed.desk.wait_outcome("message.accepted", "r-500").await;
     assert_eq!(delivered.body["message"]["status"], "delivered");
     let pushes = bed.sim_requests("POST /v2/bot/message/push").await;
     let statuses: Vec<Option<u64>> = pushes.iter().map(|r| r["status"].as_u64()).collect();
@@ -410,7 +410,7 @@ async fn a_push_refused_with_500_or_with_its_answer_lost_is_delivered_once() {
     bed.sim_post("/__sim/faults", json!({"route": "POST /v2/bot/message/push", "kind": "serverError", "afterHandler": true, "times": 1}))
         .await;
     bed.send_text(&id, "r-lost", "The answer to this one is lost").await;
-    bed.desk.wait_outcome("message.delivered", "r-lost").await;
+    bed.desk.wait_outcome("message.accepted", "r-lost").await;
     let pushes = bed.sim_requests("POST /v2/bot/message/push").await;
     let statuses: Vec<Option<u64>> = pushes[3..].iter().map(|r| r["status"].as_u64()).collect();
     assert_eq!(statuses, [Some(500), Some(409)], "{pushes:#?}");
@@ -420,8 +420,8 @@ async fn a_push_refused_with_500_or_with_its_answer_lost_is_delivered_once() {
         assert_eq!(sent.iter().filter(|m| m["body"] == text).count(), 1, "{text:?} sent once: {sent:#?}");
     }
     for client_id in ["r-500", "r-lost"] {
-        let events = bed.desk.of_kind("message.delivered");
-        assert_eq!(events.iter().filter(|e| e.client_message_id() == Some(client_id)).count(), 1, "one message.delivered for {client_id}");
+        let events = bed.desk.of_kind("message.accepted");
+        assert_eq!(events.iter().filter(|e| e.client_message_id() == Some(client_id)).count(), 1, "one message.accepted for {client_id}");
         assert!(bed.desk.of_kind("message.failed").iter().all(|e| e.client_message_id() != Some(client_id)));
     }
     let view = bed.conversation(&id).await;

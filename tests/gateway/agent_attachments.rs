@@ -67,7 +67,7 @@ async fn whatsapp_attachments_by_url_and_upload_within_the_workstreams_limits() 
     let content = &body["message"]["contents"][0];
     assert_eq!((content["type"].as_str(), content["url"].as_str()), (Some("attachment"), Some(url)), "{body}");
     assert_eq!((content["fileName"].as_str(), content["caption"].as_str()), (Some("invoice-17.pdf"), Some("Your invoice")), "{body}");
-    bed.desk.wait_outcome("message.delivered", "a-url").await;
+    bed.desk.wait_outcome("message.accepted", "a-url").await;
     let out = bed.wait_sent("the invoice", |m| m["mediaUrls"] == json!([url])).await;
     assert_eq!(out["body"], "Your invoice", "{out}");
 
@@ -91,7 +91,7 @@ async fn whatsapp_attachments_by_url_and_upload_within_the_workstreams_limits() 
     assert!(bytes == report, "the upload's bytes ({} of {})", bytes.len(), report.len());
     let (status, body) = bed.send(&id, json!({"clientMessageId": "a-upload", "attachment": {"url": media_url}})).await;
     assert_eq!(status, 202, "{body}");
-    bed.desk.wait_outcome("message.delivered", "a-upload").await;
+    bed.desk.wait_outcome("message.accepted", "a-upload").await;
     bed.wait_sent("the report", |m| m["mediaUrls"] == json!([media_url])).await;
 
     // The limits: too large, blocked extension (by name or by URL); nothing is sent.
@@ -139,7 +139,7 @@ async fn whatsapp_attachments_by_url_and_upload_within_the_workstreams_limits() 
     let (status, body) = bed.upload(&other, "report.pdf", "application/pdf", file(10, 1)).await;
     assert_eq!((status.as_u16(), body["error"].as_str()), (403, Some("attachments_not_allowed")), "{body}");
     assert_eq!(bed.send_text(&other, "text-ok", "Texts are fine").await["status"], "queued");
-    bed.desk.wait_outcome("message.delivered", "text-ok").await;
+    bed.desk.wait_outcome("message.accepted", "text-ok").await;
 
     let sent = bed.sim_messages().await;
     assert_eq!(sent.len(), 3, "two attachments and one text: {sent:#?}");
@@ -184,14 +184,14 @@ async fn line_attachments_as_images_or_links_and_customer_files_refused_then_all
     let jpeg = "https://cdn.example.com/photos/parcel.jpg";
     let request = json!({"clientMessageId": "img", "attachment": {"url": jpeg, "contentType": "image/jpeg"}});
     assert_eq!(bed.send(&id, request).await.0, 202);
-    bed.desk.wait_outcome("message.delivered", "img").await;
+    bed.desk.wait_outcome("message.accepted", "img").await;
     let sent = bed.wait_sent("the image", |m| m["lineMessage"]["type"] == "image").await;
     assert_eq!(sent["lineMessage"]["originalContentUrl"], jpeg, "{sent}");
     assert!(sent["lineMessage"]["previewImageUrl"].as_str().is_some_and(|u| u.starts_with("https://")), "{sent}");
     let pdf = "https://cdn.example.com/docs/manual.pdf";
     let request = json!({"clientMessageId": "doc", "attachment": {"url": pdf, "fileName": "manual.pdf", "contentType": "application/pdf"}});
     assert_eq!(bed.send(&id, request).await.0, 202);
-    bed.desk.wait_outcome("message.delivered", "doc").await;
+    bed.desk.wait_outcome("message.accepted", "doc").await;
     let sent =
         bed.wait_sent("the link", |m| m["lineMessage"]["type"] == "text" && m["body"].as_str().is_some_and(|b| b.contains(pdf))).await;
     assert_eq!(sent["to"], ann.as_str());

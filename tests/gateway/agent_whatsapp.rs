@@ -115,7 +115,7 @@ async fn a_whatsapp_conversation_with_texts_templates_and_the_window_closing() {
 
     // A text, from the workstream's number.
     bed.send_text(&id, "t-1", "Let me check that for you").await;
-    let delivered = bed.desk.wait_outcome("message.delivered", "t-1").await;
+    let delivered = bed.desk.wait_outcome("message.accepted", "t-1").await;
     let sent = bed.wait_sent("the text", |m| m["body"] == "Let me check that for you").await;
     assert_eq!((sent["from"].as_str(), sent["to"].as_str()), (Some("whatsapp:+14155550100"), Some("whatsapp:+905551112233")), "{sent}");
     assert_eq!(delivered.body["message"]["providerMessageIds"], json!([sent["id"]]), "{}", delivered.body);
@@ -129,7 +129,7 @@ async fn a_whatsapp_conversation_with_texts_templates_and_the_window_closing() {
     assert_eq!((content["name"].as_str(), content["language"].as_str()), (Some("order-update"), Some("en")), "{body}");
     assert_eq!(content["variables"], json!({"1": "Ayşe", "2": "A-17"}));
     assert_eq!(content["text"], "Hello Ayşe, your order A-17 has shipped");
-    bed.desk.wait_outcome("message.delivered", "tpl-1").await;
+    bed.desk.wait_outcome("message.accepted", "tpl-1").await;
     let sent = bed.wait_sent("the template", |m| m["contentSid"] == order_sid.as_str()).await;
     let variables: Value = serde_json::from_str(sent["contentVariables"].as_str().expect("ContentVariables")).unwrap();
     assert_eq!(variables, json!({"1": "Ayşe", "2": "A-17"}));
@@ -167,7 +167,7 @@ async fn a_whatsapp_conversation_with_texts_templates_and_the_window_closing() {
     );
     let request = json!({"clientMessageId": "tpl-2", "template": {"name": "order-update", "variables": {"1": "Ayşe", "2": "A-18"}}});
     assert_eq!(bed.send(&id, request).await.0, 202);
-    bed.desk.wait_outcome("message.delivered", "tpl-2").await;
+    bed.desk.wait_outcome("message.accepted", "tpl-2").await;
     let view = bed.conversation(&id).await;
     let late = view["messages"].as_array().unwrap().iter().find(|m| m["clientMessageId"] == "t-late").cloned().expect("t-late");
     assert_eq!((late["status"].as_str(), late["error"]["code"].as_str()), (Some("failed"), Some("session_window_closed")), "{late}");
@@ -192,8 +192,8 @@ async fn a_whatsapp_conversation_with_texts_templates_and_the_window_closing() {
     assert_eq!(variables, json!({"1": format!("https://survey.example.com/s/{id}")}));
     let delivered = bed
         .desk
-        .wait_one("the survey's message.delivered", |e| {
-            e.kind() == "message.delivered" && e.body["message"]["contents"][0]["type"] == "template" && e.client_message_id().is_none()
+        .wait_one("the survey's message.accepted", |e| {
+            e.kind() == "message.accepted" && e.body["message"]["contents"][0]["type"] == "template" && e.client_message_id().is_none()
         })
         .await;
     assert_eq!(delivered.body["message"]["author"], "automated");
@@ -235,7 +235,7 @@ async fn without_a_survey_template_the_survey_outside_the_window_is_skipped() {
     assert_eq!(ended.body["message"]["triggers"], json!(["ConversationEnded"]), "{}", ended.body);
     bed.desk.wait_one("conversation.closed", |e| e.kind() == "conversation.closed").await;
     assert_eq!(bed.sim_messages().await.len(), 0, "nothing reached the customer");
-    assert!(bed.desk.of_kind("message.delivered").is_empty() && bed.desk.of_kind("message.failed").is_empty());
+    assert!(bed.desk.of_kind("message.accepted").is_empty() && bed.desk.of_kind("message.failed").is_empty());
     assert!(bed.sim_requests("POST /2010-04-01/Accounts/*/Messages.json").await.is_empty(), "Twilio was not even asked");
     eprintln!("without_a_survey_template_the_survey_outside_the_window_is_skipped: {:.1} s", started.elapsed().as_secs_f64());
     bed.finish().await;
@@ -251,7 +251,7 @@ async fn twilio_refusals_503_is_retried_and_delivered_once_63016_fails_for_good(
     let route = format!("POST /2010-04-01/Accounts/{TWILIO_SID}/Messages.json");
     bed.sim_post("/__sim/faults", json!({"route": route, "kind": "serverError", "status": 503, "times": 2})).await;
     bed.send_text(&id, "r-503", "Sorry for the wait").await;
-    let delivered = bed.desk.wait_outcome("message.delivered", "r-503").await;
+    let delivered = bed.desk.wait_outcome("message.accepted", "r-503").await;
     let attempts: Vec<Option<u64>> = bed.sim_requests(&route).await.iter().map(|r| r["status"].as_u64()).collect();
     assert_eq!(attempts, [Some(503), Some(503), Some(201)]);
     let sent = bed.sim_messages().await;
@@ -271,7 +271,7 @@ async fn twilio_refusals_503_is_retried_and_delivered_once_63016_fails_for_good(
     );
     assert_eq!(message["triggers"], json!(["ConversationEnded", "PostConversationSurvey"]), "{message}");
     assert_eq!(bed.sim_requests(&route).await.len(), 4, "63016 is not retried");
-    assert_eq!(bed.desk.of_kind("message.delivered").len(), 1, "one message.delivered");
+    assert_eq!(bed.desk.of_kind("message.accepted").len(), 1, "one message.accepted");
     assert_eq!(bed.sim_messages().await.len(), 1);
     eprintln!("twilio_refusals_503_is_retried_and_delivered_once_63016_fails_for_good: {:.1} s", started.elapsed().as_secs_f64());
     bed.finish().await;

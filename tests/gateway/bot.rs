@@ -39,7 +39,7 @@ async fn a_bot_answers_first_and_escalates_to_the_queue_its_attributes_choose() 
         bed.send(&id, json!({"clientMessageId": "b-1", "author": "bot", "text": "I can help. What is your order number?"})).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["message"]["author"], "bot");
-    let delivered = bot.wait_outcome("message.delivered", "b-1").await;
+    let delivered = bot.wait_outcome("message.accepted", "b-1").await;
     assert_eq!(delivered.body["message"]["author"], "bot");
     let sent = bed.wait_sent("the bot's answer", |m| m["to"] == ann.as_str()).await;
     assert_eq!((sent["via"].as_str(), sent["body"].as_str()), (Some("reply"), Some("I can help. What is your order number?")), "{sent}");
@@ -78,7 +78,7 @@ async fn a_bot_answers_first_and_escalates_to_the_queue_its_attributes_choose() 
     assert!(bot.events().iter().all(|e| e.message_id() != third["messageId"].as_str()), "the bot no longer gets the messages");
     // An agent answers as usual.
     bed.send_text(&id, "agent-1", "Hi Ann, I am looking at your refund").await;
-    bed.desk.wait_outcome("message.delivered", "agent-1").await;
+    bed.desk.wait_outcome("message.accepted", "agent-1").await;
     let bot_sequences: Vec<i64> = bot.events().iter().map(|e| e.sequence()).collect();
     assert_eq!(bot_sequences, (1..=bot_sequences.len() as i64).collect::<Vec<_>>(), "the bot's events in order without gaps");
     eprintln!("a_bot_answers_first_and_escalates_to_the_queue_its_attributes_choose: {:.1} s", started.elapsed().as_secs_f64());

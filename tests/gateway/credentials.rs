@@ -69,7 +69,7 @@ async fn refused_twilio_credentials_fail_the_greeting_and_an_agent_message_after
     let removed = bed.http.delete(format!("{}/__sim/faults/{}", bed.sim.base_url(), fault["id"])).send().await.unwrap();
     assert!(removed.status().is_success(), "the fault is removed");
     bed.send_text(&id, "a-2", "Fixed").await;
-    bed.desk.wait_outcome("message.delivered", "a-2").await;
+    bed.desk.wait_outcome("message.accepted", "a-2").await;
     assert!(bed.gateway.log().contains(ACCEPTED_AGAIN), "the end of the streak is logged");
 
     // A second streak: logged once more, and the retry time counts from its start again.
@@ -101,7 +101,7 @@ async fn line_credentials_refused_for_a_moment_still_deliver_the_greeting_and_th
     let ann = line_user(9);
     let first = bed.line_text(&ann, "Ann", "hello").await;
     let id = bed.desk.wait_one("message.received", |e| e.message_id() == first["messageId"].as_str()).await.conversation().to_owned();
-    let greeting = bed.desk.wait_one("the greeting's message.delivered", |e| e.kind() == "message.delivered").await;
+    let greeting = bed.desk.wait_one("the greeting's message.accepted", |e| e.kind() == "message.accepted").await;
     assert_eq!(greeting.body["message"]["triggers"][0], "Greeting", "{}", greeting.body);
     let statuses = |requests: Vec<Value>| requests.iter().map(|r| r["status"].as_u64()).collect::<Vec<_>>();
     assert_eq!(statuses(bed.sim_requests("POST /v2/bot/message/reply").await), [Some(403)]);
@@ -110,7 +110,7 @@ async fn line_credentials_refused_for_a_moment_still_deliver_the_greeting_and_th
     // One 401 on the agent's push, then it goes.
     bed.sim_post("/__sim/faults", json!({"route": "POST /v2/bot/message/push", "kind": "unauthorized", "times": 1})).await;
     bed.send_text(&id, "l-1", "How can I help?").await;
-    bed.desk.wait_outcome("message.delivered", "l-1").await;
+    bed.desk.wait_outcome("message.accepted", "l-1").await;
     assert_eq!(statuses(bed.sim_requests("POST /v2/bot/message/push").await), [Some(403), Some(200), Some(401), Some(200)]);
 
     assert!(bed.desk.of_kind("message.failed").is_empty(), "nothing failed");

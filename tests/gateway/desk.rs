@@ -99,7 +99,7 @@ impl Received {
         self.headers.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")))
     }
 
-    /// The outbound message's `clientMessageId`, for `message.delivered`, `message.failed` and
+    /// The outbound message's `clientMessageId`, for `message.accepted`, `message.failed` and
     /// `message.skipped`.
     pub fn client_message_id(&self) -> Option<&str> {
         self.body["message"]["clientMessageId"].as_str()
@@ -232,7 +232,7 @@ impl Desk {
         self.wait_for(Duration::from_secs(20), what, |events| events.iter().find(|e| probe(e)).cloned()).await
     }
 
-    /// Waits (up to 20 s) for the outbound message event (`message.delivered`,
+    /// Waits (up to 20 s) for the outbound message event (`message.accepted`,
     /// `message.failed`, `message.skipped`) of the agent's message `client_message_id`.
     pub async fn wait_outcome(&self, kind: &str, client_message_id: &str) -> Received {
         let what = format!("{kind} of {client_message_id:?}");

@@ -13,7 +13,7 @@ pub fn outline(events: &[Received]) -> Vec<String> {
     let mut sequences: Vec<i64> = events.iter().map(Received::sequence).collect();
     sequences.sort();
     assert_eq!(sequences, (1..=events.len() as i64).collect::<Vec<_>>(), "sequences with gaps or repeats");
-    events.iter().map(|e| e.kind().to_owned()).filter(|k| !matches!(k.as_str(), "message.delivered" | "message.failed" | "message.skipped")).collect()
+    events.iter().map(|e| e.kind().to_owned()).filter(|k| !matches!(k.as_str(), "message.accepted" | "message.failed" | "message.skipped")).collect()
 }
 
 const GREETING: &str = "Hello {CustomerName}, you are in {QueueName} ({ConversationId})";
@@ -108,7 +108,7 @@ async fn line_text_is_routed_greeted_delivered_in_order_and_deduplicated() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ann_events = bed.desk.conversation(&conversation);
     assert_eq!(outline(&ann_events), ["conversation.created", "message.received", "message.received"], "the redelivery caused nothing");
-    let delivered: Vec<_> = ann_events.iter().filter(|e| e.kind() == "message.delivered").collect();
+    let delivered: Vec<_> = ann_events.iter().filter(|e| e.kind() == "message.accepted").collect();
     assert_eq!(delivered.len(), 1, "the greeting's delivery is reported once");
     assert_eq!(delivered[0].body["message"]["triggers"][0], "Greeting");
     let sent_to_ann = bed.sim_messages().await.into_iter().filter(|m| m["to"] == ann.as_str()).count();

@@ -93,7 +93,7 @@ async fn a_graceful_restart_keeps_the_open_conversation() {
     assert!(message.sequence() >= 3, "the sequence carries on");
     let events = bed.desk.wait_for(Duration::from_secs(10), "the greeting's delivery", |events| {
         let mine: Vec<_> = events.iter().filter(|e| e.conversation() == conversation).cloned().collect();
-        mine.iter().any(|e| e.kind() == "message.delivered").then_some(mine)
+        mine.iter().any(|e| e.kind() == "message.accepted").then_some(mine)
     }).await;
     assert_eq!(outline(&events), ["conversation.created", "message.received", "message.received"]);
     assert_eq!(message.body["conversation"]["customer"]["displayName"], "Ann");

@@ -1,7 +1,7 @@
 //! Messages to customers — agents', the bot's and the gateway's own — stored and queued in the
 //! transaction that decided to send them, and settled in the transaction that records how an
 //! attempt ended: sent, retried later, or failed, each failure and delivery told to the
-//! conversation's handler as `message.delivered` or `message.failed`. No message leaves the
+//! conversation's handler as `message.accepted` or `message.failed`. No message leaves the
 //! queue without one.
 
 use uuid::Uuid;
@@ -125,7 +125,7 @@ pub fn settle(tx: &mut dyn Tx, account: AccountRef<'_>, results: &[(QueuedSend, 
         message.provider_message_ids = ids;
         message.error = error;
         tx.save_outbound(&message)?;
-        let event_type = if status == Status::Delivered { EventType::MessageDelivered } else { EventType::MessageFailed };
+        let event_type = if status == Status::Delivered { EventType::MessageAccepted } else { EventType::MessageFailed };
         let reason = message.error.as_ref().map(|e| e.code.as_str());
         desk_events::enqueue(tx, account.clone(), &conv, Pending { event_type, message: Some(MessageBody::Out(&message)), reason }, now)?;
     }

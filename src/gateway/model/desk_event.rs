@@ -71,8 +71,8 @@ pub enum EventType {
     #[serde(rename = "conversation.closed")]
     ConversationClosed,
     /// The provider accepted an outgoing message.
-    #[serde(rename = "message.delivered")]
-    MessageDelivered,
+    #[serde(rename = "message.accepted")]
+    MessageAccepted,
     /// An outgoing message was refused for good or expired.
     #[serde(rename = "message.failed")]
     MessageFailed,
@@ -89,7 +89,7 @@ impl EventType {
             EventType::ConversationReopened => "conversation.reopened",
             EventType::MessageReceived => "message.received",
             EventType::ConversationClosed => "conversation.closed",
-            EventType::MessageDelivered => "message.delivered",
+            EventType::MessageAccepted => "message.accepted",
             EventType::MessageFailed => "message.failed",
             EventType::MessageSkipped => "message.skipped",
         }
@@ -124,7 +124,7 @@ pub struct DeskEvent<'a> {
     /// The conversation as it is after the event.
     pub conversation: &'a Conversation,
     /// The message: the customer's for `message.received`, the outgoing one for
-    /// `message.delivered`, `message.failed` and `message.skipped`.
+    /// `message.accepted`, `message.failed` and `message.skipped`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<MessageBody<'a>>,
     /// Why the conversation closed (`conversation.closed`) or a message was skipped.
