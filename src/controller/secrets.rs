@@ -80,9 +80,7 @@ pub async fn read(client: &Client, namespace: &str, refs: &[(&str, &SecretKeyRef
     for (field, reference) in refs {
         let name = reference.name.as_str();
         if !secrets.contains_key(name) {
-            let secret = api.get_opt(name).await.map_err(|e| CredentialError::Unreadable { name: name.to_owned(), detail: describe(&e) })?;
-            let secret = secret.ok_or_else(|| CredentialError::SecretNotFound { name: name.to_owned(), field: (*field).to_owned() })?;
-            secrets.insert(name, secret);
+            secrets.insert(name, fetch(&api, name, field).await?);
         }
         let value = value_of(&secrets[name], &reference.key).map_err(|problem| CredentialError::SecretKeyMissing {
             name: name.to_owned(),
@@ -101,10 +99,14 @@ pub async fn read(client: &Client, namespace: &str, refs: &[(&str, &SecretKeyRef
 /// The names of the keys of Secret `name` in `namespace`, named by `field`; the values are not
 /// kept.
 pub async fn keys(client: &Client, namespace: &str, name: &str, field: &str) -> Result<BTreeSet<String>, CredentialError> {
-    let api: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
-    let secret = api.get_opt(name).await.map_err(|e| CredentialError::Unreadable { name: name.to_owned(), detail: describe(&e) })?;
-    let secret = secret.ok_or_else(|| CredentialError::SecretNotFound { name: name.to_owned(), field: field.to_owned() })?;
+    let secret = fetch(&Api::namespaced(client.clone(), namespace), name, field).await?;
     Ok(secret.data.into_iter().flatten().filter(|(_, value)| !value.0.is_empty()).map(|(key, _)| key).collect())
+}
+
+/// Secret `name`, named by `field`.
+async fn fetch(api: &Api<KubeSecret>, name: &str, field: &str) -> Result<KubeSecret, CredentialError> {
+    let secret = api.get_opt(name).await.map_err(|e| CredentialError::Unreadable { name: name.to_owned(), detail: describe(&e) })?;
+    secret.ok_or_else(|| CredentialError::SecretNotFound { name: name.to_owned(), field: field.to_owned() })
 }
 
 fn value_of(secret: &KubeSecret, key: &str) -> Result<Secret, String> {

@@ -33,8 +33,17 @@ fn urls(path: &str, replicas: &[&Gateway]) -> Vec<String> {
     replicas.iter().map(|g| g.webhook_url(path)).collect()
 }
 
-fn metrics(replicas: &[&Gateway]) -> Vec<String> {
-    replicas.iter().map(|g| g.metrics_url("/metrics")).collect()
+/// A round-robin load balancer in front of both replicas, and the load sent through it.
+fn balanced_load(bed: &Bed, b: &Gateway) -> (Endpoints, Load) {
+    let endpoints = Endpoints::new(urls(&bed.webhook_path(), &[&bed.gateway, b]));
+    let load = Load::start(bed, &endpoints);
+    (endpoints, load)
+}
+
+/// [`load::check_delivered`] with both replicas' outboxes and logs.
+async fn delivered_by_both(bed: &Bed, b: &Gateway, sent: &[load::Sent]) -> String {
+    let metrics = [&bed.gateway, b].map(|g| g.metrics_url("/metrics"));
+    load::check_delivered(bed, sent, &metrics, &|| format!("{}\n{}", bed.gateway.log(), b.log())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -45,9 +54,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_message() {
         return;
     }
     let mut b = second_replica(&mut bed).await;
-    let path = bed.webhook_path();
-    let endpoints = Endpoints::new(urls(&path, &[&bed.gateway, &b]));
-    let load = Load::start(&bed, &endpoints);
+    let (_, load) = balanced_load(&bed, &b);
     // Replica a started first and leads: its death hands the queues to b mid-flight.
     let at_kill = load.wait_acknowledged(3_000).await;
     let killed = Instant::now();
@@ -61,8 +68,7 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_message() {
     let first = load::first_answers(&sent);
     assert!(first.unanswered > 0, "some webhooks met replica a down: the kill happened under load");
     assert!(first.refused.is_empty(), "the replicas refused {:?}", first.refused);
-    let logs = || format!("{}\n{}", bed.gateway.log(), b.log());
-    let desk = load::check_delivered(&bed, &sent, &metrics(&[&bed.gateway, &b]), &logs).await;
+    let desk = delivered_by_both(&bed, &b, &sent).await;
     eprintln!(
         "replica kill: {TOTAL} webhooks over 2 replicas; a killed after {at_kill} acknowledged, down {:.2} s; first deliveries: {} \
          acknowledged, {} unanswered; {} redelivered until acknowledged; {desk}; sending took {:.1} s, {:.1} s in all",
@@ -86,8 +92,7 @@ async fn a_rolling_restart_refuses_no_webhook() {
     }
     let mut b = second_replica(&mut bed).await;
     let path = bed.webhook_path();
-    let endpoints = Endpoints::new(urls(&path, &[&bed.gateway, &b]));
-    let load = Load::start(&bed, &endpoints);
+    let (endpoints, load) = balanced_load(&bed, &b);
     let http = bed.http.clone();
     let mut restarts = Vec::new();
     for (turn, at) in [2_000, 5_000].into_iter().enumerate() {
@@ -111,8 +116,7 @@ async fn a_rolling_restart_refuses_no_webhook() {
 
     let first = load::first_answers(&sent);
     assert_eq!((first.unanswered, first.refused.len()), (0, 0), "a rolling restart refuses nothing: {:?}", first.refused);
-    let logs = || format!("{}\n{}", bed.gateway.log(), b.log());
-    let desk = load::check_delivered(&bed, &sent, &metrics(&[&bed.gateway, &b]), &logs).await;
+    let desk = delivered_by_both(&bed, &b, &sent).await;
     eprintln!(
         "rolling restart: {TOTAL} webhooks over 2 replicas, each restarted in turn ({}); all first deliveries acknowledged; {desk}; \
          sending took {:.1} s, {:.1} s in all",
@@ -166,9 +170,7 @@ async fn a_database_restart_under_load_is_refused_with_503_and_recovers_by_itsel
     let server = OwnServer::start();
     bed.gateway.postgres_url = Some(server.url.clone());
     let mut b = second_replica(&mut bed).await;
-    let path = bed.webhook_path();
-    let endpoints = Endpoints::new(urls(&path, &[&bed.gateway, &b]));
-    let load = Load::start(&bed, &endpoints);
+    let (_, load) = balanced_load(&bed, &b);
     load.wait_acknowledged(3_000).await;
     let bounced = Instant::now();
     let mut bounce = server.bounce(Duration::from_secs(2));
@@ -193,8 +195,7 @@ async fn a_database_restart_under_load_is_refused_with_503_and_recovers_by_itsel
     assert!(!first.refused.is_empty(), "webhooks met the database down: the bounce happened under load");
     assert!(first.refused.iter().all(|s| *s == 503), "refused otherwise than with 503: {:?}", first.refused);
     assert_eq!(first.unanswered, 0, "every webhook was answered");
-    let logs = || format!("{}\n{}", bed.gateway.log(), b.log());
-    let desk = load::check_delivered(&bed, &sent, &metrics(&[&bed.gateway, &b]), &logs).await;
+    let desk = delivered_by_both(&bed, &b, &sent).await;
     eprintln!(
         "database restart: {TOTAL} webhooks over 2 replicas; the database down 2 s, both replicas ready {:.2} s after it went \
          ({reason:?} meanwhile); first deliveries: {} acknowledged, {} refused 503; {desk}; sending took {:.1} s, {:.1} s in all",

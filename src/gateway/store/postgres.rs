@@ -19,7 +19,7 @@
 //! [`HEARTBEAT`]. The lead connection also `LISTEN`s: a replica that records events or queues
 //! work `NOTIFY`s in the same transaction, so the leader acts without polling.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -170,13 +170,14 @@ struct Conn {
     /// The last job's savepoint is still open: the next job releases it in the same round trip
     /// as it opens its own, and COMMIT keeps it.
     savepoint_open: bool,
-    /// The leader's loops to wake once the transaction commits, sent together before COMMIT.
-    wakes: BTreeSet<Wake>,
+    /// The leader's loops to wake once the transaction commits, sent together (each once)
+    /// before COMMIT.
+    wakes: Vec<Wake>,
 }
 
 impl Conn {
     fn new(client: Client) -> Self {
-        Self { client, statements: HashMap::new(), failed: None, savepoint_open: false, wakes: BTreeSet::new() }
+        Self { client, statements: HashMap::new(), failed: None, savepoint_open: false, wakes: Vec::new() }
     }
 
     /// Sends the wakes the transaction's jobs asked for (one NOTIFY per loop, however many jobs
@@ -185,7 +186,9 @@ impl Conn {
         if self.wakes.is_empty() {
             return Ok(());
         }
-        let wakes: Vec<&str> = std::mem::take(&mut self.wakes).into_iter().map(Wake::as_str).collect();
+        self.wakes.sort();
+        self.wakes.dedup();
+        let wakes: Vec<&str> = self.wakes.drain(..).map(Wake::as_str).collect();
         self.client.execute(concat!("SELECT pg_notify('", channel!(), "', w) FROM unnest($1::text[]) AS w"), &[&wakes])?;
         Ok(())
     }
@@ -300,14 +303,14 @@ fn in_savepoint<R>(conn: &mut Conn, f: impl FnOnce(&mut dyn Tx) -> Result<R, Sto
     conn.client.batch_execute(if conn.savepoint_open { "RELEASE job; SAVEPOINT job" } else { "SAVEPOINT job" })?;
     conn.savepoint_open = true;
     conn.failed = None;
-    let wakes_before = conn.wakes.clone();
+    let wakes_before = conn.wakes.len();
     let result = f(&mut PgTx { c: conn, lock: true });
     let result = match conn.failed.take() {
         Some(e) => Err(e),
         None => result,
     };
     if result.is_err() {
-        conn.wakes = wakes_before;
+        conn.wakes.truncate(wakes_before);
         conn.savepoint_open = false;
         conn.client.batch_execute("ROLLBACK TO job; RELEASE job")?;
     }
@@ -490,7 +493,7 @@ impl PgTx<'_> {
 
     /// Wakes the leader's loop `which` once this transaction commits.
     fn notify(&mut self, which: Wake) -> Result<(), StoreError> {
-        self.c.wakes.insert(which);
+        self.c.wakes.push(which);
         Ok(())
     }
 }

@@ -700,104 +700,10 @@ mod tests {
         assert_eq!(linked, [Some("C".to_owned()), None, Some("C".to_owned())]);
     }
 
-    /// The schema as the builds from before the migrations created it, with `user_version` 2: a
-    /// fixture, never to change with the migrations.
-    const UNMIGRATED_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS inbound (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    received_ms INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS inbound_by_state ON inbound (state, seq);
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY,
-    workstream TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    queue TEXT,
-    data TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    last_customer_ms INTEGER NOT NULL,
-    last_activity_ms INTEGER NOT NULL,
-    closed_ms INTEGER,
-    next_sequence INTEGER NOT NULL DEFAULT 1,
-    reply_token TEXT,
-    reply_until_ms INTEGER
-);
-CREATE UNIQUE INDEX IF NOT EXISTS conversations_open ON conversations (workstream, customer_id) WHERE state != 'Closed';
-CREATE INDEX IF NOT EXISTS conversations_by_customer ON conversations (workstream, customer_id, created_ms);
-CREATE INDEX IF NOT EXISTS conversations_by_queue ON conversations (workstream, queue, state);
-CREATE INDEX IF NOT EXISTS conversations_by_activity ON conversations (state, last_activity_ms);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    provider_id TEXT,
-    client_message_id TEXT,
-    request_hash TEXT,
-    body TEXT NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages (conversation_id, id);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id ON messages (conversation_id, client_message_id) WHERE client_message_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    workstream TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    target TEXT NOT NULL,
-    body TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_by_conversation ON outbox (conversation_id, seq);
-CREATE INDEX IF NOT EXISTS outbox_by_due ON outbox (next_attempt_ms);
-CREATE TABLE IF NOT EXISTS sends (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id TEXT NOT NULL,
-    message_id INTEGER NOT NULL,
-    workstream TEXT NOT NULL,
-    recipient TEXT NOT NULL,
-    sender TEXT,
-    contents TEXT NOT NULL,
-    retry_key TEXT NOT NULL,
-    reply_token TEXT,
-    reply_until_ms INTEGER,
-    created_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS sends_due ON sends (next_attempt_ms);
-CREATE INDEX IF NOT EXISTS sends_by_conversation ON sends (conversation_id, seq);
-CREATE TABLE IF NOT EXISTS profiles (
-    customer_id TEXT PRIMARY KEY,
-    profile TEXT NOT NULL,
-    fetched_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS contacts (
-    workstream TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    contact_id TEXT NOT NULL,
-    updated_ms INTEGER NOT NULL,
-    PRIMARY KEY (workstream, customer_id)
-);
-CREATE TABLE IF NOT EXISTS media (
-    id TEXT PRIMARY KEY,
-    workstream TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    file_name TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    bytes BLOB NOT NULL,
-    created_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS media_by_age ON media (created_ms);
-";
+    /// The schema as the builds from before the migrations created it, with `user_version` 2:
+    /// the first migration is that schema as it was written (a released migration never
+    /// changes), so it is the fixture.
+    const UNMIGRATED_SCHEMA: &str = include_str!("migrations/sqlite/V2__schema.sql");
 
     #[tokio::test]
     async fn a_store_from_before_the_migrations_is_migrated_in_place_and_keeps_its_data() {
