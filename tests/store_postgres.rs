@@ -127,7 +127,7 @@ async fn a_database_from_before_the_migrations_is_adopted_and_keeps_its_data() {
     execute(&url, "INSERT INTO switchboard_schema (version) VALUES (1); INSERT INTO contacts (workstream, customer_id, contact_id, updated_ms) VALUES ('ws', 'x', 'C', 1)");
     let store = open(&url);
     assert_eq!(store.run(|tx| tx.contact("ws", "x")).await.unwrap().as_deref(), Some("C"));
-    assert_eq!(number(&url, "SELECT max(version)::bigint FROM refinery_schema_history"), 1);
+    assert_eq!(number(&url, "SELECT max(version)::bigint FROM refinery_schema_history"), 2);
     assert_eq!(number(&url, "SELECT count(*) FROM switchboard_schema WHERE version = 1"), 1, "the builds from before the migrations still find version 1");
 }
 
@@ -135,9 +135,9 @@ async fn a_database_from_before_the_migrations_is_adopted_and_keeps_its_data() {
 async fn a_database_a_newer_build_migrated_is_refused() {
     let Some(url) = database("a_database_a_newer_build_migrated_is_refused") else { return };
     open(&url).run(|tx| tx.contact("ws", "x")).await.expect("a new database is migrated");
-    execute(&url, "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (2, 'later', '2030-01-01T00:00:00Z', '1')");
+    execute(&url, "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (3, 'later', '2030-01-01T00:00:00Z', '1')");
     let err = open(&url).run(|tx| tx.contact("ws", "x")).await.unwrap_err();
-    assert!(matches!(err, StoreError::Newer { found: 2, latest: 1 }), "{err}");
+    assert!(matches!(err, StoreError::Newer { found: 3, latest: 2 }), "{err}");
 }
 
 #[tokio::test]

@@ -37,6 +37,10 @@ pub enum LoadError {
         /// What is wrong.
         error: RuleCompileError,
     },
+    /// The account's callback URL is not a URL (only possible when the ConfigMap was edited by
+    /// hand).
+    #[error("account.callbackUrl: {0}")]
+    CallbackUrl(url::ParseError),
     /// A delivery signing key cannot be used (the message never holds its value).
     #[error("workstream {workstream}: the signing secret in {env} {error}")]
     SigningKey {
@@ -126,6 +130,7 @@ impl Runtime {
                     client: providers.twilio(TwilioCredentials { account_sid: account_sid.clone(), auth_token: auth_token.clone() }),
                     auth_token,
                     callback_url: config.account.callback_url.clone(),
+                    status_url: Twilio::status_url(&config.account.callback_url).map_err(LoadError::CallbackUrl)?,
                 })
             }
         };

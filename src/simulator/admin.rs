@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::clock;
-use super::config::{AccountStatus, ApprovalSchedule, duration_text};
+use super::config::{AccountStatus, ApprovalSchedule, ReceiptSchedule, duration_text};
 use super::content::{self, ApprovalStatus};
 use super::customer;
 use super::faults::FaultRequest;
@@ -67,6 +67,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/__sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/__sim/faults/{id}", delete(remove_fault))
         .route("/__sim/approvals/schedule", get(get_schedule).put(set_schedule))
+        .route("/__sim/twilio/receipts", get(get_receipts).put(set_receipts))
         .route("/__sim/content/{sid}/approval", post(decide_approval))
         .route("/__sim/twilio/accounts/{sid}/status", put(set_account_status))
         .route("/__sim/twilio/windows", post(set_window))
@@ -189,6 +190,17 @@ async fn clear_faults(State(app): State<Arc<App>>) -> StatusCode {
 async fn remove_fault(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<StatusCode, AdminError> {
     let id: u64 = id.parse().map_err(|_| AdminError::bad_request("the fault ID is a number"))?;
     if app.lock().faults.remove(id) { Ok(StatusCode::NO_CONTENT) } else { Err(AdminError::not_found(format!("no fault {id}"))) }
+}
+
+async fn get_receipts(State(app): State<Arc<App>>) -> Json<ReceiptSchedule> {
+    Json(app.lock().receipt_schedule.clone())
+}
+
+async fn set_receipts(State(app): State<Arc<App>>, body: Bytes) -> Result<Json<ReceiptSchedule>, AdminError> {
+    let schedule: ReceiptSchedule = parse(&body)?;
+    schedule.validate().map_err(AdminError::bad_request)?;
+    app.lock().receipt_schedule = schedule.clone();
+    Ok(Json(schedule))
 }
 
 async fn get_schedule(State(app): State<Arc<App>>) -> Json<ApprovalSchedule> {

@@ -24,6 +24,9 @@ pub struct SimulatorConfig {
     /// How WhatsApp template approvals progress after submission.
     #[serde(default)]
     pub approvals: ApprovalSchedule,
+    /// How the status callbacks of Twilio messages sent with a `StatusCallback` go.
+    #[serde(default)]
+    pub receipts: ReceiptSchedule,
     /// How long after a customer's last inbound message free-form WhatsApp messages are allowed.
     #[serde(default = "default_whatsapp_window", with = "duration_text")]
     pub whatsapp_window: Duration,
@@ -57,6 +60,7 @@ impl Default for SimulatorConfig {
             line: Vec::new(),
             twilio: Vec::new(),
             approvals: ApprovalSchedule::default(),
+            receipts: ReceiptSchedule::default(),
             whatsapp_window: default_whatsapp_window(),
             reply_token_ttl: default_reply_token_ttl(),
             webhook_timeout: default_webhook_timeout(),
@@ -288,6 +292,85 @@ impl SenderConfig {
     }
 }
 
+/// How the status callbacks of a message go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReceiptSchedule {
+    /// The statuses called back, in this order unless shuffled; a failure follows them.
+    #[serde(default = "default_statuses")]
+    pub statuses: Vec<String>,
+    /// The time before each callback.
+    #[serde(default = "default_delay", with = "duration_text")]
+    pub delay: Duration,
+    /// Sends the callbacks in a random order.
+    #[serde(default)]
+    pub shuffle: bool,
+    /// How often each callback is sent.
+    #[serde(default = "one")]
+    pub repeat: u32,
+    /// Sends every callback before answering the request that sent the message.
+    #[serde(default)]
+    pub before_answer: bool,
+    /// The message ends in this failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<ReceiptFailure>,
+}
+
+/// A failure a message ends in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReceiptFailure {
+    /// `failed` or `undelivered`.
+    #[serde(default = "undelivered")]
+    pub status: String,
+    /// Twilio's `ErrorCode`.
+    pub error_code: i64,
+    /// Twilio's `ErrorMessage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+fn default_statuses() -> Vec<String> {
+    ["sent", "delivered", "read"].map(String::from).to_vec()
+}
+
+fn default_delay() -> Duration {
+    Duration::from_millis(50)
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn undelivered() -> String {
+    "undelivered".to_owned()
+}
+
+impl Default for ReceiptSchedule {
+    fn default() -> Self {
+        Self { statuses: default_statuses(), delay: default_delay(), shuffle: false, repeat: 1, before_answer: false, failure: None }
+    }
+}
+
+impl ReceiptSchedule {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        const KNOWN: &[&str] = &["queued", "sending", "sent", "delivered", "read", "failed", "undelivered"];
+        if let Some(unknown) = self.statuses.iter().find(|s| !KNOWN.contains(&s.as_str())) {
+            return Err(format!("statuses: {unknown:?} is not a Twilio message status"));
+        }
+        if self.repeat == 0 {
+            return Err("repeat: must be at least 1".to_owned());
+        }
+        if let Some(failure) = &self.failure
+            && !matches!(failure.status.as_str(), "failed" | "undelivered")
+        {
+            return Err(format!("failure.status: {:?} is neither failed nor undelivered", failure.status));
+        }
+        Ok(())
+    }
+}
+
 /// How a submitted WhatsApp template moves on: `received` for `receivedFor`, then `pending` for
 /// `pendingFor`, then `outcome`. Each submission keeps the schedule in force when it was made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -401,6 +484,9 @@ impl SimulatorConfig {
     /// Checks identifiers and uniqueness; the message names the offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Err(e) = self.receipts.validate() {
+            return invalid(format!("receipts.{e}"));
+        }
         for (i, channel) in self.line.iter().enumerate() {
             let at = format!("line[{i}]");
             if channel.channel_id.is_empty() || !channel.channel_id.bytes().all(|b| b.is_ascii_digit()) {

@@ -23,6 +23,7 @@ mod line;
 mod messaging;
 mod outbound;
 mod pattern;
+mod receipts;
 mod requests;
 mod state;
 mod twilio;

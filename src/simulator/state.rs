@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::clock;
-use super::config::{AccountStatus, ApprovalSchedule, LineChannelConfig, LineUserConfig, SimulatorConfig, TwilioAccountConfig};
+use super::config::{AccountStatus, ApprovalSchedule, LineChannelConfig, ReceiptSchedule, LineUserConfig, SimulatorConfig, TwilioAccountConfig};
 use super::content::Content;
 use super::errors::Provider;
 use super::faults::FaultTable;
@@ -62,6 +62,8 @@ pub struct State {
     pub requests: RequestLog,
     /// The schedule new approval submissions follow.
     pub approval_schedule: ApprovalSchedule,
+    /// How the status callbacks of messages sent from now on go.
+    pub receipt_schedule: ReceiptSchedule,
 }
 
 impl State {
@@ -75,6 +77,7 @@ impl State {
             faults: FaultTable::default(),
             requests: RequestLog::default(),
             approval_schedule: config.approvals.clone(),
+            receipt_schedule: config.receipts.clone(),
         }
     }
 

@@ -18,6 +18,7 @@ use super::content::ApprovalStatus;
 use super::errors::{Provider, TwilioError};
 use super::form::Form;
 use super::ids;
+use super::receipts::{self, Callbacks};
 use super::state::{App, PhoneNumber, SentMessage, TwilioAccount, Via};
 
 /// Twilio's most media URLs per message.
@@ -237,6 +238,7 @@ struct Outgoing {
     content_sid: Option<String>,
     content_variables: Option<String>,
     variables: Map<String, Value>,
+    status_callback: Option<String>,
 }
 
 /// Checks what does not depend on the account's state.
@@ -275,7 +277,8 @@ fn parse_outgoing(form: &Form) -> Result<Outgoing, TwilioError> {
         Some(text) => serde_json::from_str::<Map<String, Value>>(text)
             .map_err(|_| TwilioError::bad_request(21656, "The ContentVariables Parameter is invalid"))?,
     };
-    Ok(Outgoing { to: to.to_owned(), whatsapp: channel.is_some(), from, service_sid, body, media_urls, content_sid, content_variables, variables })
+    let status_callback = form.url("StatusCallback")?.flatten();
+    Ok(Outgoing { to: to.to_owned(), whatsapp: channel.is_some(), from, service_sid, body, media_urls, content_sid, content_variables, variables, status_callback })
 }
 
 async fn create_message(
@@ -286,6 +289,19 @@ async fn create_message(
 ) -> Result<Response, TwilioError> {
     auth.require(&account_sid)?;
     let outgoing = parse_outgoing(&Form::parse(&body))?;
+    let (answer, callbacks) = accept(&app, account_sid, outgoing)?;
+    match callbacks {
+        Some(callbacks) if callbacks.schedule.before_answer => receipts::send(Arc::clone(&app), callbacks).await,
+        Some(callbacks) => {
+            tokio::spawn(receipts::send(Arc::clone(&app), callbacks));
+        }
+        None => {}
+    }
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// Sends a message: its answer, and the status callbacks to make when it asked for them.
+fn accept(app: &App, account_sid: String, outgoing: Outgoing) -> Result<(Value, Option<Callbacks>), TwilioError> {
     let window = app.config.whatsapp_window;
     let mut state = app.lock();
     let account = state.twilio_account(&account_sid).ok_or_else(TwilioError::unauthorized)?;
@@ -368,6 +384,21 @@ async fn create_message(
         "uri": format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json"),
     });
     tracing::debug!(account = %account_sid, %sid, "Twilio message sent");
+    let auth_token = account.config.auth_token.clone();
+    let schedule = state.receipt_schedule.clone();
+    let callbacks = outgoing.status_callback.map(|url| Callbacks {
+        url,
+        auth_token,
+        message: vec![
+            ("MessageSid".to_owned(), sid.clone()),
+            ("SmsSid".to_owned(), sid.clone()),
+            ("AccountSid".to_owned(), account_sid.clone()),
+            ("From".to_owned(), from.clone()),
+            ("To".to_owned(), outgoing.to.clone()),
+            ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
+        ],
+        schedule,
+    });
     state.sent.push(SentMessage {
         id: sid,
         provider: Provider::Twilio,
@@ -384,7 +415,7 @@ async fn create_message(
         retry_key: None,
         sent_at: clock::rfc3339_millis(now),
     });
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+    Ok((answer, callbacks))
 }
 
 /// Media of a simulated customer message. Twilio serves media without authentication unless an

@@ -83,7 +83,7 @@ async fn a_line_conversation_from_the_first_message_to_the_survey() {
     let delivered = bed.desk.wait_outcome("message.accepted", "reply-1").await;
     assert_eq!(delivered.conversation(), id);
     assert_eq!(delivered.body["message"]["id"], r1["id"]);
-    assert_eq!(delivered.body["message"]["status"], "delivered", "{}", delivered.body);
+    assert_eq!(delivered.body["message"]["status"], "accepted", "{}", delivered.body);
     let sent = bed.wait_sent("the first answer", |m| m["body"] == "Yes, I am here").await;
     assert_eq!(sent["via"], "reply", "the first send after a customer message uses its reply token: {sent}");
     assert_eq!(delivered.body["message"]["providerMessageIds"], json!([sent["id"]]), "{}", delivered.body);
@@ -108,7 +108,7 @@ async fn a_line_conversation_from_the_first_message_to_the_survey() {
     bed.desk.wait_one("the third message", |e| e.message_id() == third["messageId"].as_str()).await;
 
     // The conversation as the API shows it: in and out, oldest first, each with its status.
-    let view = wait_statuses(&bed, &id, 4, "delivered").await;
+    let view = wait_statuses(&bed, &id, 4, "accepted").await;
     assert_eq!(view["conversation"]["id"], id.as_str());
     assert_eq!(view["conversation"]["channel"], "LINE");
     assert_eq!(view["conversation"]["agent"]["id"], "a1");
@@ -319,7 +319,7 @@ async fn a_repeated_client_message_id_is_sent_once() {
     bed.desk.wait_outcome("message.accepted", "m-1").await;
     bed.desk.wait_outcome("message.accepted", "m-2").await;
     let (status, again) = bed.send(&id, request).await;
-    assert_eq!((status.as_u16(), again["message"]["status"].as_str()), (200, Some("delivered")), "{again}");
+    assert_eq!((status.as_u16(), again["message"]["status"].as_str()), (200, Some("accepted")), "{again}");
     let sent: Vec<String> = bed.sim_messages().await.iter().map(|m| m["body"].as_str().unwrap_or("").to_owned()).collect();
     assert_eq!(sent.iter().filter(|b| *b == "Hello Ann").count(), 1, "{sent:?}");
     assert_eq!(sent.iter().filter(|b| *b == "Are you still there?").count(), 1, "{sent:?}");
@@ -399,7 +399,7 @@ async fn a_push_refused_with_500_or_with_its_answer_lost_is_delivered_once() {
     bed.sim_post("/__sim/faults", json!({"route": "POST /v2/bot/message/push", "kind": "serverError", "status": 500, "times": 2})).await;
     bed.send_text(&id, "r-500", "After two failures").await;
     let delivered = bed.desk.wait_outcome("message.accepted", "r-500").await;
-    assert_eq!(delivered.body["message"]["status"], "delivered");
+    assert_eq!(delivered.body["message"]["status"], "accepted");
     let pushes = bed.sim_requests("POST /v2/bot/message/push").await;
     let statuses: Vec<Option<u64>> = pushes.iter().map(|r| r["status"].as_u64()).collect();
     assert_eq!(statuses, [Some(500), Some(500), Some(200)], "{pushes:#?}");
@@ -426,7 +426,7 @@ async fn a_push_refused_with_500_or_with_its_answer_lost_is_delivered_once() {
     }
     let view = bed.conversation(&id).await;
     let lost = view["messages"].as_array().unwrap().iter().find(|m| m["clientMessageId"] == "r-lost").cloned().expect("r-lost");
-    assert_eq!(lost["status"], "delivered", "{lost}");
+    assert_eq!(lost["status"], "accepted", "{lost}");
     eprintln!("a_push_refused_with_500_or_with_its_answer_lost_is_delivered_once: {:.1} s", started.elapsed().as_secs_f64());
     bed.finish().await;
 }

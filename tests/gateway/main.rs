@@ -19,6 +19,7 @@ mod harness;
 mod inbound;
 mod lifecycle;
 mod load;
+mod receipts;
 mod refusals;
 mod replicas;
 mod twilio;

@@ -83,6 +83,17 @@ pub trait Channel: Send + Sync {
     fn content<'a>(&'a self, message: &'a Message, limit: u64) -> Option<BoxFuture<'a, Result<Fetched, String>>>;
     /// Where customers' profiles come from, on a channel that has them.
     fn profiles(&self) -> Option<&dyn Profiles>;
+    /// The provider's delivery receipts, on a channel that sends them.
+    fn receipts(&self) -> Option<&dyn Receipts>;
+}
+
+/// A channel's delivery receipts, which the provider sends to the account's status URL.
+pub trait Receipts: Send + Sync {
+    /// Checks the callback's signature on the raw bytes, before anything reads them.
+    fn verify(&self, callback: &Webhook<'_>) -> Result<(), Rejection>;
+    /// The callback's receipt event, None for a status the gateway does not track; an error says
+    /// what is wrong with the body (answered with 400).
+    fn parse(&self, callback: &Webhook<'_>, received_ms: i64) -> Result<Option<InboundEvent>, String>;
 }
 
 /// A channel's customer profiles.

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use super::attachments;
 use super::automated;
+use super::receipts;
 use super::desk_events::{self, Pending};
 use super::route::route_stored;
 use crate::api::workstream::Trigger;
@@ -39,6 +40,10 @@ pub fn apply(
 }
 
 fn handle(tx: &mut dyn Tx, rt: &Runtime, event: &InboundEvent, now: i64) -> Result<InboundState, StoreError> {
+    if let EventKind::Receipt(receipt) = &event.kind {
+        receipts::apply(tx, rt.account_ref(), receipt, now)?;
+        return Ok(InboundState::Done);
+    }
     let Some(customer) = &event.customer else { return Ok(InboundState::Done) };
     let received = match &event.kind {
         EventKind::Message(m) => m.clone(),
@@ -53,7 +58,7 @@ fn handle(tx: &mut dyn Tx, rt: &Runtime, event: &InboundEvent, now: i64) -> Resu
             }
             return Ok(InboundState::Done);
         }
-        EventKind::Follow | EventKind::Other { .. } => return Ok(InboundState::Done),
+        EventKind::Follow | EventKind::Receipt(_) | EventKind::Other { .. } => return Ok(InboundState::Done),
     };
     let Some(ws) = rt.workstream_for(event.to.as_deref()) else {
         tracing::warn!(to = event.to.as_deref().unwrap_or("LINE"), "no workstream takes this event; it is held until the configuration has one");

@@ -2,11 +2,12 @@
 //! transaction that decided to send them, and settled in the transaction that records how an
 //! attempt ended: sent, retried later, or failed, each failure and delivery told to the
 //! conversation's handler as `message.accepted` or `message.failed`. No message leaves the
-//! queue without one.
+//! queue without one; receipts that came before the outcome follow it (see [`receipts`]).
 
 use uuid::Uuid;
 
 use super::desk_events::{self, Pending};
+use super::receipts;
 use crate::backoff::Backoff;
 use crate::gateway::clock::rfc3339;
 use crate::gateway::model::conversation::{AgentRef, Conversation};
@@ -79,6 +80,7 @@ fn store_message(tx: &mut dyn Tx, conversation_id: &str, draft: Draft, status: S
         triggers: draft.triggers,
         contents: draft.contents,
         status,
+        status_at: Some(rfc3339(now)),
         provider_message_ids: Vec::new(),
         error,
         created_at: rfc3339(now),
@@ -92,7 +94,7 @@ fn store_message(tx: &mut dyn Tx, conversation_id: &str, draft: Draft, status: S
 pub fn settle(tx: &mut dyn Tx, account: AccountRef<'_>, results: &[(QueuedSend, Outcome)], backoff: Backoff, now: i64) -> Result<(), StoreError> {
     for (row, outcome) in results {
         let finished = match outcome {
-            Outcome::Sent(ids) => Some((Status::Delivered, ids.clone(), None)),
+            Outcome::Sent(ids) => Some((Status::Accepted, ids.clone(), None)),
             // The streak of refused credentials was logged once, at WARN, when it began.
             Outcome::Refused(error) if error.code == CREDENTIALS_REJECTED => {
                 tracing::info!(message = %row.message_id, provider_code = ?error.provider_code, "a message failed: the provider refused the credentials for longer than --credentials-retry-for");
@@ -122,12 +124,14 @@ pub fn settle(tx: &mut dyn Tx, account: AccountRef<'_>, results: &[(QueuedSend, 
             continue;
         };
         message.status = status;
+        message.status_at = Some(rfc3339(now));
         message.provider_message_ids = ids;
         message.error = error;
         tx.save_outbound(&message)?;
-        let event_type = if status == Status::Delivered { EventType::MessageAccepted } else { EventType::MessageFailed };
+        let event_type = if status == Status::Accepted { EventType::MessageAccepted } else { EventType::MessageFailed };
         let reason = message.error.as_ref().map(|e| e.code.as_str());
         desk_events::enqueue(tx, account.clone(), &conv, Pending { event_type, message: Some(MessageBody::Out(&message)), reason }, now)?;
+        receipts::apply_kept(tx, account.clone(), &conv, &mut message, now)?;
     }
     Ok(())
 }

@@ -1,10 +1,12 @@
-//! The webhook endpoint, `POST /switchboard/{namespace}/{account}/webhook`: verify the
-//! signature on the raw bytes, parse, record durably, and only then answer 200. The same public
-//! port serves agents' uploaded files to the providers ([`super::media`]).
+//! The webhook endpoint, `POST /switchboard/{namespace}/{account}/webhook`, and beside it the
+//! provider's delivery receipts, `POST …/{account}/status`: verify the signature on the raw
+//! bytes, parse, record durably, and only then answer 200. The same public port serves agents'
+//! uploaded files to the providers ([`super::media`]).
 //!
 //! Answers: 401 (LINE) / 403 (Twilio) for a missing or wrong signature, 400 for a body that is
 //! not a webhook, 413 over the size limit, 404 for another account's path, 405 for another
-//! method, 503 while no configuration is loaded or the store fails (the provider retries).
+//! method, 503 while no configuration is loaded or the store fails (the provider retries). The
+//! status path answers 404 on a channel without receipts (LINE).
 
 use std::sync::Arc;
 
@@ -41,20 +43,46 @@ pub struct WebhookState {
 
 /// The router of the webhook route.
 pub fn router(state: Arc<WebhookState>) -> Router {
-    Router::new().route("/switchboard/{namespace}/{account}/webhook", post(receive)).with_state(state)
+    Router::new()
+        .route("/switchboard/{namespace}/{account}/webhook", post(webhook))
+        .route("/switchboard/{namespace}/{account}/status", post(receipt))
+        .with_state(state)
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+/// What a request to the account's public path brings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    /// Webhook events.
+    Events,
+    /// A delivery receipt.
+    Receipt,
 }
 
-async fn receive(
+async fn webhook(
     State(state): State<Arc<WebhookState>>,
     Path((namespace, account)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    receive(&state, Intake::Events, (namespace, account), query, headers, body).await
+}
+
+async fn receipt(
+    State(state): State<Arc<WebhookState>>,
+    Path((namespace, account)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    receive(&state, Intake::Receipt, (namespace, account), query, headers, body).await
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+async fn receive(state: &WebhookState, intake: Intake, (namespace, account): (String, String), query: Option<String>, headers: HeaderMap, body: Body) -> Response {
     let Some(rt) = state.runtime.borrow().clone() else {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the gateway has no configuration yet\n");
     };
@@ -62,6 +90,11 @@ async fn receive(
         return plain(StatusCode::NOT_FOUND, "no such account on this gateway\n");
     }
     let channel = rt.provider.channel();
+    let receipts = match (intake, channel.receipts()) {
+        (Intake::Events, _) => None,
+        (Intake::Receipt, Some(receipts)) => Some(receipts),
+        (Intake::Receipt, None) => return plain(StatusCode::NOT_FOUND, "this account's channel sends no delivery receipts\n"),
+    };
     let provider = channel.label();
     let count = |outcome| state.metrics.request(provider, outcome);
     let body = match axum::body::to_bytes(body, state.body_limit).await {
@@ -77,12 +110,20 @@ async fn receive(
     };
     let received = state.clock.now_ms();
     let webhook = Webhook { headers: &headers, query: query.as_deref(), body: &body };
-    if let Err(rejection) = channel.verify(&webhook) {
+    let verified = match receipts {
+        Some(receipts) => receipts.verify(&webhook),
+        None => channel.verify(&webhook),
+    };
+    if let Err(rejection) = verified {
         state.metrics.signature_failures.get_or_create(&ProviderLabels { provider }).inc();
         count(RequestOutcome::Unauthorized);
         return plain(rejection.status, rejection.text);
     }
-    let events = match channel.parse(&webhook, received) {
+    let parsed = match receipts {
+        Some(receipts) => receipts.parse(&webhook, received).map(|event| event.into_iter().collect()),
+        None => channel.parse(&webhook, received),
+    };
+    let events = match parsed {
         Ok(events) => events,
         Err(e) => {
             count(RequestOutcome::BadRequest);

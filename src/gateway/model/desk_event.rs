@@ -73,7 +73,16 @@ pub enum EventType {
     /// The provider accepted an outgoing message.
     #[serde(rename = "message.accepted")]
     MessageAccepted,
-    /// An outgoing message was refused for good or expired.
+    /// An accepted WhatsApp message was passed on to WhatsApp.
+    #[serde(rename = "message.sent")]
+    MessageSent,
+    /// An outgoing WhatsApp message reached the customer's device.
+    #[serde(rename = "message.delivered")]
+    MessageDelivered,
+    /// The customer read an outgoing WhatsApp message.
+    #[serde(rename = "message.read")]
+    MessageRead,
+    /// An outgoing message was refused for good, expired, or could not be delivered.
     #[serde(rename = "message.failed")]
     MessageFailed,
     /// An automated message or the survey was not sent, by rule.
@@ -90,6 +99,9 @@ impl EventType {
             EventType::MessageReceived => "message.received",
             EventType::ConversationClosed => "conversation.closed",
             EventType::MessageAccepted => "message.accepted",
+            EventType::MessageSent => "message.sent",
+            EventType::MessageDelivered => "message.delivered",
+            EventType::MessageRead => "message.read",
             EventType::MessageFailed => "message.failed",
             EventType::MessageSkipped => "message.skipped",
         }
@@ -124,7 +136,8 @@ pub struct DeskEvent<'a> {
     /// The conversation as it is after the event.
     pub conversation: &'a Conversation,
     /// The message: the customer's for `message.received`, the outgoing one for
-    /// `message.accepted`, `message.failed` and `message.skipped`.
+    /// `message.accepted`, `message.sent`, `message.delivered`, `message.read`, `message.failed`
+    /// and `message.skipped`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<MessageBody<'a>>,
     /// Why the conversation closed (`conversation.closed`) or a message was skipped.

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::receipt::Receipt;
+
 /// One event a provider reported.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +59,8 @@ pub enum EventKind {
         /// The action's data.
         data: String,
     },
+    /// The provider reported what became of an outgoing message (Twilio's status callback).
+    Receipt(Receipt),
     /// Any other event type: kept in the store, not acted on.
     Other {
         /// The provider's name of the event type.

@@ -7,4 +7,5 @@ pub mod file;
 pub mod history;
 pub mod outbound;
 pub mod queue;
+pub mod receipt;
 pub mod upload;

@@ -60,15 +60,23 @@ pub enum Author {
     Automated,
 }
 
-/// Where an outgoing message is.
+/// Where an outgoing message is. After `accepted`, WhatsApp messages move on as Twilio's
+/// status callbacks report (`sent`, `delivered`, `read`, or `failed`); LINE reports nothing
+/// more, so its messages stay `accepted`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Status {
     /// Stored; being sent (and retried).
     Queued,
     /// The provider accepted it.
+    Accepted,
+    /// The provider passed it on to the customer's messaging app.
+    Sent,
+    /// It reached the customer's device.
     Delivered,
-    /// The provider refused it for good, or it could not be sent in time.
+    /// The customer read it.
+    Read,
+    /// The provider refused it for good, could not deliver it, or it could not be sent in time.
     Failed,
     /// Not sent, by rule (e.g. outside the WhatsApp window); `error` says why.
     Skipped,
@@ -78,7 +86,8 @@ pub enum Status {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SendError {
-    /// `session_window_closed`, `provider_rejected`, `credentials_rejected` or `expired`.
+    /// `session_window_closed`, `provider_rejected`, `credentials_rejected`, `expired`, or
+    /// what a receipt's failure maps to (see the README's delivery receipts).
     pub code: String,
     /// The provider's own error code (e.g. Twilio 63016).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +127,9 @@ pub struct OutboundMessage {
     pub contents: Vec<OutContent>,
     /// Where it is.
     pub status: Status,
+    /// When it got there (RFC 3339); absent on messages stored before receipts were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_at: Option<String>,
     /// The provider's IDs of what it sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub provider_message_ids: Vec<String>,

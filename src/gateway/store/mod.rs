@@ -21,6 +21,7 @@ use super::model::conversation::{Conversation, CustomerProfile};
 use super::model::event::{InboundEvent, Message};
 use super::model::history::StoredMessage;
 use super::model::outbound::OutboundMessage;
+use super::model::receipt::Receipt;
 use super::model::queue::{InboundState, NewDeskEvent, NewSend, OutboxStats, QueuedEvent, QueuedSend, Recorded, Serialized};
 use super::model::upload::Upload;
 pub use postgres::{PostgresParts, PostgresTarget, SslMode, TargetError, TlsSettings};
@@ -196,6 +197,18 @@ pub trait Tx {
     /// The ID and request hash of the conversation's message with this client message ID.
     fn outbound_by_client_id(&mut self, conversation_id: &str, client_message_id: &str) -> Result<Option<(String, Option<String>)>, StoreError>;
 
+    /// The conversation and ID of the outgoing message the provider knows by `provider_id`.
+    fn outbound_by_provider_id(&mut self, provider_id: &str) -> Result<Option<(String, String)>, StoreError>;
+
+    // Delivery receipts that came before the message's provider ID was recorded.
+
+    /// Keeps a receipt until its message is recorded; a repeat is kept once.
+    fn keep_receipt(&mut self, receipt: &Receipt, received_ms: i64) -> Result<(), StoreError>;
+    /// Takes the receipts kept for the message the provider knows by `provider_id`.
+    fn take_receipts(&mut self, provider_id: &str) -> Result<Vec<Receipt>, StoreError>;
+    /// Forgets kept receipts received before `before_ms`; returns how many.
+    fn forget_receipts(&mut self, before_ms: i64) -> Result<usize, StoreError>;
+
     // Desk events (the outbox), in each conversation's order.
 
     /// The conversation's next event sequence number, counted up.
@@ -219,6 +232,10 @@ pub trait Tx {
     fn outbox_stats(&mut self) -> Result<OutboxStats, StoreError>;
     /// Every event in the outbox, oldest first.
     fn queued_events(&mut self) -> Result<Vec<QueuedEvent>, StoreError>;
+    /// The receivers that answered 410 Gone, each with the settings it answered under.
+    fn gone_endpoints(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Marks a receiver gone under `settings`, or (None) no longer gone.
+    fn set_gone(&mut self, endpoint: &str, settings: Option<&str>, now_ms: i64) -> Result<(), StoreError>;
 
     // Messages to send.
 

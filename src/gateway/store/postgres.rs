@@ -40,6 +40,7 @@ use crate::gateway::model::event::{InboundEvent, Message};
 use crate::gateway::model::history::StoredMessage;
 use crate::gateway::model::outbound::OutboundMessage;
 use crate::gateway::model::queue::{InboundState, NewDeskEvent, NewSend, OutboxStats, QueuedEvent, QueuedSend, Recorded, Serialized};
+use crate::gateway::model::receipt::Receipt;
 use crate::gateway::model::upload::Upload;
 
 mod target;
@@ -78,7 +79,8 @@ macro_rules! channel {
 
 /// The migrations, oldest first. Version 1 is the schema from before the migrations, which
 /// kept its version in `switchboard_schema` (see [`ensure_schema`]).
-const MIGRATIONS: &[Migration] = &[("V1__schema", include_str!("migrations/postgres/V1__schema.sql"))];
+const MIGRATIONS: &[Migration] =
+    &[("V1__schema", include_str!("migrations/postgres/V1__schema.sql")), ("V2__receipts", include_str!("migrations/postgres/V2__receipts.sql"))];
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
@@ -776,8 +778,32 @@ impl Tx for PgTx<'_> {
 
     fn save_outbound(&mut self, message: &OutboundMessage) -> Result<(), StoreError> {
         let Some(id) = message_key(&message.id) else { return Ok(()) };
-        self.execute("UPDATE messages SET body = $2 WHERE id = $1", &[&id, &serde_json::to_string(message)?])?;
+        self.execute("UPDATE messages SET body = $2, provider_id = $3 WHERE id = $1", &[&id, &serde_json::to_string(message)?, &message.provider_message_ids.first()])?;
         Ok(())
+    }
+
+    fn outbound_by_provider_id(&mut self, provider_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(match self.row("SELECT conversation_id, id FROM messages WHERE provider_id = $1 AND direction = 'out'", &[&provider_id])? {
+            Some(row) => Some((row.try_get(0)?, row.try_get::<_, i64>(1)?.to_string())),
+            None => None,
+        })
+    }
+
+    fn keep_receipt(&mut self, receipt: &Receipt, received_ms: i64) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO receipts (provider_id, status, receipt, received_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&receipt.provider_message_id, &receipt.reported.as_str(), &serde_json::to_string(receipt)?, &received_ms],
+        )?;
+        Ok(())
+    }
+
+    fn take_receipts(&mut self, provider_id: &str) -> Result<Vec<Receipt>, StoreError> {
+        let rows = self.rows("DELETE FROM receipts WHERE provider_id = $1 RETURNING receipt", &[&provider_id])?;
+        rows.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
+    }
+
+    fn forget_receipts(&mut self, before_ms: i64) -> Result<usize, StoreError> {
+        self.execute("DELETE FROM receipts WHERE received_ms < $1", &[&before_ms])
     }
 
     fn outbound(&mut self, id: &str) -> Result<Option<OutboundMessage>, StoreError> {
@@ -850,6 +876,23 @@ impl Tx for PgTx<'_> {
 
     fn queued_events(&mut self) -> Result<Vec<QueuedEvent>, StoreError> {
         self.rows(concat!("SELECT ", event_columns!(), " FROM outbox o ORDER BY o.seq"), &[])?.iter().map(queued_event).collect()
+    }
+
+    fn gone_endpoints(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.rows("SELECT endpoint, settings FROM gone_endpoints", &[])?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    fn set_gone(&mut self, endpoint: &str, settings: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+        match settings {
+            Some(settings) => self.execute(
+                "INSERT INTO gone_endpoints (endpoint, settings, gone_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (endpoint) DO UPDATE SET settings = excluded.settings, gone_ms = excluded.gone_ms",
+                &[&endpoint, &settings, &now_ms],
+            )?,
+            None => self.execute("DELETE FROM gone_endpoints WHERE endpoint = $1", &[&endpoint])?,
+        };
+        Ok(())
     }
 
     fn queue_send(&mut self, send: NewSend<'_>) -> Result<(), StoreError> {

@@ -28,6 +28,7 @@ use crate::gateway::model::event::{InboundEvent, Message};
 use crate::gateway::model::history::StoredMessage;
 use crate::gateway::model::outbound::OutboundMessage;
 use crate::gateway::model::queue::{InboundState, NewDeskEvent, NewSend, OutboxStats, QueuedEvent, QueuedSend, Recorded, Serialized};
+use crate::gateway::model::receipt::Receipt;
 use crate::gateway::model::upload::Upload;
 
 /// Most jobs one transaction takes, so that a flood still commits (and answers) steadily.
@@ -42,7 +43,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The migrations, oldest first. The first is version 2: the schema from before the migrations,
 /// when `PRAGMA user_version` held the schema's version and stores of other versions were
 /// refused (see [`migrate`]).
-const MIGRATIONS: &[Migration] = &[("V2__schema", include_str!("migrations/sqlite/V2__schema.sql"))];
+const MIGRATIONS: &[Migration] =
+    &[("V2__schema", include_str!("migrations/sqlite/V2__schema.sql")), ("V3__receipts", include_str!("migrations/sqlite/V3__receipts.sql"))];
 
 /// The version of the schema from before the migrations, the one store of that time this build
 /// adopts.
@@ -510,8 +512,36 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn save_outbound(&mut self, message: &OutboundMessage) -> Result<(), StoreError> {
-        self.c.prepare_cached("UPDATE messages SET body = ?2 WHERE id = ?1")?.execute(params![message.id, serde_json::to_string(message)?])?;
+        self.c
+            .prepare_cached("UPDATE messages SET body = ?2, provider_id = ?3 WHERE id = ?1")?
+            .execute(params![message.id, serde_json::to_string(message)?, message.provider_message_ids.first()])?;
         Ok(())
+    }
+
+    fn outbound_by_provider_id(&mut self, provider_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let found: Option<(String, i64)> = self
+            .c
+            .prepare_cached("SELECT conversation_id, id FROM messages WHERE provider_id = ?1 AND direction = 'out'")?
+            .query_row([provider_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(found.map(|(conv, id)| (conv, id.to_string())))
+    }
+
+    fn keep_receipt(&mut self, receipt: &Receipt, received_ms: i64) -> Result<(), StoreError> {
+        self.c
+            .prepare_cached("INSERT OR IGNORE INTO receipts (provider_id, status, receipt, received_ms) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![receipt.provider_message_id, receipt.reported.as_str(), serde_json::to_string(receipt)?, received_ms])?;
+        Ok(())
+    }
+
+    fn take_receipts(&mut self, provider_id: &str) -> Result<Vec<Receipt>, StoreError> {
+        let kept: Vec<String> =
+            self.c.prepare_cached("DELETE FROM receipts WHERE provider_id = ?1 RETURNING receipt")?.query_map([provider_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(kept.iter().map(|r| serde_json::from_str(r)).collect::<Result<_, _>>()?)
+    }
+
+    fn forget_receipts(&mut self, before_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.c.prepare_cached("DELETE FROM receipts WHERE received_ms < ?1")?.execute([before_ms])?)
     }
 
     fn outbound(&mut self, id: &str) -> Result<Option<OutboundMessage>, StoreError> {
@@ -599,6 +629,21 @@ impl Tx for SqliteTx<'_> {
         let mut stmt = self.c.prepare_cached(concat!("SELECT ", event_columns!(), " FROM outbox o ORDER BY o.seq"))?;
         let rows = stmt.query_map([], queued_event)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn gone_endpoints(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self.c.prepare_cached("SELECT endpoint, settings FROM gone_endpoints")?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+    }
+
+    fn set_gone(&mut self, endpoint: &str, settings: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+        match settings {
+            Some(settings) => self
+                .c
+                .prepare_cached("INSERT INTO gone_endpoints (endpoint, settings, gone_ms) VALUES (?1, ?2, ?3) ON CONFLICT (endpoint) DO UPDATE SET settings = excluded.settings, gone_ms = excluded.gone_ms")?
+                .execute(params![endpoint, settings, now_ms])?,
+            None => self.c.prepare_cached("DELETE FROM gone_endpoints WHERE endpoint = ?1")?.execute([endpoint])?,
+        };
+        Ok(())
     }
 
     fn queue_send(&mut self, send: NewSend<'_>) -> Result<(), StoreError> {
@@ -719,7 +764,7 @@ mod tests {
         let conn = Connection::open(dir.path().join("store.db")).unwrap();
         let applied: i64 = conn.query_row("SELECT max(version) FROM refinery_schema_history", [], |r| r.get(0)).unwrap();
         let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!((applied, user_version), (2, 2));
+        assert_eq!((applied, user_version), (3, 3));
     }
 
     #[test]
@@ -739,11 +784,11 @@ mod tests {
         drop(open(&dir));
         Connection::open(dir.path().join("store.db"))
             .unwrap()
-            .execute("INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (3, 'later', '2030-01-01T00:00:00Z', '1')", [])
+            .execute("INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (4, 'later', '2030-01-01T00:00:00Z', '1')", [])
             .unwrap();
         let err = Sqlite::open(&dir.path().join("store.db"), Durability::Full, Box::new(|_, _| {})).unwrap_err();
-        assert!(matches!(err, StoreError::Newer { found: 3, latest: 2 }), "{err}");
-        assert_eq!(err.to_string(), "store: schema version 3 is newer than this build's 2; run a build that knows it");
+        assert!(matches!(err, StoreError::Newer { found: 4, latest: 3 }), "{err}");
+        assert_eq!(err.to_string(), "store: schema version 4 is newer than this build's 3; run a build that knows it");
     }
 
     #[tokio::test]

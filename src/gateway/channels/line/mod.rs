@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Answer, Channel, Fetched, Profiles, Rejection, Webhook, answer};
+use super::{Answer, Channel, Fetched, Profiles, Receipts, Rejection, Webhook, answer};
 use crate::gateway::model::file::extension;
 use crate::gateway::metrics::ProviderLabel;
 use crate::gateway::model::conversation::CustomerProfile;
@@ -75,6 +75,10 @@ impl Channel for Line {
 
     fn profiles(&self) -> Option<&dyn Profiles> {
         Some(self)
+    }
+
+    fn receipts(&self) -> Option<&dyn Receipts> {
+        None
     }
 }
 

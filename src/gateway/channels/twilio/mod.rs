@@ -1,8 +1,9 @@
 //! Twilio's WhatsApp: the `X-Twilio-Signature` check over the configured public URL, the
-//! inbound message webhook (form or JSON), the empty TwiML that acknowledges it, and outgoing
-//! messages as one Twilio message each. Twilio has no retry key: a crash between Twilio accepting
+//! inbound message webhook (form or JSON), the empty TwiML that acknowledges it, outgoing
+//! messages as one Twilio message each, and their status callbacks. Twilio has no retry key: a crash between Twilio accepting
 //! a message and the store recording it sends that message again after the restart.
 
+pub mod receipt;
 pub mod signature;
 pub mod webhook;
 
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::{Answer, Channel, Fetched, Profiles, Rejection, Webhook, answer, refused};
+use super::{Answer, Channel, Fetched, Profiles, Receipts, Rejection, Webhook, answer, refused};
 use crate::gateway::metrics::ProviderLabel;
 use crate::gateway::model::event::{InboundEvent, Message};
 use crate::gateway::model::outbound::{OutContent, Outcome, TWILIO_WINDOW_CLOSED, WINDOW_CLOSED};
@@ -33,12 +34,29 @@ pub struct Twilio {
     pub auth_token: Secret,
     /// The public URL Twilio calls, which it signs.
     pub callback_url: String,
+    /// The public URL of the status callbacks, beside it.
+    pub status_url: url::Url,
 }
 
 impl Twilio {
+    /// The public URL of the status callbacks, beside the webhook: `…/{account}/status`.
+    pub fn status_url(callback_url: &str) -> Result<url::Url, url::ParseError> {
+        url::Url::parse(&format!("{}/status", callback_url.strip_suffix("/webhook").unwrap_or(callback_url)))
+    }
+
     /// Whether the webhook carries the JSON variant of the parameters.
     fn json(webhook: &Webhook<'_>) -> bool {
         webhook.header(header::CONTENT_TYPE.as_str()).is_some_and(|t| t.trim_start().starts_with("application/json"))
+    }
+
+    /// Checks the signature of a request Twilio made to `url` (never the Host header's).
+    fn verify_at(&self, url: &str, webhook: &Webhook<'_>) -> Result<(), Rejection> {
+        let url = match webhook.query {
+            Some(q) => format!("{url}?{q}"),
+            None => url.to_owned(),
+        };
+        signature::verify(self.auth_token.expose(), &url, webhook.body, Self::json(webhook), webhook.header(SIGNATURE_HEADER))
+            .map_err(|_| Rejection { status: StatusCode::FORBIDDEN, text: "invalid or missing X-Twilio-Signature\n" })
     }
 }
 
@@ -48,13 +66,7 @@ impl Channel for Twilio {
     }
 
     fn verify(&self, webhook: &Webhook<'_>) -> Result<(), Rejection> {
-        // Twilio signs the URL it called: the configured public URL, never the Host header.
-        let url = match webhook.query {
-            Some(q) => format!("{}?{q}", self.callback_url),
-            None => self.callback_url.clone(),
-        };
-        signature::verify(self.auth_token.expose(), &url, webhook.body, Self::json(webhook), webhook.header(SIGNATURE_HEADER))
-            .map_err(|_| Rejection { status: StatusCode::FORBIDDEN, text: "invalid or missing X-Twilio-Signature\n" })
+        self.verify_at(&self.callback_url, webhook)
     }
 
     fn parse(&self, webhook: &Webhook<'_>, received_ms: i64) -> Result<Vec<InboundEvent>, String> {
@@ -73,7 +85,7 @@ impl Channel for Twilio {
                 Ok(content) => content,
                 Err(detail) => return refused("provider_rejected", None, &detail).into(),
             };
-            let outgoing = OutgoingMessage { to: message.recipient.clone(), from: MessageSender::Address(from.clone()), content, status_callback: None };
+            let outgoing = OutgoingMessage { to: message.recipient.clone(), from: MessageSender::Address(from.clone()), content, status_callback: Some(self.status_url.clone()) };
             let sent = match self.client.send_message(&outgoing).await {
                 // Twilio can answer 201 for a message that already failed.
                 Ok(sent) if sent.error_code.is_some() || sent.status.as_deref() == Some("failed") => {
@@ -92,6 +104,20 @@ impl Channel for Twilio {
 
     fn profiles(&self) -> Option<&dyn Profiles> {
         None
+    }
+
+    fn receipts(&self) -> Option<&dyn Receipts> {
+        Some(self)
+    }
+}
+
+impl Receipts for Twilio {
+    fn verify(&self, callback: &Webhook<'_>) -> Result<(), Rejection> {
+        self.verify_at(self.status_url.as_str(), callback)
+    }
+
+    fn parse(&self, callback: &Webhook<'_>, received_ms: i64) -> Result<Option<InboundEvent>, String> {
+        receipt::parse_form(callback.body, received_ms).map_err(|e| e.to_string())
     }
 }
 
