@@ -662,6 +662,55 @@ mod tests {
     }
 
     #[test]
+    fn redirects_stop_at_loops_downgrades_and_the_limit() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let first = [url("https://api.twilio.com/media")];
+        assert_eq!(redirect_refusal(&url("https://cdn.twilio.example/a"), &first), None);
+        assert_eq!(redirect_refusal(&url("https://api.twilio.com/media"), &first), Some(RedirectRefused::Loop));
+        assert_eq!(redirect_refusal(&url("http://cdn.twilio.example/a"), &first), Some(RedirectRefused::Downgrade));
+        assert_eq!(redirect_refusal(&url("https://cdn.twilio.example/a"), &[url("http://127.0.0.1:1/m")]), None, "http to https is fine");
+        let hops: Vec<Url> = (0..=MAX_REDIRECTS).map(|i| url(&format!("https://cdn.twilio.example/{i}"))).collect();
+        assert_eq!(redirect_refusal(&url("https://cdn.twilio.example/next"), &hops[..MAX_REDIRECTS]), None);
+        assert_eq!(redirect_refusal(&url("https://cdn.twilio.example/next"), &hops), Some(RedirectRefused::TooMany));
+    }
+
+    /// A server whose every path redirects: `/loop` to itself, `/hop/{n}` to `/hop/{n+1}`.
+    async fn redirecting_server() -> String {
+        use axum::extract::Path;
+        use axum::response::Redirect;
+        let app = axum::Router::new()
+            .route("/loop", axum::routing::get(|| async { Redirect::temporary("/loop") }))
+            .route("/hop/{n}", axum::routing::get(|Path(n): Path<u32>| async move { Redirect::temporary(&format!("/hop/{}", n + 1)) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_redirect_loop_or_chain_is_a_clear_error_at_once() {
+        let base = redirecting_server().await;
+        let transport = Transport::new(ClientConfig::default()).unwrap();
+        let secret = Secret::new("redirect-test-secret");
+        let auth = Auth::Basic { user: "AC1", password: &secret };
+        for (path, expected) in [("/loop", "redirect refused: a redirect loop"), ("/hop/0", "redirect refused: more than 5 redirects")] {
+            let mut call = Call::new(Operation::TwilioMedia, Method::GET, Url::parse(&format!("{base}{path}")).unwrap(), Repeat::Safe, Duration::from_secs(5));
+            call.redirects = Redirects::Followed;
+            let started = Instant::now();
+            let err = transport.execute(&auth, &call).await.err().unwrap_or_else(|| panic!("{path} is refused"));
+            assert!(matches!(err, ProviderError::InvalidResponse { .. }), "{path}: {err:?}");
+            let message = err.to_string();
+            assert!(message.starts_with("Twilio media download: invalid response: ") && message.contains(expected), "{path}: {message}");
+            assert!(!message.contains(secret.expose()) && !message.contains("127.0.0.1"), "{message}");
+            assert!(started.elapsed() < Duration::from_millis(200), "not retried: {:?}", started.elapsed());
+            // Without following, a redirect is an answer like any other refusal.
+            call.redirects = Redirects::Refused;
+            let err = transport.execute(&auth, &call).await.err().unwrap();
+            assert!(matches!(err, ProviderError::Rejected { status: 307, .. }), "{path}: {err:?}");
+        }
+    }
+
+    #[test]
     fn error_bodies_of_both_providers() {
         let twilio = br#"{"code": 63016, "message": "Failed to send freeform message", "more_info": "https://www.twilio.com/docs/errors/63016", "status": 400}"#;
         assert_eq!(ErrorBody::summary(twilio), (Some(63016), "Failed to send freeform message".to_owned()));
