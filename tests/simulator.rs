@@ -910,3 +910,49 @@ async fn shutdown_stops_serving() {
     running.shutdown().await;
     assert!(reqwest::get(&url).await.is_err());
 }
+
+#[tokio::test]
+async fn media_auth_asks_for_credentials_and_redirects_to_a_cdn_that_refuses_them() {
+    let mut config = config();
+    config.twilio[0].media_auth = true;
+    let sim = Sim::with(config).await;
+    let (status, report) = sim.admin(post(), "/__sim/customer/twilio", json!({ "url": "http://127.0.0.1:9/unused", "from": CUSTOMER, "media": [{ "contentType": "image/png" }] })).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let media_url = report["params"]["MediaUrl0"].as_str().unwrap_or_else(|| panic!("MediaUrl0 in {report}")).to_owned();
+    let direct = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("a client");
+
+    assert_eq!(direct.get(&media_url).send().await.expect("an answer").status(), StatusCode::UNAUTHORIZED, "no credentials");
+    let wrong = direct.get(&media_url).basic_auth(ACCOUNT, Some("wrong-token")).send().await.expect("an answer");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "wrong credentials");
+    let redirect = direct.get(&media_url).basic_auth(ACCOUNT, Some(AUTH_TOKEN)).send().await.expect("an answer");
+    assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+    let cdn = redirect.headers()["location"].to_str().expect("a location").to_owned();
+    let (api, cdn_url) = (url::Url::parse(&media_url).expect("a URL"), url::Url::parse(&cdn).expect("a URL"));
+    assert_ne!(api.origin(), cdn_url.origin(), "the CDN is another origin: {cdn}");
+    assert!(!cdn.contains(AUTH_TOKEN));
+
+    let served = direct.get(&cdn).send().await.expect("an answer");
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["content-type"], "image/png");
+    assert!(served.bytes().await.expect("bytes").starts_with(b"\x89PNG"));
+    let with_credentials = direct.get(&cdn).basic_auth(ACCOUNT, Some(AUTH_TOKEN)).send().await.expect("an answer");
+    assert_eq!(with_credentials.status(), StatusCode::BAD_REQUEST, "the CDN refuses credentials");
+    let requests = sim.admin_get("/__sim/requests?route=GET%20/cdn/**").await;
+    let statuses: Vec<&Value> = requests["requests"].as_array().expect("requests").iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [&json!(200), &json!(400)], "the CDN's requests are logged: {requests}");
+    let on_api_port = direct.get(sim.url(cdn_url.path())).send().await.expect("an answer");
+    assert_eq!(on_api_port.status(), StatusCode::NOT_FOUND, "the CDN is not served on the API's port");
+
+    sim.running.shutdown().await;
+    assert!(direct.get(&cdn).send().await.is_err(), "the CDN stops with the simulator");
+}
+
+#[tokio::test]
+async fn without_media_auth_media_is_served_to_anyone() {
+    let sim = Sim::new().await;
+    let (_, report) = sim.admin(post(), "/__sim/customer/twilio", json!({ "url": "http://127.0.0.1:9/unused", "from": CUSTOMER, "media": [{ "contentType": "image/png" }] })).await;
+    let media_url = report["params"]["MediaUrl0"].as_str().unwrap_or_else(|| panic!("MediaUrl0 in {report}")).to_owned();
+    let answer = sim.http.get(&media_url).send().await.expect("an answer");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(answer.bytes().await.expect("bytes").starts_with(b"\x89PNG"));
+}

@@ -50,6 +50,8 @@ pub enum Operation {
     TwilioApprovalStatus,
     /// Twilio `DELETE /v1/Content/{Sid}`.
     TwilioDeleteContent,
+    /// Twilio `GET …/Messages/{Sid}/Media/{Sid}` (a customer's media), redirects followed.
+    TwilioMedia,
 }
 
 impl Operation {
@@ -78,6 +80,7 @@ impl Operation {
             Self::TwilioSubmitApproval => "Twilio submit WhatsApp approval",
             Self::TwilioApprovalStatus => "Twilio approval status",
             Self::TwilioDeleteContent => "Twilio delete content",
+            Self::TwilioMedia => "Twilio media download",
         }
     }
 
@@ -106,6 +109,7 @@ impl Operation {
             Self::TwilioSubmitApproval => "twilio_submit_approval",
             Self::TwilioApprovalStatus => "twilio_approval_status",
             Self::TwilioDeleteContent => "twilio_delete_content",
+            Self::TwilioMedia => "twilio_media",
         }
     }
 }

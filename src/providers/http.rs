@@ -229,6 +229,18 @@ pub(crate) struct Call {
     pub max_body: u64,
     /// Limit of one attempt.
     pub timeout: Duration,
+    /// Whether redirects are followed (see [`Redirects`]).
+    pub redirects: Redirects,
+}
+
+/// Whether a call follows redirects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Redirects {
+    /// A redirect is an answer like any other non-2xx: no provider API redirects.
+    Refused,
+    /// Followed as [`follow_redirects`] allows; the credentials are only sent to the first URL's
+    /// host (reqwest drops `Authorization` when a redirect changes scheme, host or port).
+    Followed,
 }
 
 impl Call {
@@ -244,6 +256,7 @@ impl Call {
             pass_through: &[],
             max_body: MAX_JSON_BODY,
             timeout,
+            redirects: Redirects::Refused,
         }
     }
 
@@ -288,21 +301,28 @@ impl Reply {
 #[derive(Clone, Debug)]
 pub(crate) struct Transport {
     client: reqwest::Client,
+    /// The same settings, following redirects ([`Redirects::Followed`]); a second client because
+    /// reqwest sets the redirect policy per client.
+    following: reqwest::Client,
     pub config: ClientConfig,
     /// Told how each call ended, when set.
     pub observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl Transport {
-    /// Builds the client. Redirects are not followed: no provider API redirects, and following
-    /// one would carry credentials to wherever it points.
+    /// Builds the clients. Redirects are not followed unless a call asks: no provider API
+    /// redirects, and only downloads of media are sent on to another host.
     pub fn new(config: ClientConfig) -> Result<Self, ClientBuildError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client, config, observer: None })
+        let build = |policy| {
+            reqwest::Client::builder()
+                .connect_timeout(config.connect_timeout)
+                .redirect(policy)
+                .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
+        let client = build(reqwest::redirect::Policy::none())?;
+        let following = build(follow_redirects())?;
+        Ok(Self { client, following, config, observer: None })
     }
 
     /// Sends `call`, retrying it when it is safe to repeat, until it succeeds, fails for good or
@@ -359,7 +379,13 @@ impl Transport {
         let operation = call.operation;
         let secret = auth.secret();
         let started = Instant::now();
-        let mut builder = auth.apply(self.client.request(call.method.clone(), call.url.clone()).timeout(timeout));
+        let client = match call.redirects {
+            Redirects::Refused => &self.client,
+            Redirects::Followed => &self.following,
+        };
+        // The timeout covers the whole chain of redirects and the body, as does `max_body`
+        // the final answer's body.
+        let mut builder = auth.apply(client.request(call.method.clone(), call.url.clone()).timeout(timeout));
         for (name, value) in &call.headers {
             builder = builder.header(name, value);
         }
@@ -370,6 +396,12 @@ impl Transport {
         };
         let mut response = match builder.send().await {
             Ok(response) => response,
+            // The same redirects would be refused again.
+            Err(err) if err.is_redirect() => {
+                let detail = secret.scrub(&transport_detail(&err, timeout));
+                tracing::debug!(%operation, attempt, error = %detail, "provider call redirected too far");
+                return Err(Failure::permanent(ProviderError::InvalidResponse { operation, detail }));
+            }
             Err(err) => {
                 let detail = secret.scrub(&transport_detail(&err, timeout));
                 tracing::debug!(%operation, attempt, error = %detail, "provider call failed");
@@ -459,6 +491,44 @@ async fn read_body(response: &mut reqwest::Response, limit: u64, timeout: Durati
     }
 }
 
+/// Most redirects a call that follows them takes; Twilio's media answers one, to its CDN.
+pub(crate) const MAX_REDIRECTS: usize = 5;
+
+/// Why a redirect is not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RedirectRefused {
+    /// More than [`MAX_REDIRECTS`] in one call.
+    #[error("more than {MAX_REDIRECTS} redirects")]
+    TooMany,
+    /// Back to a URL already visited.
+    #[error("a redirect loop")]
+    Loop,
+    /// From https to http, which would expose what is fetched on the way.
+    #[error("a redirect from https to http")]
+    Downgrade,
+}
+
+/// The redirect policy of [`Redirects::Followed`].
+fn follow_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| match redirect_refusal(attempt.url(), attempt.previous()) {
+        Some(refused) => attempt.error(refused),
+        None => attempt.follow(),
+    })
+}
+
+/// Whether a redirect to `next` is refused, after `previous` (the first URL included).
+fn redirect_refusal(next: &Url, previous: &[Url]) -> Option<RedirectRefused> {
+    if previous.contains(next) {
+        Some(RedirectRefused::Loop)
+    } else if previous.len() > MAX_REDIRECTS {
+        Some(RedirectRefused::TooMany)
+    } else if previous.last().is_some_and(|last| last.scheme() == "https") && next.scheme() != "https" {
+        Some(RedirectRefused::Downgrade)
+    } else {
+        None
+    }
+}
+
 /// A short description of a transport error: its kind and innermost cause, never its URL.
 fn transport_detail(err: &reqwest::Error, timeout: Duration) -> String {
     if err.is_timeout() {
@@ -466,6 +536,8 @@ fn transport_detail(err: &reqwest::Error, timeout: Duration) -> String {
     }
     let kind = if err.is_connect() {
         "connection failed"
+    } else if err.is_redirect() {
+        "redirect refused"
     } else if err.is_body() {
         "response body interrupted"
     } else {
@@ -586,6 +658,55 @@ mod tests {
             assert!(policy.backoff(2) <= Duration::from_millis(200));
             assert!(policy.backoff(10) <= Duration::from_millis(300));
             assert!(policy.backoff(u32::MAX) <= Duration::from_millis(300));
+        }
+    }
+
+    #[test]
+    fn redirects_stop_at_loops_downgrades_and_the_limit() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let first = [url("https://api.twilio.com/media")];
+        assert_eq!(redirect_refusal(&url("https://cdn.twilio.example/a"), &first), None);
+        assert_eq!(redirect_refusal(&url("https://api.twilio.com/media"), &first), Some(RedirectRefused::Loop));
+        assert_eq!(redirect_refusal(&url("http://cdn.twilio.example/a"), &first), Some(RedirectRefused::Downgrade));
+        assert_eq!(redirect_refusal(&url("https://cdn.twilio.example/a"), &[url("http://127.0.0.1:1/m")]), None, "http to https is fine");
+        let hops: Vec<Url> = (0..=MAX_REDIRECTS).map(|i| url(&format!("https://cdn.twilio.example/{i}"))).collect();
+        assert_eq!(redirect_refusal(&url("https://cdn.twilio.example/next"), &hops[..MAX_REDIRECTS]), None);
+        assert_eq!(redirect_refusal(&url("https://cdn.twilio.example/next"), &hops), Some(RedirectRefused::TooMany));
+    }
+
+    /// A server whose every path redirects: `/loop` to itself, `/hop/{n}` to `/hop/{n+1}`.
+    async fn redirecting_server() -> String {
+        use axum::extract::Path;
+        use axum::response::Redirect;
+        let app = axum::Router::new()
+            .route("/loop", axum::routing::get(|| async { Redirect::temporary("/loop") }))
+            .route("/hop/{n}", axum::routing::get(|Path(n): Path<u32>| async move { Redirect::temporary(&format!("/hop/{}", n + 1)) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    #[tokio::test]
+    async fn a_redirect_loop_or_chain_is_a_clear_error_at_once() {
+        let base = redirecting_server().await;
+        let transport = Transport::new(ClientConfig::default()).unwrap();
+        let secret = Secret::new("redirect-test-secret");
+        let auth = Auth::Basic { user: "AC1", password: &secret };
+        for (path, expected) in [("/loop", "redirect refused: a redirect loop"), ("/hop/0", "redirect refused: more than 5 redirects")] {
+            let mut call = Call::new(Operation::TwilioMedia, Method::GET, Url::parse(&format!("{base}{path}")).unwrap(), Repeat::Safe, Duration::from_secs(5));
+            call.redirects = Redirects::Followed;
+            let started = Instant::now();
+            let err = transport.execute(&auth, &call).await.err().unwrap_or_else(|| panic!("{path} is refused"));
+            assert!(matches!(err, ProviderError::InvalidResponse { .. }), "{path}: {err:?}");
+            let message = err.to_string();
+            assert!(message.starts_with("Twilio media download: invalid response: ") && message.contains(expected), "{path}: {message}");
+            assert!(!message.contains(secret.expose()) && !message.contains("127.0.0.1"), "{message}");
+            assert!(started.elapsed() < Duration::from_millis(200), "not retried: {:?}", started.elapsed());
+            // Without following, a redirect is an answer like any other refusal.
+            call.redirects = Redirects::Refused;
+            let err = transport.execute(&auth, &call).await.err().unwrap();
+            assert!(matches!(err, ProviderError::Rejected { status: 307, .. }), "{path}: {err:?}");
         }
     }
 

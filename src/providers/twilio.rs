@@ -20,7 +20,7 @@ use url::Url;
 use super::credentials::TwilioCredentials;
 use super::endpoints::{ProviderEndpoints, join};
 use super::error::{Operation, ProviderError};
-use super::http::{Auth, Body, Call, Repeat, Reply, Transport};
+use super::http::{Auth, Body, Call, Redirects, Repeat, Reply, Transport, content_type};
 
 /// The REST API version in every 2010 API path.
 const API_VERSION: &str = "2010-04-01";
@@ -731,6 +731,84 @@ fn check_body(body: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A customer's media as downloaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Media {
+    /// The content type Twilio (or its CDN) gave, if any.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl TwilioClient {
+    /// Downloads a customer's media (an inbound message's `MediaUrl{N}`), refusing more than
+    /// `max_bytes` ([`ProviderError::TooLarge`]).
+    ///
+    /// An account can make Twilio require its credentials on media URLs; Twilio then redirects
+    /// to its CDN. The credentials go with the first request only, and only when [`media_url`]
+    /// finds the URL to be this account's media on the configured API host; any other URL is
+    /// refused unfetched ([`ProviderError::InvalidRequest`]), so a forged or unexpected
+    /// `MediaUrl` gets neither the credentials nor a request from inside the cluster. Redirects
+    /// are followed, at most five, never from https to http, and without the credentials once
+    /// they leave the API host's scheme, host and port (reqwest's rule).
+    pub async fn media(&self, url: &str, max_bytes: u64) -> Result<Media, ProviderError> {
+        let operation = Operation::TwilioMedia;
+        let url = media_url(&self.endpoints.twilio_api, &self.credentials.account_sid, url)
+            .map_err(|refused| ProviderError::InvalidRequest { operation, detail: refused.to_string() })?;
+        let mut call = Call::new(operation, Method::GET, url, Repeat::Safe, self.transport.config.download_timeout);
+        call.max_body = max_bytes;
+        call.redirects = Redirects::Followed;
+        let reply = self.send(&call).await?;
+        Ok(Media { content_type: content_type(&reply.headers), bytes: reply.body })
+    }
+}
+
+/// Why a media URL is not fetched. The messages do not repeat the URL, which came from a
+/// webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MediaUrlRefused {
+    /// Not an absolute URL.
+    #[error("the media URL is not a valid URL")]
+    Invalid,
+    /// It names a user or password of its own.
+    #[error("the media URL carries user info")]
+    UserInfo,
+    /// Another scheme, host or port than the configured Twilio API's.
+    #[error("the media URL is not on the configured Twilio API host")]
+    OtherHost,
+    /// On the API host, but not a media resource of this account.
+    #[error("the media URL is not a media resource of this account")]
+    NotMedia,
+}
+
+/// `url` parsed, when it may be fetched with the account's credentials: on the API's origin
+/// (scheme, host and port as `api` has them, so an https API never has them sent over http),
+/// without user info, and one of this account's media resources
+/// (`{api}/2010-04-01/Accounts/{account}/Messages/{sid}/Media/{sid}`), because even on its own
+/// host the credentials read everything of the account, the auth token included.
+pub fn media_url(api: &Url, account_sid: &str, url: &str) -> Result<Url, MediaUrlRefused> {
+    let url = Url::parse(url).map_err(|_| MediaUrlRefused::Invalid)?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(MediaUrlRefused::UserInfo);
+    }
+    // The url crate lowercases hosts, encodes IDNs as punycode and leaves out default ports,
+    // so origins compare as the hosts that would be connected to.
+    if !matches!(url.scheme(), "http" | "https") || url.origin() != api.origin() {
+        return Err(MediaUrlRefused::OtherHost);
+    }
+    let prefix: Vec<&str> = api.path_segments().map(|s| s.filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    let segments: Vec<&str> = url.path_segments().map(Iterator::collect).unwrap_or_default();
+    let sid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+    match segments.strip_prefix(prefix.as_slice()) {
+        Some([API_VERSION, "Accounts", account, "Messages", message, "Media", media])
+            if *account == account_sid && sid(message) && sid(media) =>
+        {
+            Ok(url)
+        }
+        _ => Err(MediaUrlRefused::NotMedia),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -874,5 +952,78 @@ mod tests {
         let approval: Approval = unsubmitted.whatsapp.unwrap_or_default().into();
         assert_eq!(approval.status, ApprovalStatus::Unsubmitted);
         assert_eq!(approval.rejection_reason, None);
+    }
+}
+
+#[cfg(test)]
+mod media_tests {
+    use super::*;
+
+    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+    const PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/MM0123/Media/ME0123";
+
+    fn check(api: &str, url: &str) -> Result<Url, MediaUrlRefused> {
+        media_url(&Url::parse(api).unwrap(), ACCOUNT, url)
+    }
+
+    #[test]
+    fn the_accounts_media_on_the_api_host_gets_the_credentials() {
+        assert_eq!(check("https://api.twilio.com", &format!("https://api.twilio.com{PATH}")).unwrap().path(), PATH);
+        assert!(check("https://api.twilio.com", &format!("https://API.Twilio.COM{PATH}")).is_ok(), "hosts compare without case");
+        assert!(check("https://api.twilio.com", &format!("https://api.twilio.com:443{PATH}")).is_ok(), "the default port is the same port");
+        assert!(check("http://127.0.0.1:8089/", &format!("http://127.0.0.1:8089{PATH}")).is_ok(), "the simulator");
+        let prefixed = check("http://127.0.0.1:9000/twilio", &format!("http://127.0.0.1:9000/twilio{PATH}"));
+        assert!(prefixed.is_ok(), "under the base's prefix");
+        assert!(check("https://api.twilio.com", &format!("https://api.twilio.com{PATH}?x=1#y")).is_ok());
+    }
+
+    #[test]
+    fn another_scheme_host_or_port_gets_nothing() {
+        let api = "https://api.twilio.com";
+        for url in [
+            format!("http://api.twilio.com{PATH}"),
+            format!("https://api.twilio.com:8443{PATH}"),
+            format!("https://media.twiliocdn.com{PATH}"),
+            format!("https://api.twilio.com.evil.example{PATH}"),
+            format!("https://evil.example/api.twilio.com{PATH}"),
+            format!("https://api.twilio.com.{PATH}"),
+            // A Cyrillic "а": another host, in punycode.
+            format!("https://\u{430}pi.twilio.com{PATH}"),
+            format!("ftp://api.twilio.com{PATH}"),
+        ] {
+            assert_eq!(check(api, &url), Err(MediaUrlRefused::OtherHost), "{url}");
+        }
+        assert_eq!(check("http://127.0.0.1:8089", &format!("http://127.0.0.1:8090{PATH}")), Err(MediaUrlRefused::OtherHost));
+        assert_eq!(check("http://127.0.0.1:8089", &format!("http://localhost:8089{PATH}")), Err(MediaUrlRefused::OtherHost));
+    }
+
+    #[test]
+    fn user_info_and_garbage_are_refused() {
+        let api = "https://api.twilio.com";
+        assert_eq!(check(api, &format!("https://AC1:token@api.twilio.com{PATH}")), Err(MediaUrlRefused::UserInfo));
+        assert_eq!(check(api, &format!("https://someone@api.twilio.com{PATH}")), Err(MediaUrlRefused::UserInfo));
+        assert_eq!(check(api, &format!("https://api.twilio.com@evil.example{PATH}")), Err(MediaUrlRefused::UserInfo));
+        assert_eq!(check(api, PATH), Err(MediaUrlRefused::Invalid), "a relative URL");
+        assert_eq!(check(api, "not a url"), Err(MediaUrlRefused::Invalid));
+    }
+
+    #[test]
+    fn only_this_accounts_media_resources() {
+        let api = "https://api.twilio.com";
+        let on_host = |path: &str| check(api, &format!("https://api.twilio.com{path}"));
+        for path in [
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef.json",
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json",
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/MM0123/Media/ME0123.json",
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/MM0123/Media",
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/MM0123/Media/ME0123/x",
+            "/2010-04-01/Accounts/ACffffffffffffffffffffffffffffffff/Messages/MM0123/Media/ME0123",
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/MM%2F0/Media/ME0123",
+            "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/MM0123/Media/ME0123/../../../../../AC0123456789abcdef0123456789abcdef.json",
+        ] {
+            assert_eq!(on_host(path), Err(MediaUrlRefused::NotMedia), "{path}");
+        }
+        let prefixed = check("http://127.0.0.1:9000/twilio", &format!("http://127.0.0.1:9000{PATH}"));
+        assert_eq!(prefixed, Err(MediaUrlRefused::NotMedia), "outside the base's prefix");
     }
 }

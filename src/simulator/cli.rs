@@ -54,6 +54,9 @@ pub struct SimulateArgs {
     /// The base URL others reach the simulator at (links and customer media URLs).
     #[arg(long)]
     pub public_url: Option<String>,
+    /// Every Twilio account enforces HTTP Basic authentication on its media URLs.
+    #[arg(long)]
+    pub twilio_media_auth: bool,
 }
 
 fn secret(value: &str) -> Result<Secret, String> {
@@ -105,6 +108,9 @@ impl SimulateArgs {
         }
         if let Some(url) = &self.public_url {
             config.public_url = Some(url.clone());
+        }
+        if self.twilio_media_auth {
+            config.twilio.iter_mut().for_each(|account| account.media_auth = true);
         }
         config.validate()?;
         Ok(config)

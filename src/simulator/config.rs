@@ -172,6 +172,10 @@ pub struct TwilioAccountConfig {
     /// WhatsApp senders; when absent, one online sender per number.
     #[serde(default)]
     pub senders: Option<Vec<SenderConfig>>,
+    /// Twilio's "Enforce HTTP Auth on Media URLs": media URLs answer 401 without the account's
+    /// credentials, and with them redirect to the simulated CDN, which refuses credentials.
+    #[serde(default)]
+    pub media_auth: bool,
 }
 
 impl TwilioAccountConfig {
@@ -186,6 +190,7 @@ impl TwilioAccountConfig {
             numbers: numbers.iter().map(|n| NumberConfig::new(*n)).collect(),
             messaging_services: Vec::new(),
             senders: None,
+            media_auth: false,
         }
     }
 

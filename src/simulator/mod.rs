@@ -121,11 +121,16 @@ pub async fn start(config: SimulatorConfig, addr: SocketAddr) -> Result<RunningS
     let local_addr = listener.local_addr().map_err(|source| SimulatorError::Bind { addr, source })?;
     let base_url = format!("http://{local_addr}");
     let public_url = config.public_url.clone().unwrap_or_else(|| base_url.clone());
-    let app = Arc::new(App::new(config, public_url.trim_end_matches('/').to_owned())?);
+    let cdn_addr = SocketAddr::new(local_addr.ip(), 0);
+    let cdn_listener = TcpListener::bind(cdn_addr).await.map_err(|source| SimulatorError::Bind { addr: cdn_addr, source })?;
+    let cdn_local = cdn_listener.local_addr().map_err(|source| SimulatorError::Bind { addr: cdn_addr, source })?;
+    let cdn_url = cdn_url(&public_url, cdn_local);
+    let app = Arc::new(App::new(config, public_url.trim_end_matches('/').to_owned(), cdn_url.clone())?);
     let router = router(app.clone());
+    let cdn_router = twilio::cdn_routes().with_state(app.clone());
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(serve(listener, app, router, stopped));
-    tracing::info!(%base_url, "provider simulator listening");
+    let task = tokio::spawn(serve_both(stopped, (listener, router), (cdn_listener, cdn_router), app));
+    tracing::info!(%base_url, %cdn_url, "provider simulator listening");
     Ok(RunningSimulator { local_addr, base_url, stop: Some(stop), task: Some(task) })
 }
 
@@ -150,6 +155,30 @@ async fn not_found(uri: Uri) -> Response {
 
 async fn method_not_allowed(uri: Uri) -> Response {
     Provider::for_path(uri.path()).method_not_allowed()
+}
+
+/// The simulated media CDN's base URL: the host others reach the simulator at, on the CDN's own
+/// port, so that it is another origin than the API's, as Twilio's CDN is.
+fn cdn_url(public_url: &str, cdn: SocketAddr) -> String {
+    let Ok(mut url) = url::Url::parse(public_url) else { return format!("http://{cdn}") };
+    if url.set_port(Some(cdn.port())).is_err() {
+        return format!("http://{cdn}");
+    }
+    url.set_path("");
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// Serves the API hosts and the media CDN until `stopped` fires (or its sender is dropped).
+async fn serve_both(stopped: oneshot::Receiver<()>, api: (TcpListener, Router), cdn: (TcpListener, Router), app: Arc<App>) {
+    let (stop_api, api_stopped) = oneshot::channel();
+    let (stop_cdn, cdn_stopped) = oneshot::channel();
+    let relay = async move {
+        // Dropped or sent, either way it is time to stop.
+        let _ = stopped.await;
+        let _ = stop_api.send(());
+        let _ = stop_cdn.send(());
+    };
+    tokio::join!(relay, serve(api.0, app.clone(), api.1, api_stopped), serve(cdn.0, app, cdn.1, cdn_stopped));
 }
 
 async fn serve(listener: TcpListener, app: Arc<App>, router: Router, mut stopped: oneshot::Receiver<()>) {

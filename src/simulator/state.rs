@@ -22,6 +22,8 @@ pub struct App {
     pub config: SimulatorConfig,
     /// The simulator's own base URL, for absolute links in answers.
     pub base_url: String,
+    /// The base URL of the simulated media CDN, another origin than `base_url`.
+    pub cdn_url: String,
     /// The client for outgoing webhooks.
     pub http: reqwest::Client,
     state: Mutex<State>,
@@ -29,10 +31,10 @@ pub struct App {
 
 impl App {
     /// The state built from `config`.
-    pub fn new(config: SimulatorConfig, base_url: String) -> Result<Self, reqwest::Error> {
+    pub fn new(config: SimulatorConfig, base_url: String, cdn_url: String) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(config.webhook_timeout).build()?;
         let state = Mutex::new(State::from_config(&config));
-        Ok(Self { config, base_url, http, state })
+        Ok(Self { config, base_url, cdn_url, http, state })
     }
 
     /// Puts the state back to what the configuration starts with, faults and request log too.

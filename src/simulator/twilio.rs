@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
@@ -19,7 +19,7 @@ use super::errors::{Provider, TwilioError};
 use super::form::Form;
 use super::ids;
 use super::receipts::{self, Callbacks};
-use super::state::{App, PhoneNumber, SentMessage, TwilioAccount, Via};
+use super::state::{App, Blob, PhoneNumber, SentMessage, TwilioAccount, Via};
 
 /// Twilio's most media URLs per message.
 const MAX_MEDIA: usize = 10;
@@ -419,14 +419,56 @@ fn accept(app: &App, account_sid: String, outgoing: Outgoing) -> Result<(Value, 
 }
 
 /// Media of a simulated customer message. Twilio serves media without authentication unless an
-/// account turns that on, so no credentials are asked for.
-async fn media(State(app): State<Arc<App>>, Path((account_sid, message_sid, media_sid)): Path<(String, String, String)>) -> Result<Response, TwilioError> {
+/// account turns that on (`mediaAuth`); then it asks for the account's credentials and answers
+/// with a redirect to its CDN ([`cdn_media`]).
+async fn media(
+    State(app): State<Arc<App>>,
+    Path((account_sid, message_sid, media_sid)): Path<(String, String, String)>,
+    auth: Result<TwilioAccountAuth, TwilioError>,
+) -> Result<Response, TwilioError> {
     let path = format!("/2010-04-01/Accounts/{account_sid}/Messages/{message_sid}/Media/{media_sid}");
+    if app.config.twilio.iter().any(|a| a.account_sid == account_sid && a.media_auth) {
+        return media_redirect(&app, auth?, &account_sid, &media_sid, &path);
+    }
     let mut state = app.lock();
     let blob = state
         .twilio_account(&account_sid)
         .and_then(|a| a.media.get(&media_sid))
         .ok_or_else(|| TwilioError::not_found(&path))?;
+    Ok(blob_answer(blob))
+}
+
+/// A blob with its content type.
+fn blob_answer(blob: &Blob) -> Response {
     let content_type = HeaderValue::from_str(&blob.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
-    Ok(([(header::CONTENT_TYPE, content_type)], blob.bytes.clone()).into_response())
+    ([(header::CONTENT_TYPE, content_type)], blob.bytes.clone()).into_response()
+}
+
+/// The routes of the host standing in for Twilio's media CDN, served on a port of its own so
+/// that it is another origin than the API's.
+pub fn cdn_routes() -> Router<Arc<App>> {
+    Router::new().route("/cdn/{account_sid}/{media_sid}", get(cdn_media))
+}
+
+/// An authenticated request for media under `mediaAuth`: a temporary redirect to the CDN.
+fn media_redirect(app: &App, auth: TwilioAccountAuth, account_sid: &str, media_sid: &str, path: &str) -> Result<Response, TwilioError> {
+    auth.require(account_sid)?;
+    let mut state = app.lock();
+    if !state.twilio_account(account_sid).is_some_and(|a| a.media.contains_key(media_sid)) {
+        return Err(TwilioError::not_found(path));
+    }
+    Ok(Redirect::temporary(&format!("{}/cdn/{account_sid}/{media_sid}", app.cdn_url)).into_response())
+}
+
+/// Media on the CDN. Its URLs stand for Twilio's signed CDN links, which are the credential; like
+/// S3 it refuses a request that brings another one, so tests see that none followed the redirect.
+async fn cdn_media(State(app): State<Arc<App>>, Path((account_sid, media_sid)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return (StatusCode::BAD_REQUEST, "Only one auth mechanism allowed: the CDN URL is the credential\n").into_response();
+    }
+    let mut state = app.lock();
+    match state.twilio_account(&account_sid).and_then(|a| a.media.get(&media_sid)) {
+        Some(blob) => blob_answer(blob),
+        None => (StatusCode::NOT_FOUND, "no such media\n").into_response(),
+    }
 }

@@ -369,6 +369,16 @@ impl Bed {
 
     /// As [`Bed::new`], with the configuration read from `source`.
     pub async fn with_source(provider: Provider, source: Source, args: &[&str]) -> Bed {
+        Self::build(provider, source, args, false).await
+    }
+
+    /// As [`Bed::new`] for the Twilio account, which makes its media URLs ask for the account's
+    /// credentials and redirect to the simulated CDN (the simulator's `mediaAuth`).
+    pub async fn with_media_auth(args: &[&str]) -> Bed {
+        Self::build(Provider::Twilio, Source::File, args, true).await
+    }
+
+    async fn build(provider: Provider, source: Source, args: &[&str], media_auth: bool) -> Bed {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
             r#"
@@ -383,6 +393,7 @@ twilio:
     numbers:
       - phoneNumber: "{SALES_NUMBER}"
       - phoneNumber: "{SUPPORT_NUMBER}"
+    mediaAuth: {media_auth}
 # A loaded debug-build gateway can take a while to answer; a timeout would count as a failure.
 webhookTimeout: 60s
 "#

@@ -7,6 +7,7 @@
 
 mod agent;
 mod agent_attachments;
+mod agent_media_auth;
 mod agent_whatsapp;
 mod bot;
 mod config_reload;

@@ -81,6 +81,9 @@ pub trait Channel: Send + Sync {
     /// Fetches the content of a customer's message whose attachment has no URL (LINE keeps
     /// it behind its content API); None when the channel has no such content.
     fn content<'a>(&'a self, message: &'a Message, limit: u64) -> Option<BoxFuture<'a, Result<Fetched, String>>>;
+    /// Fetches an attachment the provider serves by URL, when the channel fetches such URLs
+    /// itself (Twilio, with the account's credentials); None when a plain GET is what it takes.
+    fn media<'a>(&'a self, url: &'a str, limit: u64) -> Option<BoxFuture<'a, Result<Fetched, String>>>;
     /// Where customers' profiles come from, on a channel that has them.
     fn profiles(&self) -> Option<&dyn Profiles>;
     /// The provider's delivery receipts, on a channel that sends them.

@@ -73,6 +73,12 @@ impl Channel for Line {
         Some(async move { self.client.message_content(&message.id, limit).await.map(|c| (c.content_type, c.bytes)).map_err(|e| e.to_string()) }.boxed())
     }
 
+    /// A LINE attachment's URL is an external content provider's, public and not LINE's own:
+    /// the channel's token has no business there.
+    fn media<'a>(&'a self, _url: &'a str, _limit: u64) -> Option<BoxFuture<'a, Result<Fetched, String>>> {
+        None
+    }
+
     fn profiles(&self) -> Option<&dyn Profiles> {
         Some(self)
     }

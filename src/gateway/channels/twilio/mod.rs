@@ -102,6 +102,10 @@ impl Channel for Twilio {
         None
     }
 
+    fn media<'a>(&'a self, url: &'a str, limit: u64) -> Option<BoxFuture<'a, Result<Fetched, String>>> {
+        Some(async move { self.client.media(url, limit).await.map(|m| (m.content_type, m.bytes)).map_err(|e| e.to_string()) }.boxed())
+    }
+
     fn profiles(&self) -> Option<&dyn Profiles> {
         None
     }

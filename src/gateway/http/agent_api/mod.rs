@@ -53,7 +53,8 @@ pub struct AgentApiState {
     pub wakers: Wakers,
     /// Counts requests.
     pub metrics: Arc<Metrics>,
-    /// Fetches customers' attachments that the provider serves by URL (Twilio).
+    /// Fetches customers' attachments by URL for a channel that leaves it to a plain GET (a
+    /// LINE external content provider's).
     pub http: reqwest::Client,
 }
 
@@ -177,9 +178,13 @@ async fn customer_attachment(
     let (workstream, message) = state.look(move |tx| actions::inbound_message(tx, &allowed, &id, &message_id)).await?;
     let attachment = message.attachments.get(index).ok_or(Refused::AttachmentNotFound)?;
     let limit = caller.rt.workstream(&workstream).map_or(0, |ws| attachments::max_bytes(&ws.config.file_attachments));
+    let channel = caller.rt.provider.channel();
     let fetched = match &attachment.url {
-        Some(url) => fetch(&state.http, url, limit).await,
-        None => match caller.rt.provider.channel().content(&message, limit) {
+        Some(url) => match channel.media(url, limit) {
+            Some(media) => media.await,
+            None => fetch(&state.http, url, limit).await,
+        },
+        None => match channel.content(&message, limit) {
             Some(content) => content.await,
             None => return Err(Refused::AttachmentNotFound.into()),
         },
