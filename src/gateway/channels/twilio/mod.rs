@@ -3,6 +3,7 @@
 //! messages as one Twilio message each. Twilio has no retry key: a crash between Twilio accepting
 //! a message and the store recording it sends that message again after the restart.
 
+mod indicators;
 pub mod signature;
 pub mod webhook;
 
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use super::indicators::{Chat, IndicatorError, Shown};
 use super::{Answer, Channel, Fetched, Profiles, Rejection, Webhook, answer, refused};
 use crate::gateway::metrics::ProviderLabel;
 use crate::gateway::model::event::{InboundEvent, Message};
@@ -92,6 +94,14 @@ impl Channel for Twilio {
 
     fn profiles(&self) -> Option<&dyn Profiles> {
         None
+    }
+
+    fn mark_read<'a>(&'a self, _chat: Chat<'a>) -> BoxFuture<'a, Result<Shown, IndicatorError>> {
+        indicators::mark_read()
+    }
+
+    fn typing<'a>(&'a self, chat: Chat<'a>, _seconds: u32) -> BoxFuture<'a, Result<Shown, IndicatorError>> {
+        indicators::typing(&self.client, chat)
     }
 }
 
