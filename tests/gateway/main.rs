@@ -17,6 +17,7 @@ mod desk;
 mod flood;
 mod harness;
 mod inbound;
+mod indicators;
 mod lifecycle;
 mod load;
 mod refusals;
