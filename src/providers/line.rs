@@ -378,7 +378,7 @@ impl LineClient {
     /// after backoffs, would show an agent writing who may already have answered.
     pub async fn show_loading(&self, chat_id: &str, seconds: u32) -> Result<(), ProviderError> {
         let operation = Operation::LineLoading;
-        if !LOADING_SECONDS.contains(&seconds) || seconds % LOADING_STEP_SECONDS != 0 {
+        if !LOADING_SECONDS.contains(&seconds) || !seconds.is_multiple_of(LOADING_STEP_SECONDS) {
             return Err(ProviderError::InvalidRequest {
                 operation,
                 detail: format!("{seconds} seconds; LINE takes multiples of {LOADING_STEP_SECONDS} from {} to {}", LOADING_SECONDS.start(), LOADING_SECONDS.end()),

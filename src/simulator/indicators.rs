@@ -81,7 +81,7 @@ fn loading_seconds(value: Option<&Value>) -> Result<u32, LineError> {
     value
         .as_u64()
         .and_then(|s| u32::try_from(s).ok())
-        .filter(|s| (5..=60).contains(s) && s % 5 == 0)
+        .filter(|s| (5..=60).contains(s) && s.is_multiple_of(5))
         .ok_or_else(|| LineError::invalid_field("loadingSeconds", "Must be a multiple of 5 between 5 and 60"))
 }
 
