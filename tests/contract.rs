@@ -784,6 +784,7 @@ mod clients {
         .await;
         let reply_token = event["replyToken"].as_str().expect("a reply token").to_owned();
         let message_id = event["messageId"].as_str().expect("a message id").to_owned();
+        let read_token = event["payload"]["events"][0]["message"]["markAsReadToken"].as_str().expect("a markAsReadToken").to_owned();
 
         contract.check("LINE profile", line_client.profile(DEMO_LINE_USER).await);
         let text = LineMessage::Text { text: "Thanks, we are on it.".into() };
@@ -808,6 +809,8 @@ mod clients {
         if let Some(outcome) = pushed {
             assert!(matches!(outcome, PushOutcome::Sent(_)), "{outcome:?}");
         }
+        contract.check("LINE mark as read", line_client.mark_as_read(&read_token).await);
+        contract.check("LINE loading animation", line_client.show_loading(DEMO_LINE_USER, 20).await);
         // Prism re-encodes binary bodies as UTF-8 (README), so only the call is checked here.
         contract.check("LINE message content", line_client.message_content(&message_id, 1024 * 1024).await);
         contract.check_allowing(
@@ -916,6 +919,23 @@ mod clients {
         contract.check("Twilio send message (media, Messaging Service)", twilio.send_message(&media).await);
         if let Some(sid) = &content_sid {
             contract.check("Twilio delete Content", twilio.delete_content(sid).await);
+        }
+
+        // The customer writes; the typing indicator answers that message. Twilio's packaged
+        // document (the npm package) predates the typing indicator, so only the full one can
+        // check it.
+        let inbound = admin(
+            &http,
+            &sim,
+            "/__sim/customer/twilio",
+            json!({"from": CUSTOMER_NUMBER, "to": BUSINESS_NUMBER, "body": "Hello?", "url": twilio_hook.as_str()}),
+        )
+        .await;
+        let message_sid = inbound["messageSid"].as_str().expect("a MessageSid").to_owned();
+        if std::env::var("SWITCHBOARD_PRISM_DOCUMENTS").as_deref() == Ok("full") {
+            contract.check("Twilio typing indicator", twilio_v2.typing_indicator(&message_sid).await);
+        } else {
+            contract.notes.push("Twilio typing indicator: not checked, the packaged twilio_messaging_v2.yaml has no /v2/Indicators/Typing.json (SWITCHBOARD_PRISM_DOCUMENTS=full checks it)".to_owned());
         }
 
         let mut summary = format!(

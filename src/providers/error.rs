@@ -22,6 +22,10 @@ pub enum Operation {
     LinePush,
     /// LINE `GET /v2/bot/message/{messageId}/content`.
     LineContent,
+    /// LINE `POST /v2/bot/chat/markAsRead`.
+    LineMarkAsRead,
+    /// LINE `POST /v2/bot/chat/loading/start`.
+    LineLoading,
     /// Twilio `GET /2010-04-01/Accounts/{Sid}.json`, the credential check.
     TwilioAccount,
     /// Twilio `GET …/IncomingPhoneNumbers.json`.
@@ -52,6 +56,8 @@ pub enum Operation {
     TwilioDeleteContent,
     /// Twilio `GET …/Messages/{Sid}/Media/{Sid}` (a customer's media), redirects followed.
     TwilioMedia,
+    /// Twilio `POST /v2/Indicators/Typing.json` (messaging host).
+    TwilioTyping,
 }
 
 impl Operation {
@@ -66,6 +72,8 @@ impl Operation {
             Self::LineReply => "LINE reply",
             Self::LinePush => "LINE push",
             Self::LineContent => "LINE message content",
+            Self::LineMarkAsRead => "LINE mark as read",
+            Self::LineLoading => "LINE loading animation",
             Self::TwilioAccount => "Twilio fetch account",
             Self::TwilioListNumbers => "Twilio list incoming numbers",
             Self::TwilioUpdateNumber => "Twilio update incoming number",
@@ -81,6 +89,7 @@ impl Operation {
             Self::TwilioApprovalStatus => "Twilio approval status",
             Self::TwilioDeleteContent => "Twilio delete content",
             Self::TwilioMedia => "Twilio media download",
+            Self::TwilioTyping => "Twilio typing indicator",
         }
     }
 
@@ -95,6 +104,8 @@ impl Operation {
             Self::LineReply => "line_reply",
             Self::LinePush => "line_push",
             Self::LineContent => "line_content",
+            Self::LineMarkAsRead => "line_mark_as_read",
+            Self::LineLoading => "line_loading",
             Self::TwilioAccount => "twilio_account",
             Self::TwilioListNumbers => "twilio_list_numbers",
             Self::TwilioUpdateNumber => "twilio_update_number",
@@ -110,6 +121,7 @@ impl Operation {
             Self::TwilioApprovalStatus => "twilio_approval_status",
             Self::TwilioDeleteContent => "twilio_delete_content",
             Self::TwilioMedia => "twilio_media",
+            Self::TwilioTyping => "twilio_typing",
         }
     }
 }

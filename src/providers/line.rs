@@ -21,6 +21,13 @@ pub const MAX_MESSAGES_PER_SEND: usize = 5;
 /// Longest webhook URL LINE accepts.
 pub const MAX_WEBHOOK_URL_CHARS: usize = 500;
 
+/// The loading animation's shortest and longest duration, in seconds; LINE takes multiples of
+/// [`LOADING_STEP_SECONDS`] in between.
+pub const LOADING_SECONDS: std::ops::RangeInclusive<u32> = 5..=60;
+
+/// The step of the loading animation's duration, in seconds.
+pub const LOADING_STEP_SECONDS: u32 = 5;
+
 /// The header that makes a push safe to repeat.
 const RETRY_KEY: HeaderName = HeaderName::from_static("x-line-retry-key");
 
@@ -354,6 +361,33 @@ impl LineClient {
         call.max_body = max_bytes;
         let reply = self.send(&call).await?;
         Ok(MessageContent { content_type: content_type(&reply.headers), bytes: reply.body })
+    }
+
+    /// Marks the user's messages as read, up to the one whose webhook carried `mark_as_read_token`
+    /// (LINE marks the earlier ones with it). Setting a mark again changes nothing, so retried.
+    pub async fn mark_as_read(&self, mark_as_read_token: &str) -> Result<(), ProviderError> {
+        let operation = Operation::LineMarkAsRead;
+        let call = self
+            .call(operation, Method::POST, &["v2", "bot", "chat", "markAsRead"], Repeat::Safe)
+            .body(Body::Json(json!({ "markAsReadToken": mark_as_read_token })));
+        self.send(&call).await.map(drop)
+    }
+
+    /// Shows the loading animation in a one-to-one chat with the user `chat_id` for `seconds`
+    /// (5 to 60, a multiple of 5; LINE answers 202). Never retried: an animation started late,
+    /// after backoffs, would show an agent writing who may already have answered.
+    pub async fn show_loading(&self, chat_id: &str, seconds: u32) -> Result<(), ProviderError> {
+        let operation = Operation::LineLoading;
+        if !LOADING_SECONDS.contains(&seconds) || !seconds.is_multiple_of(LOADING_STEP_SECONDS) {
+            return Err(ProviderError::InvalidRequest {
+                operation,
+                detail: format!("{seconds} seconds; LINE takes multiples of {LOADING_STEP_SECONDS} from {} to {}", LOADING_SECONDS.start(), LOADING_SECONDS.end()),
+            });
+        }
+        let call = self
+            .call(operation, Method::POST, &["v2", "bot", "chat", "loading", "start"], Repeat::Never)
+            .body(Body::Json(json!({ "chatId": chat_id, "loadingSeconds": seconds })));
+        self.send(&call).await.map(drop)
     }
 
     fn call(&self, operation: Operation, method: Method, path: &[&str], repeat: Repeat) -> Call {

@@ -809,6 +809,39 @@ pub fn media_url(api: &Url, account_sid: &str, url: &str) -> Result<Url, MediaUr
     }
 }
 
+/// The answer of `POST /v2/Indicators/Typing.json`.
+#[derive(Deserialize)]
+struct TypingAnswer {
+    #[serde(default)]
+    success: bool,
+}
+
+impl TwilioClient {
+    /// Shows the WhatsApp customer that a reply is being written, in answer to their message
+    /// `message_sid` (`SM…` or `MM…`), which Twilio marks as read too. WhatsApp sets the
+    /// duration: until the reply arrives, at most 25 seconds. Never retried: an indicator shown
+    /// late, after backoffs, would announce a reply that may already have been sent.
+    pub async fn typing_indicator(&self, message_sid: &str) -> Result<(), ProviderError> {
+        let operation = Operation::TwilioTyping;
+        if !is_message_sid(message_sid) {
+            return Err(ProviderError::InvalidRequest { operation, detail: "the message ID is not a Twilio message SID (SM or MM and 32 hex digits)".into() });
+        }
+        let url = join(&self.endpoints.twilio_messaging, &["v2", "Indicators", "Typing.json"]);
+        let form = vec![("channel", "whatsapp".to_owned()), ("messageId", message_sid.to_owned())];
+        let call = self.call(operation, Method::POST, url, Repeat::Never).body(Body::Form(form));
+        let answer: TypingAnswer = self.send(&call).await?.json(operation, &self.credentials.auth_token)?;
+        if !answer.success {
+            return Err(ProviderError::InvalidResponse { operation, detail: "Twilio answered success: false".into() });
+        }
+        Ok(())
+    }
+}
+
+/// Whether `sid` is a message or media SID, the pattern the typing indicator's `messageId` has.
+fn is_message_sid(sid: &str) -> bool {
+    (sid.starts_with("SM") || sid.starts_with("MM")) && sid.len() == 34 && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -952,6 +985,15 @@ mod tests {
         let approval: Approval = unsubmitted.whatsapp.unwrap_or_default().into();
         assert_eq!(approval.status, ApprovalStatus::Unsubmitted);
         assert_eq!(approval.rejection_reason, None);
+    }
+
+    #[test]
+    fn typing_indicators_take_message_and_media_sids() {
+        assert!(is_message_sid("SM1234567890abcdef1234567890abcdef"));
+        assert!(is_message_sid("MM1234567890ABCDEF1234567890abcdef"));
+        for sid in ["", "SM123", "XE1234567890abcdef1234567890abcdef", "SM1234567890abcdef1234567890abcdeg", "SM1234567890abcdef1234567890abcdef0"] {
+            assert!(!is_message_sid(sid), "{sid}");
+        }
     }
 }
 

@@ -94,6 +94,21 @@ pub struct LineChannelConfig {
     /// Users whose profiles the profile API knows from the start.
     #[serde(default)]
     pub users: Vec<LineUserConfig>,
+    /// The Official Account Manager's chat setting: with `bot` (chat off), message events carry
+    /// no `markAsReadToken`.
+    #[serde(default)]
+    pub chat_mode: ChatMode,
+}
+
+/// A LINE Official Account's chat setting, as `GET /v2/bot/info` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatMode {
+    /// Chat is on: agents chat, and messages can be marked as read.
+    #[default]
+    Chat,
+    /// Chat is off: the bot answers.
+    Bot,
 }
 
 impl LineChannelConfig {
@@ -108,6 +123,7 @@ impl LineChannelConfig {
             display_name: None,
             webhook_endpoint: None,
             users: Vec::new(),
+            chat_mode: ChatMode::Chat,
         }
     }
 

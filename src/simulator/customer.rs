@@ -12,10 +12,10 @@ use serde_json::{Map, Value, json};
 use crate::signing;
 use super::admin::AdminError;
 use super::clock;
-use super::config::{LineUserConfig, is_e164};
+use super::config::{ChatMode, LineUserConfig, is_e164};
 use super::ids;
 use super::outbound;
-use super::state::{App, Blob, LineChannel, ReplyToken};
+use super::state::{App, Blob, LineChannel, ReadToken, ReplyToken};
 
 /// A 1×1 PNG, the image a simulated customer sends when no content is given.
 const DEFAULT_IMAGE: &[u8] = &[
@@ -143,6 +143,15 @@ fn new_event(channel: &mut LineChannel, customer: &Customer<'_>, now: Timestamp,
     });
     if let (Some(event), Value::Object(specific)) = (event.as_object_mut(), specific) {
         event.extend(specific);
+    }
+    // LINE hands out a token to mark each message as read, while chat is on.
+    if channel.config.chat_mode == ChatMode::Chat
+        && let Some(message) = event.get_mut("message").and_then(Value::as_object_mut)
+        && let Some(message_id) = message.get("id").and_then(Value::as_str).map(str::to_owned)
+    {
+        let token = ids::token(40);
+        message.insert("markAsReadToken".to_owned(), json!(token));
+        channel.read_tokens.insert(token, ReadToken { user_id: user_id.clone(), message_id });
     }
     channel.reply_tokens.insert(reply_token, ReplyToken { user_id, issued: now, used: false });
     channel.events.insert(webhook_event_id, event.clone());
@@ -359,6 +368,7 @@ pub async fn send_twilio(app: &App, request: TwilioCustomerRequest) -> Result<Va
             ("ApiVersion".to_owned(), "2010-04-01".to_owned()),
         ]);
         account.windows.insert(format!("whatsapp:{customer}"), now);
+        account.inbound.insert(message_sid.clone(), format!("whatsapp:{customer}"));
         (url, message_sid, params, account.config.auth_token.clone())
     };
 

@@ -51,7 +51,8 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new().route("/v2/bot/message/push", post(push)).merge(without_retry_key)
 }
 
-async fn reject_retry_key(request: Request, next: Next) -> Response {
+/// Refuses `X-Line-Retry-Key` on every API but push, as LINE does.
+pub(super) async fn reject_retry_key(request: Request, next: Next) -> Response {
     if request.headers().contains_key(RETRY_KEY_HEADER) {
         return LineError::invalid_field("X-Line-Retry-Key", "The retry key is not supported by this API").into_response();
     }
@@ -73,7 +74,7 @@ async fn bot_info(State(app): State<Arc<App>>, auth: LineChannelAuth) -> Result<
         "userId": config.bot_user_id(),
         "basicId": config.basic_id(),
         "displayName": config.display_name(),
-        "chatMode": "chat",
+        "chatMode": config.chat_mode,
         "markAsReadMode": "manual",
     }))
     .into_response())

@@ -2,10 +2,10 @@
 //! WhatsApp APIs, for development, tests and demos.
 //!
 //! One process serves every provider host on one loopback port: the hosts' paths do not collide
-//! (`/v2/bot/...` for LINE, `/2010-04-01/...`, `/v1/Services/...`, `/v2/Channels/...` and
-//! `/v1/Content/...` for Twilio). Answers follow the providers' OpenAPI documents. An admin API
-//! under `/__sim` records what was sent, injects faults and plays the customer; see
-//! the README's "Local provider simulator" section.
+//! (`/v2/bot/...` for LINE, `/2010-04-01/...`, `/v1/Services/...`, `/v2/Channels/...`,
+//! `/v2/Indicators/...` and `/v1/Content/...` for Twilio). Answers follow the providers' OpenAPI
+//! documents. An admin API under `/__sim` records what was sent, injects faults and plays the
+//! customer; see the README's "Local provider simulator" section.
 
 mod admin;
 mod auth;
@@ -19,6 +19,7 @@ mod errors;
 mod faults;
 mod form;
 mod ids;
+mod indicators;
 mod line;
 mod messaging;
 mod outbound;
@@ -140,6 +141,7 @@ fn router(app: Arc<App>) -> Router {
         .merge(twilio::routes())
         .merge(messaging::routes())
         .merge(content::routes())
+        .merge(indicators::routes())
         .merge(admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

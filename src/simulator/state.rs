@@ -66,6 +66,8 @@ pub struct State {
     pub approval_schedule: ApprovalSchedule,
     /// How the status callbacks of messages sent from now on go.
     pub receipt_schedule: ReceiptSchedule,
+    /// Read receipts and typing indicators shown, oldest first.
+    pub indicators: Vec<Indicator>,
 }
 
 impl State {
@@ -80,6 +82,7 @@ impl State {
             requests: RequestLog::default(),
             approval_schedule: config.approvals.clone(),
             receipt_schedule: config.receipts.clone(),
+            indicators: Vec::new(),
         }
     }
 
@@ -113,6 +116,8 @@ pub struct LineChannel {
     pub events: HashMap<String, Value>,
     /// Content of customer messages (images, files), by message ID.
     pub contents: HashMap<String, Blob>,
+    /// `markAsReadToken`s handed out in message events.
+    pub read_tokens: HashMap<String, ReadToken>,
 }
 
 impl LineChannel {
@@ -125,6 +130,7 @@ impl LineChannel {
             reply_tokens: HashMap::new(),
             events: HashMap::new(),
             contents: HashMap::new(),
+            read_tokens: HashMap::new(),
             config: config.clone(),
         }
     }
@@ -148,6 +154,37 @@ pub struct ReplyToken {
     pub issued: Timestamp,
     /// Whether a reply used it.
     pub used: bool,
+}
+
+/// A `markAsReadToken` handed to the bot with a message event.
+#[derive(Clone, Debug)]
+pub struct ReadToken {
+    /// The user who sent the message.
+    pub user_id: String,
+    /// The message.
+    pub message_id: String,
+}
+
+/// A read receipt or typing indicator the simulator showed a customer, as the admin API lists it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Indicator {
+    /// `line` or `twilio`.
+    pub provider: Provider,
+    /// The LINE channel ID or Twilio account SID.
+    pub account: String,
+    /// `markAsRead`, `loading` (LINE) or `typing` (Twilio).
+    pub kind: &'static str,
+    /// The customer: LINE user ID or `whatsapp:+...`.
+    pub customer: String,
+    /// The message marked as read (LINE's token's message, Twilio's `messageId`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The loading animation's duration (LINE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u32>,
+    /// When it was shown (RFC 3339).
+    pub at: String,
 }
 
 /// Binary content served to the bot (LINE message content, Twilio media).
@@ -182,6 +219,8 @@ pub struct TwilioAccount {
     pub windows: HashMap<String, Timestamp>,
     /// Media of customer messages, by media SID.
     pub media: HashMap<String, Blob>,
+    /// The customer (`whatsapp:+...`) of each inbound message, by MessageSid.
+    pub inbound: HashMap<String, String>,
 }
 
 impl TwilioAccount {
@@ -240,6 +279,7 @@ impl TwilioAccount {
             contents_created: 0,
             windows: HashMap::new(),
             media: HashMap::new(),
+            inbound: HashMap::new(),
         }
     }
 

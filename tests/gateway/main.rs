@@ -18,6 +18,7 @@ mod desk;
 mod flood;
 mod harness;
 mod inbound;
+mod indicators;
 mod lifecycle;
 mod load;
 mod receipts;

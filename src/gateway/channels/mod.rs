@@ -1,7 +1,9 @@
 //! What differs between the messaging channels, one module each behind [`Channel`]: how a
 //! webhook is verified, parsed and acknowledged, how a message goes out, how a customer's file is
-//! fetched. The rest of the gateway asks the account's channel and never names a provider.
+//! fetched, how the customer is shown that an agent read or is writing. The rest of the gateway
+//! asks the account's channel and never names a provider.
 
+pub mod indicators;
 pub mod line;
 pub mod twilio;
 
@@ -18,6 +20,7 @@ use super::model::event::{InboundEvent, Message};
 use super::model::outbound::{CREDENTIALS_REJECTED, Outcome, SendError};
 use super::model::queue::QueuedSend;
 use crate::providers::ProviderError;
+use indicators::{Chat, IndicatorError, Shown};
 
 /// A webhook request as received: what the signature covers and what is parsed.
 #[derive(Clone, Copy, Debug)]
@@ -86,6 +89,11 @@ pub trait Channel: Send + Sync {
     fn media<'a>(&'a self, url: &'a str, limit: u64) -> Option<BoxFuture<'a, Result<Fetched, String>>>;
     /// Where customers' profiles come from, on a channel that has them.
     fn profiles(&self) -> Option<&dyn Profiles>;
+    /// Marks the customer's messages as read, up to their latest.
+    fn mark_read<'a>(&'a self, chat: Chat<'a>) -> BoxFuture<'a, Result<Shown, IndicatorError>>;
+    /// Shows the customer that an agent is writing, for `seconds` (5 to 60, a multiple of 5)
+    /// where the channel takes a duration.
+    fn typing<'a>(&'a self, chat: Chat<'a>, seconds: u32) -> BoxFuture<'a, Result<Shown, IndicatorError>>;
     /// The provider's delivery receipts, on a channel that sends them.
     fn receipts(&self) -> Option<&dyn Receipts>;
 }

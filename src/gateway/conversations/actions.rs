@@ -392,3 +392,28 @@ pub fn inbound_message(tx: &mut dyn Tx, allowed: &[String], id: &str, message_id
     let message = tx.inbound(&conv.id, message_id)?.ok_or(Refused::AttachmentNotFound)?;
     Ok((conv.workstream, message))
 }
+
+/// The customer of an open conversation and their latest message (its gateway ID and the
+/// message), for a read or typing call.
+#[derive(Debug)]
+pub struct ChatTarget {
+    /// The provider's ID of the customer.
+    pub customer_id: String,
+    /// The customer's latest message, if they sent any.
+    pub last_inbound: Option<(String, Message)>,
+}
+
+/// Who a read or typing call is shown to. Only open conversations: a closed one has no agent
+/// who reads or writes.
+pub fn chat_target(tx: &mut dyn Tx, allowed: &[String], id: &str) -> Result<ChatTarget, Refused> {
+    let conv = conversation(tx, id, allowed)?;
+    if conv.state == State::Closed {
+        return Err(Refused::ConversationClosed);
+    }
+    // The latest is enough: marking it read marks the customer's earlier messages too.
+    let last_inbound = tx.messages(&conv.id)?.into_iter().rev().find_map(|m| match m {
+        StoredMessage::In { id, message, .. } => Some((id, message)),
+        StoredMessage::Out(_) => None,
+    });
+    Ok(ChatTarget { customer_id: conv.customer.id, last_inbound })
+}

@@ -92,6 +92,11 @@ pub struct Message {
     /// Attachments the workstream's `fileAttachments` policy kept from the desk, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rejected_attachments: Vec<RejectedAttachment>,
+    /// What marks this message, and the customer's earlier ones, as read on the provider
+    /// (LINE's `markAsReadToken`); absent where the provider needs none or sent none (LINE with
+    /// chat off in the Official Account Manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_token: Option<String>,
 }
 
 /// An attachment that was not passed on.

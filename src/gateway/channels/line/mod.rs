@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use super::indicators::{Chat, IndicatorError, Shown};
 use super::{Answer, Channel, Fetched, Profiles, Receipts, Rejection, Webhook, answer};
 use crate::gateway::model::file::extension;
 use crate::gateway::metrics::ProviderLabel;
@@ -85,6 +86,26 @@ impl Channel for Line {
 
     fn receipts(&self) -> Option<&dyn Receipts> {
         None
+    }
+
+    fn mark_read<'a>(&'a self, chat: Chat<'a>) -> BoxFuture<'a, Result<Shown, IndicatorError>> {
+        async move {
+            let message = chat.last_inbound.ok_or(IndicatorError::NoInboundMessage)?;
+            let token = message.read_token.as_deref().ok_or(IndicatorError::NoReadToken(
+                "LINE sent no markAsReadToken with the customer's latest message; LINE sends one when chat is on in the LINE Official Account Manager",
+            ))?;
+            self.client.mark_as_read(token).await?;
+            Ok(Shown { typing_seconds: None, marked_read: true })
+        }
+        .boxed()
+    }
+
+    fn typing<'a>(&'a self, chat: Chat<'a>, seconds: u32) -> BoxFuture<'a, Result<Shown, IndicatorError>> {
+        async move {
+            self.client.show_loading(chat.customer_id, seconds).await?;
+            Ok(Shown { typing_seconds: Some(seconds), marked_read: false })
+        }
+        .boxed()
     }
 }
 

@@ -97,6 +97,9 @@ fn parse_message(message: &Map<String, Value>) -> Option<Message> {
     let mut details = message.clone();
     details.remove("id");
     details.remove("type");
+    // The gateway marks messages as read itself (the agent API's read call), so the token is
+    // kept apart from what the desk gets as details.
+    let read_token = details.remove("markAsReadToken").and_then(|t| t.as_str().filter(|t| !t.trim().is_empty()).map(str::to_owned));
     let (text, attachments) = match message_type.as_str() {
         "text" => (details.remove("text").and_then(|t| t.as_str().map(str::to_owned)), Vec::new()),
         "image" | "video" | "audio" => (None, vec![content_attachment(message)]),
@@ -111,10 +114,14 @@ fn parse_message(message: &Map<String, Value>) -> Option<Message> {
         "location" => (location_text(message), Vec::new()),
         // A message sticker carries the text the customer typed on it.
         "sticker" => (non_empty(message, "text").map(str::to_owned), Vec::new()),
-        _ => return Some(Message { id, message_type, details: Some(Value::Object(message.clone())), ..Message::default() }),
+        _ => {
+            let mut details = message.clone();
+            details.remove("markAsReadToken");
+            return Some(Message { id, message_type, details: Some(Value::Object(details)), read_token, ..Message::default() });
+        }
     };
     let details = (!details.is_empty()).then_some(Value::Object(details));
-    Some(Message { id, message_type, text, attachments, details, ..Message::default() })
+    Some(Message { id, message_type, text, attachments, details, read_token, ..Message::default() })
 }
 
 /// The attachment of a media message: the content is behind LINE's content API unless an
@@ -269,6 +276,18 @@ mod tests {
 
         let unknown = json!({"id": "8", "type": "hologram", "depth": 3});
         assert_eq!(message(unknown.clone()), Message { id: "8".into(), message_type: "hologram".into(), details: Some(unknown), ..Message::default() });
+    }
+
+    #[test]
+    fn the_mark_as_read_token_is_kept_apart_from_the_details() {
+        let text = message(json!({"id": "1", "type": "text", "text": "Hi", "quoteToken": "q1", "markAsReadToken": "30yhdy232"}));
+        assert_eq!(text.read_token.as_deref(), Some("30yhdy232"));
+        assert_eq!(text.details, Some(json!({"quoteToken": "q1"})));
+        let unknown = message(json!({"id": "8", "type": "hologram", "markAsReadToken": "m8"}));
+        assert_eq!((unknown.read_token.as_deref(), unknown.details), (Some("m8"), Some(json!({"id": "8", "type": "hologram"}))));
+        // Chat off in the Official Account Manager: LINE sends no token.
+        assert_eq!(message(json!({"id": "2", "type": "text", "text": "Hi"})).read_token, None);
+        assert_eq!(message(json!({"id": "3", "type": "sticker", "packageId": "1", "stickerId": "2", "markAsReadToken": " "})).read_token, None);
     }
 
     #[test]

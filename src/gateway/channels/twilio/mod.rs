@@ -3,6 +3,7 @@
 //! messages as one Twilio message each, and their status callbacks. Twilio has no retry key: a crash between Twilio accepting
 //! a message and the store recording it sends that message again after the restart.
 
+mod indicators;
 pub mod receipt;
 pub mod signature;
 pub mod webhook;
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
+use super::indicators::{Chat, IndicatorError, Shown};
 use super::{Answer, Channel, Fetched, Profiles, Receipts, Rejection, Webhook, answer, refused};
 use crate::gateway::metrics::ProviderLabel;
 use crate::gateway::model::event::{InboundEvent, Message};
@@ -108,6 +110,14 @@ impl Channel for Twilio {
 
     fn profiles(&self) -> Option<&dyn Profiles> {
         None
+    }
+
+    fn mark_read<'a>(&'a self, _chat: Chat<'a>) -> BoxFuture<'a, Result<Shown, IndicatorError>> {
+        indicators::mark_read()
+    }
+
+    fn typing<'a>(&'a self, chat: Chat<'a>, _seconds: u32) -> BoxFuture<'a, Result<Shown, IndicatorError>> {
+        indicators::typing(&self.client, chat)
     }
 
     fn receipts(&self) -> Option<&dyn Receipts> {

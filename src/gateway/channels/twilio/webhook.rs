@@ -140,6 +140,7 @@ pub fn parse_params(params: &[(String, String)], received_ms: i64) -> Result<Inb
             attachments,
             details: (!details.is_empty()).then_some(Value::Object(details)),
             rejected_attachments: Vec::new(),
+            read_token: None,
         }),
     })
 }

@@ -10,6 +10,7 @@
 pub mod body;
 pub mod caller;
 pub mod error;
+pub mod indicators;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,6 +73,8 @@ pub fn router(state: Arc<AgentApiState>) -> Router {
         .route("/v1/conversations/{id}/assign", counted("assignConversation", post(assign)))
         .route("/v1/conversations/{id}/close", counted("closeConversation", post(close)))
         .route("/v1/conversations/{id}/escalate", counted("escalateConversation", post(escalate)))
+        .route("/v1/conversations/{id}/read", counted("markConversationRead", post(indicators::read)))
+        .route("/v1/conversations/{id}/typing", counted("showTyping", post(indicators::typing)))
         .route(
             "/v1/workstreams/{workstream}/customers/{customer_id}/contact",
             counted("setCustomerContact", put(link_contact)).merge(counted("deleteCustomerContact", axum::routing::delete(unlink_contact))),
@@ -595,12 +598,14 @@ mod tests {
             ("/v1/conversations/{id}/assign", "post"),
             ("/v1/conversations/{id}/close", "post"),
             ("/v1/conversations/{id}/escalate", "post"),
+            ("/v1/conversations/{id}/read", "post"),
+            ("/v1/conversations/{id}/typing", "post"),
             ("/v1/workstreams/{workstream}/customers/{customerId}/contact", "put"),
             ("/v1/workstreams/{workstream}/customers/{customerId}/contact", "delete"),
         ] {
             assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not in agent-api.yaml");
         }
-        assert_eq!(paths.len(), 9, "agent-api.yaml describes routes the server does not have");
+        assert_eq!(paths.len(), 11, "agent-api.yaml describes routes the server does not have");
     }
 
     #[tokio::test]
