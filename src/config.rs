@@ -241,6 +241,13 @@ pub struct WorkstreamConfig {
     pub name: String,
     /// The Workstream's `metadata.generation` this configuration was made from.
     pub generation: i64,
+    /// The Workstream's UID, which the gateway's Kubernetes Events about it name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The Workstream's `switchboard.dev/reconcile-requested-at` annotation: a new value resumes
+    /// deliveries to a receiver that answered 410 Gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_requested_at: Option<String>,
     /// The channel the workstream serves.
     pub channel: ChannelConfig,
     /// The workstream's language (BCP 47), the fallback for automated messages.
@@ -588,6 +595,8 @@ fn render_workstream(ws: &Workstream, provider: &ProviderConfig, rules: &[Routin
 
     Ok(WorkstreamConfig {
         generation: ws.metadata.generation.unwrap_or_default(),
+        uid: ws.metadata.uid.clone(),
+        reconcile_requested_at: ws.annotations().get(crate::api::RECONCILE_REQUESTED_AT).cloned(),
         channel,
         language: spec.language.clone(),
         distribution,
@@ -1111,6 +1120,19 @@ mod tests {
         assert_eq!(config.rule_generation("support-whatsapp", "support-wa-turkish"), Some(1));
         assert_eq!(config.rule_generation("sales-whatsapp", "support-wa-split"), None);
         assert_eq!(config.rule_generation("absent", "support-wa-split"), None);
+    }
+
+    #[test]
+    fn a_workstream_carries_its_uid_and_reconcile_request() {
+        let mut inputs = whatsapp();
+        inputs.workstreams[0].metadata.uid = Some("5f0c".into());
+        inputs.workstreams[0].metadata.annotations = Some(BTreeMap::from([(crate::api::RECONCILE_REQUESTED_AT.to_owned(), "now".to_owned())]));
+        let name = inputs.workstreams[0].name_any();
+        let config = inputs.render().config;
+        let ws = config.workstreams.iter().find(|w| w.name == name).unwrap();
+        assert_eq!((ws.uid.as_deref(), ws.reconcile_requested_at.as_deref()), (Some("5f0c"), Some("now")));
+        let other = config.workstreams.iter().find(|w| w.name != name).unwrap();
+        assert_eq!((other.uid.as_deref(), other.reconcile_requested_at.as_deref()), (None, None));
     }
 
     #[test]

@@ -86,10 +86,12 @@ fn check_rules(rules: &Value) {
         }
     }
     // What creating the gateway's Role needs: the controller must hold what that Role grants
-    // (get, list and watch of configmaps), since it has neither bind nor escalate.
+    // (get, list and watch of configmaps, create of events.k8s.io events), since it has neither
+    // bind nor escalate.
     for verb in ["get", "list", "watch"] {
         assert!(granted.contains(&("", "configmaps", verb)), "configmaps {verb}: the gateway's Role grants it");
     }
+    assert!(granted.contains(&("events.k8s.io", "events", "create")), "events create: the gateway's Role grants it");
     assert!(!granted.iter().any(|(group, resource, _)| group.is_empty() && *resource == "events"), "Events are written through events.k8s.io only");
 }
 

@@ -25,3 +25,6 @@ pub use workstream::{Workstream, WorkstreamSpec, WorkstreamStatus};
 pub const GROUP: &str = "switchboard.dev";
 /// The API version of every kind.
 pub const VERSION: &str = "v1alpha1";
+/// The annotation that asks for a re-check on any object; any value will do, a new one asks
+/// again (see `controller::reconcile_request`; the gateway resumes deliveries a desk ended).
+pub const RECONCILE_REQUESTED_AT: &str = "switchboard.dev/reconcile-requested-at";

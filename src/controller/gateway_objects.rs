@@ -316,13 +316,23 @@ fn role(owner: &Owner) -> Role {
         // resourceNames limits list and watch too, but the API server only grants them to a
         // request that names the object: the gateway must list and watch with the field selector
         // metadata.name=<account>-gateway, or it is refused.
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["configmaps".to_owned()]),
-            resource_names: Some(vec![owner.name.clone()]),
-            verbs: ["get", "list", "watch"].map(String::from).to_vec(),
-            ..PolicyRule::default()
-        }]),
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec![String::new()]),
+                resources: Some(vec!["configmaps".to_owned()]),
+                resource_names: Some(vec![owner.name.clone()]),
+                verbs: ["get", "list", "watch"].map(String::from).to_vec(),
+                ..PolicyRule::default()
+            },
+            // Events about its Workstreams (a receiver that answered 410 Gone), each created
+            // once and never read or patched.
+            PolicyRule {
+                api_groups: Some(vec!["events.k8s.io".to_owned()]),
+                resources: Some(vec!["events".to_owned()]),
+                verbs: vec!["create".to_owned()],
+                ..PolicyRule::default()
+            },
+        ]),
     }
 }
 
@@ -976,11 +986,14 @@ spec:
     }
 
     #[test]
-    fn role_reads_only_the_gateway_config_map() {
+    fn role_reads_only_the_gateway_config_map_and_creates_events() {
         let objects = render_account(&account());
         assert_eq!(
             to_json(&objects.role.rules),
-            json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["contoso-line-gateway"], "verbs": ["get", "list", "watch"]}])
+            json!([
+                {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["contoso-line-gateway"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+            ])
         );
         assert_eq!(
             to_json(&objects.role_binding),

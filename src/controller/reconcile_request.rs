@@ -6,8 +6,7 @@
 
 use kube::Resource;
 
-/// The annotation that asks for a re-check; any value will do, a new one asks again.
-pub const ANNOTATION: &str = "switchboard.dev/reconcile-requested-at";
+pub use crate::api::RECONCILE_REQUESTED_AT as ANNOTATION;
 
 /// The annotation's value when it asks for a re-check not handled yet: it differs from
 /// `last_handled`, the status's `lastHandledReconcileAt`.

@@ -120,12 +120,24 @@ pub struct Metrics {
     pub deliveries: Family<AttemptLabels, Counter>,
     /// Attempts to send messages to customers through the provider, by outcome.
     pub sends: Family<AttemptLabels, Counter>,
+    /// 1 for a receiver that answered 410 Gone and gets nothing until its settings change; 0
+    /// once resumed.
+    pub receivers_gone: Family<ReceiverLabels, Gauge>,
     /// Configuration loads by outcome.
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// Agent API requests by operation and HTTP status.
     pub agent_requests: Family<AgentRequestLabels, Counter>,
     /// Connections of the webhook, agent API and metrics ports.
     pub connections: crate::metrics::Connections,
+}
+
+/// Labels of a receiver of desk events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabels {
+    /// Its workstream.
+    pub workstream: String,
+    /// `desk` or `bot`.
+    pub receiver: String,
 }
 
 /// Labels of agent API requests.
@@ -158,6 +170,12 @@ impl Default for Metrics {
         registry.register("delivery_attempts", "Attempts to deliver events to the desk, by outcome", deliveries.clone());
         let sends = Family::default();
         registry.register("provider_send_attempts", "Attempts to send messages to customers through the provider", sends.clone());
+        let receivers_gone = Family::default();
+        registry.register(
+            "delivery_receivers_gone",
+            "Receivers of desk events that answered 410 Gone and get nothing until their settings change (1), or were resumed (0)",
+            receivers_gone.clone(),
+        );
         let config_reloads = Family::default();
         registry.register("config_loads", "Configuration loads by outcome", config_reloads.clone());
         let agent_requests = Family::default();
@@ -175,6 +193,7 @@ impl Default for Metrics {
             outbox_oldest_seconds,
             deliveries,
             sends,
+            receivers_gone,
             config_reloads,
             agent_requests,
             connections,

@@ -12,6 +12,7 @@ pub mod channels;
 pub mod clock;
 pub mod conversations;
 pub mod http;
+pub mod kube_events;
 pub mod metrics;
 pub mod model;
 pub mod runtime;
@@ -32,6 +33,7 @@ use crate::backoff::Backoff;
 use crate::config::{AGENT_API_PORT, GATEWAY_STORE_PATH, METRICS_PORT, WEBHOOK_PORT, gateway_flags};
 use crate::config::{POSTGRES_DBNAME_ENV, POSTGRES_HOST_ENV, POSTGRES_PASSWORD_ENV, POSTGRES_PORT_ENV, POSTGRES_URL_ENV, POSTGRES_USER_ENV};
 use crate::kube_client::kube_client;
+use kube_events::Publisher;
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
 use crate::serve::{self, Port};
 use clock::Clock;
@@ -58,6 +60,9 @@ pub struct GatewayArgs {
     /// Namespace of the ConfigMap (the pod's).
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
+    /// The name the Kubernetes Events this gateway writes report it by (the pod's).
+    #[arg(long, env = "POD_NAME", default_value = "switchboard-gateway")]
+    pub pod_name: String,
     /// Kubeconfig file to use; without it, the in-cluster configuration, else $KUBECONFIG.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
@@ -198,6 +203,11 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         }
         (None, None) => unreachable!("clap requires --config or --config-map"),
     };
+    // Events go with the ConfigMap source, whose client the gateway's Role lets create them.
+    let events = match &source {
+        Source::ConfigMap { client, namespace, .. } => Some(Publisher::new(client.clone(), namespace.clone(), args.pod_name.clone())),
+        Source::File(_) => None,
+    };
     let (publish, runtime) = watch::channel(None);
     let wakers = Wakers::default();
     let backoff = Backoff { min: args.retry_min, max: args.retry_max.max(args.retry_min) };
@@ -238,6 +248,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         backoff,
         args: args.clone(),
         clock: clock.clone(),
+        events,
     };
     tasks.spawn(loops.while_leading(leading));
 
@@ -294,6 +305,7 @@ struct QueueLoops {
     backoff: Backoff,
     args: GatewayArgs,
     clock: Clock,
+    events: Option<Publisher>,
 }
 
 impl QueueLoops {
@@ -329,6 +341,7 @@ impl QueueLoops {
                 http: self.desk_client.clone(),
                 backoff: self.backoff,
                 clock: clock.clone(),
+                events: self.events.clone(),
             }
             .run(),
         );

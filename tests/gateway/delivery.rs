@@ -165,3 +165,70 @@ async fn wait_for_loads(bed: &Bed, n: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Writes `config` and waits until the gateway has loaded it.
+async fn reload(bed: &Bed, config: &serde_json::Value) {
+    let loads = bed.gateway.loads();
+    bed.gateway.write_config(config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bed.gateway.loads() == loads {
+        assert!(Instant::now() < deadline, "the new configuration was not loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desk_that_answers_410_gets_nothing_more_across_restarts_until_the_workstream_asks_again() {
+    let mut bed = Bed::new(Provider::Line, &["--retry-min", "100ms", "--retry-max", "500ms"]).await;
+    let ws = workstream("support-line", line_channel(), &bed.desk.url(), &["general"], None, vec![]);
+    let mut config = bed.config(vec![ws]);
+    bed.start(&config).await;
+    bed.desk.set_mode(Mode::Gone);
+    let gone = r#"switchboard_gateway_delivery_receivers_gone{workstream="support-line",receiver="desk"}"#;
+
+    // The first event is refused with 410; the desk gets nothing after it, while the customer
+    // goes on writing and the gateway stays ready.
+    for m in 0..3 {
+        let answer = bed.line_text(&line_user(1), "Ann", &format!("m{m}")).await;
+        assert_eq!(answer["delivery"]["statusCode"], 200, "{answer}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bed.metric(gone).await != 1.0 {
+        assert!(Instant::now() < deadline, "the desk was not stopped: {}", bed.metrics().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let attempts = bed.desk.attempts();
+    assert_eq!(attempts.len(), 1, "one attempt, answered 410, and nothing after it");
+    assert_eq!(attempts[0].status, 410);
+    let ready = bed.http.get(bed.metrics_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "a stopped desk does not make the gateway unready");
+    assert!(bed.gateway.log().contains("a receiver answered 410 Gone"), "the operator is told in the log");
+    assert!(bed.metric(r#"switchboard_gateway_outbox_depth"#).await >= 4.0, "the events stay queued");
+
+    // Stopped across a restart, although the desk would take events again now.
+    bed.desk.set_mode(Mode::Up);
+    bed.gateway.terminate();
+    bed.restart().await;
+    bed.line_text(&line_user(1), "Ann", "after the restart").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(bed.desk.attempts().len(), 1, "still stopped after the restart");
+    assert_eq!(bed.metric(gone).await, 1.0, "the restarted gateway shows it");
+
+    // Another change of the configuration does not resume it; the Workstream's
+    // reconcile-requested-at annotation does, and every queued event follows, in order.
+    config["workstreams"][0]["language"] = json!("ja");
+    reload(&bed, &config).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(bed.desk.attempts().len(), 1, "an unrelated change does not resume it");
+    config["workstreams"][0]["reconcileRequestedAt"] = json!("2026-12-04T10:00:00Z");
+    reload(&bed, &config).await;
+    let events = bed.desk.wait_for(Duration::from_secs(20), "the queued events", |events| (events.len() >= 5).then(|| events.to_vec())).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind()).collect();
+    assert_eq!(kinds[..2], ["conversation.created", "message.received"], "{kinds:?}");
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence()).collect();
+    assert_eq!(sequences, (1..=sequences.len() as i64).collect::<Vec<_>>(), "in order, from the event refused with 410");
+    assert_eq!(bed.metric(gone).await, 0.0);
+    assert!(bed.gateway.log().contains("delivery resumes to a receiver that had answered 410 Gone"));
+    bed.desk.check();
+}

@@ -35,6 +35,8 @@ pub enum Mode {
     Hang = 2,
     /// 429 with `Retry-After: 3`, as a desk that sheds load.
     Busy = 3,
+    /// 410 Gone: the receiver wants no more events (Standard Webhooks).
+    Gone = 4,
 }
 
 /// The wait a [`Mode::Busy`] desk asks for.
@@ -286,6 +288,8 @@ async fn receive(State(state): State<Arc<DeskState>>, headers: HeaderMap, body: 
         StatusCode::GATEWAY_TIMEOUT
     } else if mode == Mode::Busy as u8 {
         StatusCode::TOO_MANY_REQUESTS
+    } else if mode == Mode::Gone as u8 {
+        StatusCode::GONE
     } else {
         StatusCode::OK
     };

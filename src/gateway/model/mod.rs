@@ -8,4 +8,5 @@ pub mod history;
 pub mod outbound;
 pub mod queue;
 pub mod receipt;
+pub mod receiver;
 pub mod upload;

@@ -9,6 +9,12 @@
 //! back for a doubling, capped delay — or as long as its `Retry-After` asks, when that is longer
 //! (up to [`MAX_RETRY_AFTER`]) — then its oldest event alone probes it. A desk that is down for an
 //! hour gets one probe per delay, not a flood, and everything once a probe gets through.
+//!
+//! A receiver that answers 410 Gone (Standard Webhooks: stop sending) is stopped: its events stay
+//! queued and nothing is delivered to it, across restarts (the store keeps it), until its
+//! settings change or the Workstream's `switchboard.dev/reconcile-requested-at` does (see
+//! [`receiver`]). Both are told with a log line, the `delivery_receivers_gone` gauge and a
+//! Kubernetes Event on the Workstream; the gateway stays ready, since it works for the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,10 +25,13 @@ use tokio::sync::{Notify, watch};
 
 use super::POLL;
 use crate::backoff::Backoff;
+use crate::config::WorkstreamConfig;
 use crate::gateway::clock::Clock;
-use crate::gateway::metrics::{AttemptOutcome, Metrics};
+use crate::gateway::kube_events::{Notice, Publisher, Severity};
+use crate::gateway::metrics::{AttemptOutcome, Metrics, ReceiverLabels};
 use crate::gateway::model::desk_event::{ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signatures};
 use crate::gateway::model::queue::QueuedEvent;
+use crate::gateway::model::receiver;
 use crate::gateway::runtime::Runtime;
 use crate::gateway::store::{Store, StoreError};
 use crate::providers::parse_retry_after;
@@ -43,6 +52,8 @@ enum Outcome {
     /// The desk answered, but not 2xx; `desk_down` when the status says the desk as a whole is
     /// unwell (5xx, 429) rather than this event being refused, with the wait it asked for.
     Rejected { status: u16, desk_down: bool, retry_after: Option<Duration> },
+    /// 410 Gone: the receiver wants no more events.
+    Gone,
     /// No answer.
     Failed(String),
     /// The workstream is no longer configured; kept until it is.
@@ -55,6 +66,7 @@ impl Outcome {
         match self {
             Outcome::Delivered => None,
             Outcome::Rejected { status, .. } => Some(format!("HTTP {status}")),
+            Outcome::Gone => Some("HTTP 410".to_owned()),
             Outcome::Failed(e) => Some(e.clone()),
             Outcome::Unrouted => Some("the workstream is not in the configuration".to_owned()),
         }
@@ -77,6 +89,17 @@ pub struct Delivery {
     pub backoff: Backoff,
     /// The time retries, down desks and signatures go by.
     pub clock: Clock,
+    /// Writes Kubernetes Events about receivers stopped and resumed (with the ConfigMap source).
+    pub events: Option<Publisher>,
+}
+
+/// The receivers that answered 410 Gone, each with the settings it was stopped under, and the
+/// configuration they were last checked against.
+#[derive(Debug, Default)]
+struct Stopped {
+    loaded: bool,
+    receivers: HashMap<String, String>,
+    checked_hash: Option<String>,
 }
 
 /// A desk that failed: how often in a row, and until when it is left alone.
@@ -92,11 +115,12 @@ impl Delivery {
         // Desks that failed, by workstream. Kept in memory: after a restart a down desk gets
         // one round of attempts before it is backed off again.
         let mut down: HashMap<String, Down> = HashMap::new();
+        let mut stopped = Stopped::default();
         let mut shown_ms = i64::MIN;
         loop {
             let rt = self.runtime.borrow().clone();
             let wait = match rt {
-                Some(rt) => self.round(&rt, &mut down).await.unwrap_or_else(|e| {
+                Some(rt) => self.round(&rt, &mut down, &mut stopped).await.unwrap_or_else(|e| {
                     tracing::error!(error = %e, "delivering desk events failed; retrying");
                     Some(self.backoff.min)
                 }),
@@ -134,11 +158,13 @@ impl Delivery {
     ///
     /// A down desk's events are left out until its delay has passed; then only its oldest event
     /// goes, as a probe, and the rest follow once a probe gets through.
-    async fn round(&self, rt: &Runtime, down: &mut HashMap<String, Down>) -> Result<Option<Duration>, StoreError> {
+    async fn round(&self, rt: &Runtime, down: &mut HashMap<String, Down>, stopped: &mut Stopped) -> Result<Option<Duration>, StoreError> {
+        self.check_stopped(rt, stopped).await?;
         let now = self.clock.now_ms();
-        let resting: Vec<String> = down.iter().filter(|(_, d)| d.until_ms > now).map(|(ws, _)| ws.clone()).collect();
-        let probing: Vec<String> = down.iter().filter(|(_, d)| d.until_ms <= now).map(|(ws, _)| ws.clone()).collect();
-        let excluded: Vec<String> = down.keys().cloned().collect();
+        let mut resting: Vec<String> = down.iter().filter(|(_, d)| d.until_ms > now).map(|(ws, _)| ws.clone()).collect();
+        let probing: Vec<String> = down.iter().filter(|(ws, d)| d.until_ms <= now && !stopped.receivers.contains_key(*ws)).map(|(ws, _)| ws.clone()).collect();
+        resting.extend(stopped.receivers.keys().cloned());
+        let excluded: Vec<String> = down.keys().chain(stopped.receivers.keys()).cloned().collect();
         let (mut due, probes) = self
             .store
             .read(move |tx| Ok((tx.due_events(now, &excluded, BATCH)?, probing.iter().map(|ws| tx.oldest_event(ws)).collect::<Result<Vec<_>, _>>()?)))
@@ -161,10 +187,13 @@ impl Delivery {
                 let outcome = self.attempt(rt, &head).await;
                 let (seq, attempts, error) = (head.seq, head.attempts, outcome.error());
                 let now = self.clock.now_ms();
-                // A delivered event leaves the outbox; any other waits for its own retry delay
-                // (a down desk's events are held back in memory on top of that).
+                // A delivered event leaves the outbox; one refused with 410 stays as it was, for
+                // when its receiver resumes; any other waits for its own retry delay (a down
+                // desk's events are held back in memory on top of that).
+                let gone = matches!(outcome, Outcome::Gone);
                 let settled = self.store.run(move |tx| match error {
                     None => tx.event_delivered(seq),
+                    Some(_) if gone => Ok(()),
                     Some(error) => tx.event_failed(seq, now + backoff.after_attempts(attempts).as_millis() as i64, &error),
                 });
                 if let Err(e) = settled.await {
@@ -193,6 +222,12 @@ impl Delivery {
                         *wait = (*wait).max(*retry_after);
                     }
                 }
+                Outcome::Gone => {
+                    self.metrics.delivery(AttemptOutcome::Rejected);
+                    if !stopped.receivers.contains_key(&head.endpoint()) {
+                        self.stop(rt, &head.endpoint(), stopped).await?;
+                    }
+                }
                 Outcome::Failed(error) => {
                     self.metrics.delivery(AttemptOutcome::Failed);
                     tracing::warn!(workstream = %head.workstream, event = %head.event_id, error = %error, "the desk did not answer; it will be retried");
@@ -215,6 +250,67 @@ impl Delivery {
         Ok(Some(Duration::ZERO))
     }
 
+    /// Loads the stopped receivers once, and whenever the configuration changed resumes those
+    /// whose settings changed.
+    async fn check_stopped(&self, rt: &Runtime, stopped: &mut Stopped) -> Result<(), StoreError> {
+        if !stopped.loaded {
+            stopped.receivers = self.store.read(|tx| tx.gone_endpoints()).await?.into_iter().collect();
+            stopped.loaded = true;
+            for endpoint in stopped.receivers.keys() {
+                self.metrics.receivers_gone.get_or_create(&labels(endpoint)).set(1);
+            }
+        }
+        if stopped.checked_hash.as_deref() == Some(rt.hash.as_str()) {
+            return Ok(());
+        }
+        let resumed: Vec<String> = stopped
+            .receivers
+            .iter()
+            .filter(|(endpoint, under)| {
+                receiver::parse(endpoint).is_some_and(|(target, ws)| receiver::resumes(rt.workstream(ws).map(|w| &w.config), target, under))
+            })
+            .map(|(endpoint, _)| endpoint.clone())
+            .collect();
+        for endpoint in resumed {
+            let now = self.clock.now_ms();
+            let key = endpoint.clone();
+            self.store.run(move |tx| tx.set_gone(&key, None, now)).await?;
+            stopped.receivers.remove(&endpoint);
+            self.metrics.receivers_gone.get_or_create(&labels(&endpoint)).set(0);
+            let Some((target, name)) = receiver::parse(&endpoint) else { continue };
+            tracing::info!(workstream = %name, receiver = %target, "delivery resumes to a receiver that had answered 410 Gone: its settings changed");
+            if let (Some(events), Some(ws)) = (&self.events, rt.workstream(name)) {
+                let note = format!("Delivery to the {target} resumes: its settings changed since it answered 410 Gone; its queued events follow.");
+                publish(events, &ws.config, Notice { severity: Severity::Normal, reason: "ReceiverResumed", action: "Deliver", note }, now).await;
+            }
+        }
+        stopped.checked_hash = Some(rt.hash.clone());
+        Ok(())
+    }
+
+    /// Stops delivery to a receiver that answered 410 Gone, under its current settings.
+    async fn stop(&self, rt: &Runtime, endpoint: &str, stopped: &mut Stopped) -> Result<(), StoreError> {
+        let Some((target, name)) = receiver::parse(endpoint) else { return Ok(()) };
+        let Some(ws) = rt.workstream(name) else { return Ok(()) };
+        let Some(settings) = receiver::settings(&ws.config, target) else { return Ok(()) };
+        let now = self.clock.now_ms();
+        let (key, under) = (endpoint.to_owned(), settings.clone());
+        self.store.run(move |tx| tx.set_gone(&key, Some(&under), now)).await?;
+        stopped.receivers.insert(endpoint.to_owned(), settings);
+        self.metrics.receivers_gone.get_or_create(&labels(endpoint)).set(1);
+        tracing::warn!(
+            workstream = %name, receiver = %target,
+            "a receiver answered 410 Gone: nothing more is delivered to it, and its events stay queued, until its settings change or the Workstream's switchboard.dev/reconcile-requested-at annotation is set"
+        );
+        if let Some(events) = &self.events {
+            let note = format!(
+                "The {target} answered 410 Gone: delivery to it is stopped and its events stay queued. Change its settings or set the switchboard.dev/reconcile-requested-at annotation on the Workstream to resume."
+            );
+            publish(events, &ws.config, Notice { severity: Severity::Warning, reason: "ReceiverGone", action: "Deliver", note }, now).await;
+        }
+        Ok(())
+    }
+
     async fn attempt(&self, rt: &Runtime, head: &QueuedEvent) -> Outcome {
         let Some(ws) = rt.workstream(&head.workstream) else { return Outcome::Unrouted };
         let (url, token) = match (head.target.as_str(), &ws.config.bot) {
@@ -235,6 +331,7 @@ impl Delivery {
             .body(head.body.clone());
         match request.send().await {
             Ok(r) if r.status().is_success() => Outcome::Delivered,
+            Ok(r) if r.status() == reqwest::StatusCode::GONE => Outcome::Gone,
             Ok(r) => {
                 let status = r.status();
                 let retry_after = r.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
@@ -243,5 +340,18 @@ impl Delivery {
             // reqwest's error names the URL, never the headers, so no secret can be in it.
             Err(e) => Outcome::Failed(e.without_url().to_string()),
         }
+    }
+}
+
+/// The gauge's labels of a receiver.
+fn labels(endpoint: &str) -> ReceiverLabels {
+    let (receiver, workstream) = receiver::parse(endpoint).unwrap_or(("desk", endpoint));
+    ReceiverLabels { workstream: workstream.to_owned(), receiver: receiver.to_owned() }
+}
+
+/// Writes a Kubernetes Event; one that cannot be written is logged, and delivery goes on.
+async fn publish(events: &Publisher, ws: &WorkstreamConfig, notice: Notice, now: i64) {
+    if let Err(e) = events.publish(ws, &notice, now).await {
+        tracing::warn!(workstream = %ws.name, reason = notice.reason, error = %e, "cannot write a Kubernetes Event");
     }
 }
