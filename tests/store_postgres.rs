@@ -9,6 +9,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use switchboard::gateway::model::outbound::Status;
 use switchboard::gateway::store::{PostgresTarget, Store, StoreError, TlsSettings, Wake};
 use switchboard::providers::credentials::Secret;
 
@@ -125,10 +126,16 @@ async fn a_database_from_before_the_migrations_is_adopted_and_keeps_its_data() {
     let Some(url) = database("a_database_from_before_the_migrations_is_adopted_and_keeps_its_data") else { return };
     execute(&url, UNMIGRATED_SCHEMA);
     execute(&url, "INSERT INTO switchboard_schema (version) VALUES (1); INSERT INTO contacts (workstream, customer_id, contact_id, updated_ms) VALUES ('ws', 'x', 'C', 1)");
+    // An outgoing message as the builds before receipts stored it: "delivered" meant accepted.
+    execute(&url, r#"INSERT INTO messages (conversation_id, direction, body, created_ms) VALUES ('c1', 'out', '{"id":"1","direction":"out","author":"agent","contents":[{"type":"text","text":"hi"}],"status":"delivered","providerMessageIds":["SM1"],"createdAt":"2026-12-01T00:00:00Z"}', 1)"#);
     let store = open(&url);
     assert_eq!(store.run(|tx| tx.contact("ws", "x")).await.unwrap().as_deref(), Some("C"));
+    let found = store.read(|tx| Ok(tx.outbound_by_provider_id("SM1")?.map(|(_, id)| tx.outbound(&id)))).await.unwrap();
+    let message = found.expect("found by the provider's ID").unwrap().expect("the message");
+    assert_eq!(message.status, Status::Accepted, "renamed by the migration");
     assert_eq!(number(&url, "SELECT max(version)::bigint FROM refinery_schema_history"), 2);
-    assert_eq!(number(&url, "SELECT count(*) FROM switchboard_schema WHERE version = 1"), 1, "the builds from before the migrations still find version 1");
+    assert_eq!(number(&url, "SELECT count(*) FROM switchboard_schema"), 1);
+    assert_eq!(number(&url, "SELECT max(version)::bigint FROM switchboard_schema"), 2, "the builds from before the migrations find a version they refuse");
 }
 
 #[tokio::test]
@@ -146,5 +153,5 @@ async fn stores_opened_at_once_on_an_empty_database_all_migrate_it() {
     let stores: Vec<Store> = (0..4).map(|_| open(&url)).collect();
     let answers = futures::future::join_all(stores.iter().map(|s| s.run(|tx| tx.contact("ws", "x")))).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-    assert_eq!(number(&url, "SELECT count(*) FROM refinery_schema_history"), 1);
+    assert_eq!(number(&url, "SELECT count(*) FROM refinery_schema_history"), 2, "each migration applied once");
 }

@@ -749,6 +749,8 @@ mod tests {
     /// the first migration is that schema as it was written (a released migration never
     /// changes), so it is the fixture.
     const UNMIGRATED_SCHEMA: &str = include_str!("migrations/sqlite/V2__schema.sql");
+    /// An outgoing message as the builds before receipts stored it.
+    const LANDED_MESSAGE: &str = r#"{"id":"1","direction":"out","author":"agent","contents":[{"type":"text","text":"hi"}],"status":"delivered","providerMessageIds":["SM1"],"createdAt":"2026-12-01T00:00:00Z"}"#;
 
     #[tokio::test]
     async fn a_store_from_before_the_migrations_is_migrated_in_place_and_keeps_its_data() {
@@ -758,9 +760,15 @@ mod tests {
             conn.execute_batch(UNMIGRATED_SCHEMA).unwrap();
             conn.pragma_update(None, "user_version", 2).unwrap();
             conn.execute("INSERT INTO contacts (workstream, customer_id, contact_id, updated_ms) VALUES ('ws', 'x', 'C', 1)", []).unwrap();
+            conn.execute("INSERT INTO messages (conversation_id, direction, body, created_ms) VALUES ('c1', 'out', ?1, 1)", [LANDED_MESSAGE]).unwrap();
         }
         let store = open(&dir);
         assert_eq!(store.read(|tx| tx.contact("ws", "x")).await.unwrap().as_deref(), Some("C"));
+        // A message the provider accepted, stored as "delivered" then, is "accepted" now and is
+        // found by its provider ID, so that its receipts apply.
+        let found = store.read(|tx| Ok(tx.outbound_by_provider_id("SM1")?.map(|(_, id)| tx.outbound(&id)))).await.unwrap();
+        let message = found.expect("found by the provider's ID").unwrap().expect("the message");
+        assert_eq!(message.status, crate::gateway::model::outbound::Status::Accepted);
         let conn = Connection::open(dir.path().join("store.db")).unwrap();
         let applied: i64 = conn.query_row("SELECT max(version) FROM refinery_schema_history", [], |r| r.get(0)).unwrap();
         let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
