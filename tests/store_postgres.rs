@@ -133,18 +133,18 @@ async fn a_database_from_before_the_migrations_is_adopted_and_keeps_its_data() {
     let found = store.read(|tx| Ok(tx.outbound_by_provider_id("SM1")?.map(|(_, id)| tx.outbound(&id)))).await.unwrap();
     let message = found.expect("found by the provider's ID").unwrap().expect("the message");
     assert_eq!(message.status, Status::Accepted, "renamed by the migration");
-    assert_eq!(number(&url, "SELECT max(version)::bigint FROM refinery_schema_history"), 2);
+    assert_eq!(number(&url, "SELECT max(version)::bigint FROM refinery_schema_history"), 3);
     assert_eq!(number(&url, "SELECT count(*) FROM switchboard_schema"), 1);
-    assert_eq!(number(&url, "SELECT max(version)::bigint FROM switchboard_schema"), 2, "the builds from before the migrations find a version they refuse");
+    assert_eq!(number(&url, "SELECT max(version)::bigint FROM switchboard_schema"), 3, "the builds from before the migrations find a version they refuse");
 }
 
 #[tokio::test]
 async fn a_database_a_newer_build_migrated_is_refused() {
     let Some(url) = database("a_database_a_newer_build_migrated_is_refused") else { return };
     open(&url).run(|tx| tx.contact("ws", "x")).await.expect("a new database is migrated");
-    execute(&url, "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (3, 'later', '2030-01-01T00:00:00Z', '1')");
+    execute(&url, "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (4, 'later', '2030-01-01T00:00:00Z', '1')");
     let err = open(&url).run(|tx| tx.contact("ws", "x")).await.unwrap_err();
-    assert!(matches!(err, StoreError::Newer { found: 3, latest: 2 }), "{err}");
+    assert!(matches!(err, StoreError::Newer { found: 4, latest: 3 }), "{err}");
 }
 
 #[tokio::test]
@@ -153,5 +153,5 @@ async fn stores_opened_at_once_on_an_empty_database_all_migrate_it() {
     let stores: Vec<Store> = (0..4).map(|_| open(&url)).collect();
     let answers = futures::future::join_all(stores.iter().map(|s| s.run(|tx| tx.contact("ws", "x")))).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-    assert_eq!(number(&url, "SELECT count(*) FROM refinery_schema_history"), 2, "each migration applied once");
+    assert_eq!(number(&url, "SELECT count(*) FROM refinery_schema_history"), 3, "each migration applied once");
 }

@@ -43,7 +43,7 @@ use crate::providers::credentials::Secret;
 use runtime::Runtime;
 use store::{CommitObserver, Durability, PostgresParts, PostgresTarget, SslMode, Store, StoreError, TargetError, TlsSettings, Wake};
 use workers::config_source::{Loader, Source};
-use workers::{Wakers, delivery, inactivity, processor, prune, sender};
+use workers::{Wakers, delivery, distributor, inactivity, processor, prune, sender};
 
 /// Flags of `switchboard gateway`.
 #[derive(Clone, Debug, clap::Args)]
@@ -149,6 +149,10 @@ pub struct GatewayArgs {
     /// uploaded file stays available to the provider.
     #[arg(long, value_parser = duration::parse_flag, default_value = "168h")]
     pub dedup_retention: Duration,
+    /// An agent whose presence the desk has not reported (a heartbeat) for this long is Offline:
+    /// their active conversations go back to their queues.
+    #[arg(long, value_parser = duration::parse_flag, default_value = "60s")]
+    pub presence_ttl: Duration,
 }
 
 /// Why the gateway could not start or stopped.
@@ -227,6 +231,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         wakers: wakers.clone(),
         metrics: Arc::clone(&metrics),
         http: media_client,
+        presence_ttl: args.presence_ttl,
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -237,6 +242,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             Wake::Processor => woken.processor.notify_one(),
             Wake::Delivery => woken.delivery.notify_one(),
             Wake::Sender => woken.sender.notify_one(),
+            Wake::Distributor => woken.distributor.notify_one(),
         }))
         .map_err(|source| GatewayError::Store { path: store_name, source })?;
     let loops = QueueLoops {
@@ -365,6 +371,18 @@ impl QueueLoops {
                 delivery: Arc::clone(&wakers.delivery),
                 sender: Arc::clone(&wakers.sender),
                 interval: self.args.sweep_interval,
+                clock: clock.clone(),
+            }
+            .run(),
+        );
+        tasks.spawn(
+            distributor::Distributor {
+                store: store.clone(),
+                runtime: runtime.clone(),
+                wake: Arc::clone(&wakers.distributor),
+                delivery: Arc::clone(&wakers.delivery),
+                sender: Arc::clone(&wakers.sender),
+                presence_ttl: self.args.presence_ttl,
                 clock: clock.clone(),
             }
             .run(),

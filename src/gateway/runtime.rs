@@ -10,11 +10,12 @@ use thiserror::Error;
 use super::channels::Channel;
 use super::channels::line::Line;
 use super::channels::twilio::Twilio;
+use super::model::conversation::HELD;
 use super::model::desk_event::{AccountRef, InvalidSigningKey, SigningKey};
 use crate::api::workstream::Trigger;
 use crate::config::{
     ChannelConfig, ConfigError, GatewayConfig, LINE_CHANNEL_ACCESS_TOKEN_ENV, LINE_CHANNEL_SECRET_ENV, ProviderConfig,
-    TWILIO_AUTH_TOKEN_ENV, WorkstreamConfig,
+    TWILIO_AUTH_TOKEN_ENV, WorkstreamConfig, WrapUp,
 };
 use crate::providers::{LineCredentials, Providers, Secret, TwilioCredentials};
 use crate::routing::evaluate::{CompiledRules, RuleCompileError, compile_rules};
@@ -165,6 +166,16 @@ impl Runtime {
 }
 
 impl Workstream {
+    /// How long a closed conversation keeps its agent's capacity (ms; [`HELD`] until the agent
+    /// ends the wrap-up); None without a wrap-up.
+    pub fn wrap_up_ms(&self) -> Option<i64> {
+        match self.config.distribution.wrap_up {
+            WrapUp::None => None,
+            WrapUp::Always => Some(HELD),
+            WrapUp::After { seconds } => Some(i64::try_from(seconds.saturating_mul(1000)).unwrap_or(HELD)),
+        }
+    }
+
     /// Compiles a workstream's rules and operating hours and reads its credentials through
     /// `secret` (by environment variable name).
     pub fn build(config: WorkstreamConfig, secret: &dyn Fn(&str) -> Result<Secret, LoadError>) -> Result<Self, LoadError> {

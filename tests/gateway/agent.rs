@@ -87,7 +87,7 @@ async fn a_line_conversation_from_the_first_message_to_the_survey() {
     let sent = bed.wait_sent("the first answer", |m| m["body"] == "Yes, I am here").await;
     assert_eq!(sent["via"], "reply", "the first send after a customer message uses its reply token: {sent}");
     assert_eq!(delivered.body["message"]["providerMessageIds"], json!([sent["id"]]), "{}", delivered.body);
-    assert_eq!(delivered.body["conversation"]["state"], "Waiting", "an agent's message waits for the customer: {}", delivered.body);
+    assert_eq!(delivered.body["conversation"]["state"], "Active", "an agent's answer keeps it Active: {}", delivered.body);
 
     // The next one is a push with a retry key made from the conversation and the client ID.
     bed.send_text(&id, "reply-2", "Your parcel left the warehouse today").await;
@@ -100,18 +100,22 @@ async fn a_line_conversation_from_the_first_message_to_the_survey() {
     let pushes = bed.sim_requests("POST /v2/bot/message/push").await;
     assert!(pushes.iter().any(|r| r["retryKey"] == key.to_string().as_str()), "X-Line-Retry-Key was sent: {pushes:#?}");
 
-    // The customer answers the waiting conversation: reopened.
+    // The agent puts it aside; the customer answers: reopened, back in its queue (no agent
+    // reports presence here, so nobody takes it), its agent remembered.
+    let waiting = bed.act(&id, "wait", json!({})).await;
+    assert_eq!(waiting["state"], "Waiting", "{waiting}");
+    bed.desk.wait_one("conversation.waiting", |e| e.kind() == "conversation.waiting").await;
     let third = bed.line_text(&ann, "Ann", "Great, thanks").await;
     let reopened = bed.desk.wait_one("conversation.reopened", |e| e.kind() == "conversation.reopened").await;
     assert_eq!(reopened.conversation(), id);
-    assert_eq!(reopened.body["conversation"]["state"], "Active");
+    assert_eq!((reopened.body["conversation"]["state"].as_str(), reopened.body["conversation"]["lastAgent"].as_str()), (Some("Open"), Some("a1")));
     bed.desk.wait_one("the third message", |e| e.message_id() == third["messageId"].as_str()).await;
 
     // The conversation as the API shows it: in and out, oldest first, each with its status.
     let view = wait_statuses(&bed, &id, 4, "accepted").await;
     assert_eq!(view["conversation"]["id"], id.as_str());
     assert_eq!(view["conversation"]["channel"], "LINE");
-    assert_eq!(view["conversation"]["agent"]["id"], "a1");
+    assert_eq!((view["conversation"]["agent"].is_null(), view["conversation"]["lastAgent"].as_str()), (true, Some("a1")));
     let shown: Vec<(String, String, String)> = view["messages"]
         .as_array()
         .unwrap()
@@ -185,7 +189,9 @@ async fn a_line_conversation_from_the_first_message_to_the_survey() {
         let n = events.iter().filter(|e| e.kind() == "message.accepted" && e.client_message_id() == Some(client_id)).count();
         assert_eq!(n, 1, "one message.accepted for {client_id}");
     }
-    assert!(events.iter().all(|e| e.kind() != "conversation.assigned"), "no conversation.assigned event");
+    let assigned: Vec<_> = events.iter().filter(|e| e.kind() == "conversation.assigned").collect();
+    assert_eq!(assigned.len(), 1, "one conversation.assigned: the same agent again tells nothing");
+    assert_eq!(assigned[0].body["conversation"]["agent"]["id"], "a1");
     eprintln!("a_line_conversation_from_the_first_message_to_the_survey: {:.1} s", started.elapsed().as_secs_f64());
     bed.finish().await;
 }

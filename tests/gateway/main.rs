@@ -15,6 +15,7 @@ mod crash;
 mod credentials;
 mod delivery;
 mod desk;
+mod distribution;
 mod flood;
 mod harness;
 mod inbound;

@@ -70,6 +70,12 @@ pub enum Refused {
     /// Escalation of a conversation the bot does not handle.
     #[error("the conversation is not with the bot")]
     NotWithBot,
+    /// Only an Active conversation can be put aside.
+    #[error("the conversation is not Active")]
+    NotActive,
+    /// No wrap-up of the conversation is running.
+    #[error("the conversation has no wrap-up running")]
+    NoWrapUp,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -256,7 +262,7 @@ pub fn send(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, request
         retry_key: Uuid::new_v5(&RETRY_KEY_NAMESPACE, format!("{}/{}", conv.id, request.client_message_id).as_bytes()),
     };
     let message = outgoing::queue(tx, ws, &conv, draft, now)?;
-    conv.agent_wrote(now, by_bot);
+    conv.agent_wrote(now);
     tx.update_conversation(&conv)?;
     Ok(Sent::New(message))
 }
@@ -272,11 +278,33 @@ pub fn assign(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, agent
         return Err(Refused::Invalid { field: "agent.id", message: "must not be empty".to_owned() });
     }
     let (mut conv, ws) = open_conversation(tx, rt, id, allowed)?;
-    let announce = conv.assign(agent);
+    let announce = conv.assign(agent, ws.wrap_up_ms());
     tx.update_conversation(&conv)?;
     if announce {
+        desk_events::enqueue(tx, rt.account_ref(), &conv, Pending { event_type: EventType::ConversationAssigned, message: None, reason: None }, now)?;
         automated::send(tx, rt.account_ref(), ws, &conv, &[Trigger::AgentAssigned], &[], now)?;
     }
+    Ok(conv)
+}
+
+/// The agent puts the conversation aside until the customer writes: Waiting, its capacity free.
+pub fn wait(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, now: i64) -> Result<Conversation, Refused> {
+    let (mut conv, _) = open_conversation(tx, rt, id, allowed)?;
+    if !conv.wait() {
+        return Err(Refused::NotActive);
+    }
+    tx.update_conversation(&conv)?;
+    desk_events::enqueue(tx, rt.account_ref(), &conv, Pending { event_type: EventType::ConversationWaiting, message: None, reason: None }, now)?;
+    Ok(conv)
+}
+
+/// The agent ended a closed conversation's wrap-up: their capacity is free.
+pub fn wrap_up_done(tx: &mut dyn Tx, allowed: &[String], id: &str, now: i64) -> Result<Conversation, Refused> {
+    let mut conv = conversation(tx, id, allowed)?;
+    if !conv.wrap_up_done(now) {
+        return Err(Refused::NoWrapUp);
+    }
+    tx.update_conversation(&conv)?;
     Ok(conv)
 }
 

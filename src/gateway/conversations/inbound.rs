@@ -131,6 +131,7 @@ fn start(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, event: &InboundEvent, m
     customer.is_known = customer.contact_id.is_some() || tx.customer_known(name, &customer.id)?;
     let id = uuid::Uuid::new_v4();
     let routing = route_stored(tx, ws, &customer, message, &id, now, None)?;
+    let customer_id = customer.id.clone();
     let conv = Conversation {
         id: id.to_string(),
         workstream: name.clone(),
@@ -144,6 +145,10 @@ fn start(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, event: &InboundEvent, m
         last_activity_ms: event.timestamp_ms,
         agent: None,
         bot: None,
+        held_until_ms: None,
+        wrap_up_ms: None,
+        // A returning customer is offered to the agent who had them last.
+        last_agent: if ws.config.distribution.keep_same_agent { tx.previous_agent(name, &customer_id)? } else { None },
         closed_ms: None,
         close_reason: None,
     };

@@ -5,9 +5,11 @@
 //! ([`crate::gateway::store::Tx`]) and the time; none does network I/O.
 
 pub mod actions;
+pub mod agents;
 pub mod attachments;
 pub mod automated;
 pub mod desk_events;
+pub mod distribute;
 pub mod inactive;
 pub mod inbound;
 pub mod outgoing;

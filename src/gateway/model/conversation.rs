@@ -1,8 +1,10 @@
 //! Conversations: what the gateway keeps per (workstream, customer), and its lifecycle.
 //!
-//! Open (routed to a queue, waiting for an agent) → Active (an agent took it) → Waiting (an
-//! agent answered and waits for the customer) → Closed. The customer writing to a waiting
-//! conversation makes it active again. A conversation without messages from either side for the
+//! Open (routed to a queue, waiting for an agent) → Active (an agent took it and works on it,
+//! answers included) → Waiting (the agent put it aside until the customer writes; its capacity
+//! is free) → Closed. The customer writing to a waiting conversation makes it Open again, to be
+//! offered to its agent first when the workstream keeps the same agent. An Active conversation
+//! holds its agent's capacity, and after closing for the workstream's wrap-up. A conversation without messages from either side for the
 //! workstream's `autoCloseAfterInactivity` is closed. While a bot handles a conversation
 //! (`handler` Bot) its events go to the bot; an escalation hands it to the desk. One conversation per (workstream, customer) is not
 //! closed at any time; the store enforces it with a unique index.
@@ -22,7 +24,7 @@ pub enum State {
     Open,
     /// An agent is working on it.
     Active,
-    /// The agent is waiting for the customer.
+    /// Put aside until the customer writes again.
     Waiting,
     /// Finished; a new message from the customer starts a new conversation.
     Closed,
@@ -214,6 +216,17 @@ pub struct Conversation {
     /// The bot's handoff, once it escalated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot: Option<BotHandoff>,
+    /// Until when it takes its agent's capacity (ms): [`HELD`] while Active, and after closing
+    /// for the wrap-up the agent had when it was assigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until_ms: Option<i64>,
+    /// The wrap-up after closing, in ms ([`HELD`]: until the agent ends it), as the workstream
+    /// had it when the agent took the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrap_up_ms: Option<i64>,
+    /// The agent who had it last, offered it first when the workstream keeps the same agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_agent: Option<String>,
     /// When it was closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_ms: Option<i64>,
@@ -238,28 +251,66 @@ impl Conversation {
         self.last_activity_ms = self.last_activity_ms.max(at_ms);
         match self.state {
             State::Waiting => {
-                self.state = State::Active;
+                self.state = State::Open;
+                self.agent = None;
                 CustomerWrote::Reopened
             }
             State::Open | State::Active | State::Closed => CustomerWrote::Continued,
         }
     }
 
-    /// An agent or the bot wrote at `at_ms`. An agent's answer leaves the conversation waiting
-    /// for the customer; a bot's changes only the activity.
-    pub fn agent_wrote(&mut self, at_ms: i64, by_bot: bool) {
+    /// An agent or the bot wrote at `at_ms`: activity, which leaves the state as it is (an
+    /// agent's answer does not put the conversation aside; [`Conversation::wait`] does).
+    pub fn agent_wrote(&mut self, at_ms: i64) {
         self.last_activity_ms = self.last_activity_ms.max(at_ms);
-        if !by_bot && matches!(self.state, State::Open | State::Active) {
-            self.state = State::Waiting;
-        }
     }
 
-    /// An agent took the conversation; false when that agent already had it.
-    pub fn assign(&mut self, agent: AgentRef) -> bool {
-        let same = self.agent.as_ref().is_some_and(|a| a.id == agent.id);
+    /// An agent took the conversation, which holds their capacity until it is put aside or
+    /// closed (and then for `wrap_up_ms`, [`HELD`] until the agent ends it); false when that
+    /// agent already had it.
+    pub fn assign(&mut self, agent: AgentRef, wrap_up_ms: Option<i64>) -> bool {
+        let same = self.agent.as_ref().is_some_and(|a| a.id == agent.id) && self.state == State::Active;
+        self.last_agent = Some(agent.id.clone());
         self.agent = Some(agent);
         self.state = State::Active;
+        self.held_until_ms = Some(HELD);
+        self.wrap_up_ms = wrap_up_ms;
         !same
+    }
+
+    /// The agent puts an Active conversation aside until the customer writes: its capacity is
+    /// free, and it stays the agent's for affinity. False when it was not Active.
+    pub fn wait(&mut self) -> bool {
+        if self.state != State::Active {
+            return false;
+        }
+        self.state = State::Waiting;
+        self.held_until_ms = None;
+        true
+    }
+
+    /// Its agent went Offline: an Active conversation goes back to its queue. False when it was
+    /// not Active.
+    pub fn unassign(&mut self) -> bool {
+        if self.state != State::Active {
+            return false;
+        }
+        self.state = State::Open;
+        self.agent = None;
+        self.held_until_ms = None;
+        true
+    }
+
+    /// The agent ended the wrap-up of a closed conversation; false when none was running.
+    pub fn wrap_up_done(&mut self, now_ms: i64) -> bool {
+        let running = self.state == State::Closed && self.held_until_ms.is_some_and(|until| until > now_ms);
+        self.held_until_ms = None;
+        running
+    }
+
+    /// Whether it takes its agent's capacity at `now_ms`.
+    pub fn holds(&self, now_ms: i64) -> bool {
+        self.agent.is_some() && self.held_until_ms.is_some_and(|until| until > now_ms)
     }
 
     /// Whether the conversation has been quiet for longer than `limit_ms` at `now_ms`.
@@ -275,9 +326,18 @@ impl Conversation {
         self.state = State::Closed;
         self.closed_ms = Some(at_ms);
         self.close_reason = Some(reason);
+        // An Active conversation's agent is kept for the wrap-up; any other holds nothing.
+        self.held_until_ms = match (self.held_until_ms, self.wrap_up_ms) {
+            (Some(_), Some(HELD)) => Some(HELD),
+            (Some(_), Some(wrap_up)) if wrap_up > 0 => Some(at_ms.saturating_add(wrap_up)),
+            _ => None,
+        };
         true
     }
 }
+
+/// A hold without an end: while Active, and a wrap-up that lasts until the agent ends it.
+pub const HELD: i64 = i64::MAX;
 
 #[cfg(test)]
 mod tests {
@@ -297,6 +357,9 @@ mod tests {
             last_activity_ms: 1_000,
             agent: None,
             bot: None,
+            held_until_ms: None,
+            wrap_up_ms: None,
+            last_agent: None,
             closed_ms: None,
             close_reason: None,
         }
@@ -306,7 +369,7 @@ mod tests {
     fn writing_to_a_waiting_conversation_reopens_it() {
         let mut c = conversation(State::Waiting);
         assert_eq!(c.customer_wrote(2_000), CustomerWrote::Reopened);
-        assert_eq!(c.state, State::Active);
+        assert_eq!(c.state, State::Open, "back in its queue");
         assert_eq!(c.last_customer_ms, 2_000);
         let mut open = conversation(State::Open);
         assert_eq!(open.customer_wrote(500), CustomerWrote::Continued);
@@ -325,18 +388,40 @@ mod tests {
     }
 
     #[test]
-    fn agents_answering_wait_for_the_customer_and_count_as_activity() {
+    fn an_active_conversation_holds_its_agent_until_put_aside_or_after_the_wrap_up() {
+        let ann = || AgentRef { id: "a1".into(), name: Some("Ann".into()) };
         let mut c = conversation(State::Open);
-        assert!(c.assign(AgentRef { id: "a1".into(), name: Some("Ann".into()) }));
-        assert_eq!(c.state, State::Active);
-        assert!(!c.assign(AgentRef { id: "a1".into(), name: Some("Ann".into()) }), "the same agent again announces nothing");
-        c.agent_wrote(5_000, false);
-        assert_eq!((c.state, c.last_activity_ms, c.last_customer_ms), (State::Waiting, 5_000, 1_000));
+        assert!(c.assign(ann(), Some(30_000)));
+        assert_eq!((c.state, c.holds(1_000_000)), (State::Active, true));
+        assert!(!c.assign(ann(), Some(30_000)), "the same agent again announces nothing");
+        c.agent_wrote(5_000);
+        assert_eq!((c.state, c.last_activity_ms, c.last_customer_ms), (State::Active, 5_000, 1_000), "an answer keeps it Active");
         assert!(!c.inactive(5_999, 1_000), "the agent's message counts as activity");
+        assert!(c.wait() && !c.wait());
+        assert_eq!((c.state, c.holds(5_000)), (State::Waiting, false), "put aside: the capacity is free");
         assert_eq!(c.customer_wrote(6_000), CustomerWrote::Reopened);
-        c.agent_wrote(7_000, true);
-        assert_eq!(c.state, State::Active, "a bot's message does not change the state");
-        assert!(c.assign(AgentRef { id: "a2".into(), name: None }), "another agent is announced");
+        assert_eq!((c.state, c.agent.as_ref(), c.last_agent.as_deref()), (State::Open, None, Some("a1")), "back in the queue, its agent remembered");
+        assert!(c.assign(ann(), Some(30_000)), "taken again, announced again");
+        assert!(c.close(10_000, CloseReason::Agent));
+        assert!(c.holds(39_999) && !c.holds(40_000), "30 s of wrap-up after closing");
+        let mut always = conversation(State::Open);
+        always.assign(ann(), Some(HELD));
+        always.close(10_000, CloseReason::Agent);
+        assert!(always.holds(i64::MAX - 1), "until the agent ends it");
+        assert!(always.wrap_up_done(20_000) && !always.holds(20_000) && !always.wrap_up_done(20_000));
+        let mut none = conversation(State::Open);
+        none.assign(ann(), None);
+        none.close(10_000, CloseReason::Inactivity);
+        assert!(!none.holds(10_000), "no wrap-up");
+        let mut waiting = conversation(State::Open);
+        waiting.assign(ann(), Some(30_000));
+        waiting.wait();
+        waiting.close(10_000, CloseReason::Agent);
+        assert!(!waiting.holds(10_001), "a waiting conversation held nothing to wrap up");
+        let mut offline = conversation(State::Open);
+        offline.assign(ann(), None);
+        assert!(offline.unassign() && !offline.unassign());
+        assert_eq!((offline.state, offline.agent.as_ref(), offline.holds(0)), (State::Open, None, false));
     }
 
     #[test]

@@ -70,6 +70,15 @@ pub enum EventType {
     /// The conversation ended.
     #[serde(rename = "conversation.closed")]
     ConversationClosed,
+    /// An agent took the conversation (push distribution, or the supervisor's `assign`).
+    #[serde(rename = "conversation.assigned")]
+    ConversationAssigned,
+    /// The conversation's agent went Offline; it is back in its queue.
+    #[serde(rename = "conversation.unassigned")]
+    ConversationUnassigned,
+    /// The agent put the conversation aside until the customer writes.
+    #[serde(rename = "conversation.waiting")]
+    ConversationWaiting,
     /// The provider accepted an outgoing message.
     #[serde(rename = "message.accepted")]
     MessageAccepted,
@@ -98,6 +107,9 @@ impl EventType {
             EventType::ConversationReopened => "conversation.reopened",
             EventType::MessageReceived => "message.received",
             EventType::ConversationClosed => "conversation.closed",
+            EventType::ConversationAssigned => "conversation.assigned",
+            EventType::ConversationUnassigned => "conversation.unassigned",
+            EventType::ConversationWaiting => "conversation.waiting",
             EventType::MessageAccepted => "message.accepted",
             EventType::MessageSent => "message.sent",
             EventType::MessageDelivered => "message.delivered",

@@ -1,5 +1,7 @@
 //! Plain types, without I/O: what the gateway keeps, queues and sends.
 
+pub mod agent;
+pub mod assignment;
 pub mod conversation;
 pub mod desk_event;
 pub mod event;

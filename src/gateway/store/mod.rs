@@ -17,6 +17,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::watch;
 
+use super::model::agent::Agent;
 use super::model::conversation::{Conversation, CustomerProfile};
 use super::model::event::{InboundEvent, Message};
 use super::model::history::StoredMessage;
@@ -108,6 +109,8 @@ pub enum Wake {
     Delivery,
     /// Messages to customers were queued.
     Sender,
+    /// Who can take which conversation changed (presence, a conversation put aside).
+    Distributor,
 }
 
 impl Wake {
@@ -117,12 +120,13 @@ impl Wake {
             Wake::Processor => "processor",
             Wake::Delivery => "delivery",
             Wake::Sender => "sender",
+            Wake::Distributor => "distributor",
         }
     }
 
     /// The loop a wake-up names; None for one this build does not know.
     pub fn parse(name: &str) -> Option<Self> {
-        [Wake::Processor, Wake::Delivery, Wake::Sender].into_iter().find(|w| w.as_str() == name)
+        [Wake::Processor, Wake::Delivery, Wake::Sender, Wake::Distributor].into_iter().find(|w| w.as_str() == name)
     }
 }
 
@@ -163,6 +167,12 @@ pub trait Tx {
     fn insert_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError>;
     /// Saves a changed conversation.
     fn update_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError>;
+    /// The workstream's Open conversations in a queue: those waiting for an agent.
+    fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError>;
+    /// The conversations that take an agent's capacity at `now_ms` (Active, or in wrap-up).
+    fn holding(&mut self, now_ms: i64) -> Result<Vec<Conversation>, StoreError>;
+    /// The agent who last had the customer's latest conversation in the workstream.
+    fn previous_agent(&mut self, workstream: &str, customer_id: &str) -> Result<Option<String>, StoreError>;
     /// Up to `limit` conversations of a workstream, not closed, in which neither side wrote
     /// since `before_ms`; the quietest first.
     fn quiet_conversations(&mut self, workstream: &str, before_ms: i64, limit: usize) -> Result<Vec<Conversation>, StoreError>;
@@ -176,6 +186,15 @@ pub trait Tx {
     fn contact(&mut self, workstream: &str, customer_id: &str) -> Result<Option<String>, StoreError>;
     /// Links a customer to the desk's contact ID, or unlinks it (None).
     fn set_contact(&mut self, workstream: &str, customer_id: &str, contact_id: Option<&str>, now_ms: i64) -> Result<(), StoreError>;
+
+    // Agents.
+
+    /// Keeps an agent as the desk reported them.
+    fn save_agent(&mut self, agent: &Agent) -> Result<(), StoreError>;
+    /// An agent by the desk's ID.
+    fn agent(&mut self, id: &str) -> Result<Option<Agent>, StoreError>;
+    /// Every agent the desk reported, by ID.
+    fn agents(&mut self) -> Result<Vec<Agent>, StoreError>;
 
     // Messages.
 

@@ -35,6 +35,7 @@ pub use target::{PostgresParts, PostgresTarget, SslMode, TargetError, TlsSetting
 
 use super::migrations::{self, Migration};
 use super::{CommitObserver, StoreError, Tx, Wake};
+use crate::gateway::model::agent::Agent;
 use crate::gateway::model::conversation::{Conversation, CustomerProfile};
 use crate::gateway::model::event::{InboundEvent, Message};
 use crate::gateway::model::history::StoredMessage;
@@ -80,7 +81,9 @@ macro_rules! channel {
 /// The migrations, oldest first. Version 1 is the schema from before the migrations, which
 /// kept its version in `switchboard_schema` (see [`ensure_schema`]).
 const MIGRATIONS: &[Migration] =
-    &[("V1__schema", include_str!("migrations/postgres/V1__schema.sql")), ("V2__receipts", include_str!("migrations/postgres/V2__receipts.sql"))];
+    &[("V1__schema", include_str!("migrations/postgres/V1__schema.sql")), ("V2__receipts", include_str!("migrations/postgres/V2__receipts.sql")),
+        ("V3__distribution", include_str!("migrations/postgres/V3__distribution.sql")),
+    ];
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
@@ -647,8 +650,8 @@ impl Tx for PgTx<'_> {
 
     fn insert_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, last_activity_ms, closed_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, last_activity_ms, closed_ms, agent_id, held_until_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &conv.id,
                 &conv.workstream,
@@ -660,6 +663,8 @@ impl Tx for PgTx<'_> {
                 &conv.last_customer_ms,
                 &conv.last_activity_ms,
                 &conv.closed_ms,
+                &conv.agent.as_ref().map(|a| &a.id),
+                &conv.held_until_ms,
             ],
         )?;
         Ok(())
@@ -667,7 +672,8 @@ impl Tx for PgTx<'_> {
 
     fn update_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE conversations SET state = $2, queue = $3, data = $4, last_customer_ms = $5, last_activity_ms = $6, closed_ms = $7 WHERE id = $1",
+            "UPDATE conversations SET state = $2, queue = $3, data = $4, last_customer_ms = $5, last_activity_ms = $6, closed_ms = $7, agent_id = $8, held_until_ms = $9
+             WHERE id = $1",
             &[
                 &conv.id,
                 &conv.state.as_str(),
@@ -676,9 +682,45 @@ impl Tx for PgTx<'_> {
                 &conv.last_customer_ms,
                 &conv.last_activity_ms,
                 &conv.closed_ms,
+                &conv.agent.as_ref().map(|a| &a.id),
+                &conv.held_until_ms,
             ],
         )?;
         Ok(())
+    }
+
+    fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError> {
+        let sql = locking!(self, "SELECT data FROM conversations WHERE workstream = $1 AND state = 'Open' AND queue IS NOT NULL");
+        self.rows(sql, &[&workstream])?.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
+    }
+
+    fn holding(&mut self, now_ms: i64) -> Result<Vec<Conversation>, StoreError> {
+        let sql = locking!(self, "SELECT data FROM conversations WHERE agent_id IS NOT NULL AND held_until_ms > $1");
+        self.rows(sql, &[&now_ms])?.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
+    }
+
+    fn previous_agent(&mut self, workstream: &str, customer_id: &str) -> Result<Option<String>, StoreError> {
+        let previous: Option<Conversation> =
+            self.document("SELECT data FROM conversations WHERE workstream = $1 AND customer_id = $2 ORDER BY created_ms DESC LIMIT 1", &[&workstream, &customer_id])?;
+        Ok(previous.and_then(|c| c.last_agent))
+    }
+
+    fn save_agent(&mut self, agent: &Agent) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO agents (id, agent, reported_ms) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, reported_ms = excluded.reported_ms",
+            &[&agent.id, &serde_json::to_string(agent)?, &agent.reported_ms],
+        )?;
+        // Presence reported to another replica may change what the leader can assign.
+        self.notify(Wake::Distributor)
+    }
+
+    fn agent(&mut self, id: &str) -> Result<Option<Agent>, StoreError> {
+        let sql = locking!(self, "SELECT agent FROM agents WHERE id = $1");
+        self.document(sql, &[&id])
+    }
+
+    fn agents(&mut self) -> Result<Vec<Agent>, StoreError> {
+        self.rows("SELECT agent FROM agents ORDER BY id", &[])?.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
     }
 
     fn quiet_conversations(&mut self, workstream: &str, before_ms: i64, limit: usize) -> Result<Vec<Conversation>, StoreError> {

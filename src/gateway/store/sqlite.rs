@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::migrations::{self, Migration};
 use super::{CommitObserver, Durability, StoreError, Tx};
+use crate::gateway::model::agent::Agent;
 use crate::gateway::model::conversation::{Conversation, CustomerProfile};
 use crate::gateway::model::event::{InboundEvent, Message};
 use crate::gateway::model::history::StoredMessage;
@@ -44,7 +45,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// when `PRAGMA user_version` held the schema's version and stores of other versions were
 /// refused (see [`migrate`]).
 const MIGRATIONS: &[Migration] =
-    &[("V2__schema", include_str!("migrations/sqlite/V2__schema.sql")), ("V3__receipts", include_str!("migrations/sqlite/V3__receipts.sql"))];
+    &[("V2__schema", include_str!("migrations/sqlite/V2__schema.sql")), ("V3__receipts", include_str!("migrations/sqlite/V3__receipts.sql")),
+        ("V4__distribution", include_str!("migrations/sqlite/V4__distribution.sql")),
+    ];
 
 /// The version of the schema from before the migrations, the one store of that time this build
 /// adopts.
@@ -382,8 +385,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError> {
         self.c
             .prepare_cached(
-                "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, last_activity_ms, closed_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, last_activity_ms, closed_ms, agent_id, held_until_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 conv.id,
@@ -395,7 +398,9 @@ impl Tx for SqliteTx<'_> {
                 conv.created_ms,
                 conv.last_customer_ms,
                 conv.last_activity_ms,
-                conv.closed_ms
+                conv.closed_ms,
+                conv.agent.as_ref().map(|a| &a.id),
+                conv.held_until_ms
             ])?;
         Ok(())
     }
@@ -403,7 +408,8 @@ impl Tx for SqliteTx<'_> {
     fn update_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError> {
         self.c
             .prepare_cached(
-                "UPDATE conversations SET state = ?2, queue = ?3, data = ?4, last_customer_ms = ?5, last_activity_ms = ?6, closed_ms = ?7 WHERE id = ?1",
+                "UPDATE conversations SET state = ?2, queue = ?3, data = ?4, last_customer_ms = ?5, last_activity_ms = ?6, closed_ms = ?7, agent_id = ?8, held_until_ms = ?9
+                 WHERE id = ?1",
             )?
             .execute(params![
                 conv.id,
@@ -412,9 +418,46 @@ impl Tx for SqliteTx<'_> {
                 serde_json::to_string(conv)?,
                 conv.last_customer_ms,
                 conv.last_activity_ms,
-                conv.closed_ms
+                conv.closed_ms,
+                conv.agent.as_ref().map(|a| &a.id),
+                conv.held_until_ms
             ])?;
         Ok(())
+    }
+
+    fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError> {
+        let mut stmt = self.c.prepare_cached("SELECT data FROM conversations WHERE workstream = ?1 AND state = 'Open' AND queue IS NOT NULL")?;
+        let rows = stmt.query_map([workstream], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    fn holding(&mut self, now_ms: i64) -> Result<Vec<Conversation>, StoreError> {
+        let mut stmt = self.c.prepare_cached("SELECT data FROM conversations WHERE agent_id IS NOT NULL AND held_until_ms > ?1")?;
+        let rows = stmt.query_map([now_ms], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+    }
+
+    fn previous_agent(&mut self, workstream: &str, customer_id: &str) -> Result<Option<String>, StoreError> {
+        let previous: Option<Conversation> =
+            self.document("SELECT data FROM conversations WHERE workstream = ?1 AND customer_id = ?2 ORDER BY created_ms DESC LIMIT 1", [workstream, customer_id])?;
+        Ok(previous.and_then(|c| c.last_agent))
+    }
+
+    fn save_agent(&mut self, agent: &Agent) -> Result<(), StoreError> {
+        self.c
+            .prepare_cached("INSERT INTO agents (id, agent, reported_ms) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET agent = excluded.agent, reported_ms = excluded.reported_ms")?
+            .execute(params![agent.id, serde_json::to_string(agent)?, agent.reported_ms])?;
+        Ok(())
+    }
+
+    fn agent(&mut self, id: &str) -> Result<Option<Agent>, StoreError> {
+        self.document("SELECT agent FROM agents WHERE id = ?1", [id])
+    }
+
+    fn agents(&mut self) -> Result<Vec<Agent>, StoreError> {
+        let mut stmt = self.c.prepare_cached("SELECT agent FROM agents ORDER BY id")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
     }
 
     fn quiet_conversations(&mut self, workstream: &str, before_ms: i64, limit: usize) -> Result<Vec<Conversation>, StoreError> {
@@ -772,7 +815,7 @@ mod tests {
         let conn = Connection::open(dir.path().join("store.db")).unwrap();
         let applied: i64 = conn.query_row("SELECT max(version) FROM refinery_schema_history", [], |r| r.get(0)).unwrap();
         let user_version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-        assert_eq!((applied, user_version), (3, 3));
+        assert_eq!((applied, user_version), (4, 4));
     }
 
     #[test]
@@ -792,11 +835,11 @@ mod tests {
         drop(open(&dir));
         Connection::open(dir.path().join("store.db"))
             .unwrap()
-            .execute("INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (4, 'later', '2030-01-01T00:00:00Z', '1')", [])
+            .execute("INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (5, 'later', '2030-01-01T00:00:00Z', '1')", [])
             .unwrap();
         let err = Sqlite::open(&dir.path().join("store.db"), Durability::Full, Box::new(|_, _| {})).unwrap_err();
-        assert!(matches!(err, StoreError::Newer { found: 4, latest: 3 }), "{err}");
-        assert_eq!(err.to_string(), "store: schema version 4 is newer than this build's 3; run a build that knows it");
+        assert!(matches!(err, StoreError::Newer { found: 5, latest: 4 }), "{err}");
+        assert_eq!(err.to_string(), "store: schema version 5 is newer than this build's 4; run a build that knows it");
     }
 
     #[tokio::test]

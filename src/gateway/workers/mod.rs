@@ -1,9 +1,10 @@
 //! The loops that act on the store: processing recorded events, delivering desk events,
-//! sending messages, closing inactive conversations, forgetting old data, and following the
+//! sending messages, distributing conversations to agents, closing inactive conversations, forgetting old data, and following the
 //! configuration. Each decides through `conversations/` and talks to the outside world itself.
 
 pub mod config_source;
 pub mod delivery;
+pub mod distributor;
 pub mod inactivity;
 pub mod processor;
 pub mod prune;
@@ -27,4 +28,6 @@ pub struct Wakers {
     pub delivery: Arc<Notify>,
     /// New messages are waiting to be sent to customers.
     pub sender: Arc<Notify>,
+    /// Something changed who can take which conversation.
+    pub distributor: Arc<Notify>,
 }

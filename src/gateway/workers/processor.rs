@@ -90,6 +90,7 @@ impl Processor {
         // finds nothing costs one query.
         self.wakers.delivery.notify_one();
         self.wakers.sender.notify_one();
+        self.wakers.distributor.notify_one();
         Ok(taken)
     }
 

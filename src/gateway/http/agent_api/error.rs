@@ -67,6 +67,8 @@ impl From<Refused> for ApiError {
             Refused::ConversationClosed => (StatusCode::CONFLICT, "conversation_closed", json!({})),
             Refused::ClientMessageIdConflict => (StatusCode::CONFLICT, "client_message_id_conflict", json!({})),
             Refused::NotWithBot => (StatusCode::CONFLICT, "not_with_bot", json!({})),
+            Refused::NotActive => (StatusCode::CONFLICT, "not_active", json!({})),
+            Refused::NoWrapUp => (StatusCode::CONFLICT, "no_wrap_up", json!({})),
             Refused::Attachment(refusal) => match refusal {
                 Refusal::NotAllowed => (StatusCode::FORBIDDEN, refusal.code(), json!({})),
                 Refusal::TooLarge { max_bytes } => (StatusCode::PAYLOAD_TOO_LARGE, refusal.code(), json!({ "maxBytes": max_bytes })),

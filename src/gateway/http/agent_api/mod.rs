@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod caller;
+pub mod distribution;
 pub mod error;
 pub mod indicators;
 
@@ -57,6 +58,8 @@ pub struct AgentApiState {
     /// Fetches customers' attachments by URL for a channel that leaves it to a plain GET (a
     /// LINE external content provider's).
     pub http: reqwest::Client,
+    /// An agent the desk has not reported for this long is Offline.
+    pub presence_ttl: std::time::Duration,
 }
 
 /// The router of the agent API port.
@@ -73,6 +76,10 @@ pub fn router(state: Arc<AgentApiState>) -> Router {
         .route("/v1/conversations/{id}/assign", counted("assignConversation", post(assign)))
         .route("/v1/conversations/{id}/close", counted("closeConversation", post(close)))
         .route("/v1/conversations/{id}/escalate", counted("escalateConversation", post(escalate)))
+        .route("/v1/conversations/{id}/wait", counted("putConversationAside", post(distribution::wait)))
+        .route("/v1/conversations/{id}/wrap-up-done", counted("endWrapUp", post(distribution::wrap_up_done)))
+        .route("/v1/agents", counted("listAgents", get(distribution::list)))
+        .route("/v1/agents/{agent_id}/presence", counted("reportPresence", put(distribution::presence)))
         .route("/v1/conversations/{id}/read", counted("markConversationRead", post(indicators::read)))
         .route("/v1/conversations/{id}/typing", counted("showTyping", post(indicators::typing)))
         .route(
@@ -225,6 +232,7 @@ struct AssignRequest {
 async fn assign(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller, JsonBody(request): JsonBody<AssignRequest>) -> Result<Response, ApiError> {
     let now = state.clock.now_ms();
     let conv = state.act(move |tx| actions::assign(tx, &caller.rt, &caller.workstreams, &id, request.agent, now)).await?;
+    state.wakers.distributor.notify_one();
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
 
@@ -241,6 +249,7 @@ async fn close(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, 
     let now = state.clock.now_ms();
     let conv_id = id.clone();
     let conv = state.act(move |tx| actions::close(tx, &caller.rt, &caller.workstreams, &conv_id, now)).await?;
+    state.wakers.distributor.notify_one();
     tracing::info!(conversation = %id, reason = request.reason.as_deref().unwrap_or(""), "conversation closed through the agent API");
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
@@ -258,6 +267,7 @@ struct EscalateRequest {
 async fn escalate(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller, JsonBody(request): JsonBody<EscalateRequest>) -> Result<Response, ApiError> {
     let now = state.clock.now_ms();
     let conv = state.act(move |tx| actions::escalate(tx, &caller.rt, &caller.workstreams, &id, request.summary, request.attributes, now)).await?;
+    state.wakers.distributor.notify_one();
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
 
@@ -380,6 +390,7 @@ mod tests {
                 wakers: Wakers::default(),
                 metrics: Arc::new(Metrics::default()),
                 http: reqwest::Client::new(),
+                presence_ttl: std::time::Duration::from_secs(60),
             };
             Api { router: router(Arc::new(state)), store, time, _dir: dir }
         }
@@ -398,6 +409,9 @@ mod tests {
                 last_customer_ms: T0,
                 last_activity_ms: T0,
                 agent: None,
+                held_until_ms: None,
+                wrap_up_ms: None,
+                last_agent: None,
                 bot: None,
                 closed_ms: None,
                 close_reason: None,
@@ -600,12 +614,16 @@ mod tests {
             ("/v1/conversations/{id}/escalate", "post"),
             ("/v1/conversations/{id}/read", "post"),
             ("/v1/conversations/{id}/typing", "post"),
+            ("/v1/conversations/{id}/wait", "post"),
+            ("/v1/conversations/{id}/wrap-up-done", "post"),
+            ("/v1/agents", "get"),
+            ("/v1/agents/{agentId}/presence", "put"),
             ("/v1/workstreams/{workstream}/customers/{customerId}/contact", "put"),
             ("/v1/workstreams/{workstream}/customers/{customerId}/contact", "delete"),
         ] {
             assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not in agent-api.yaml");
         }
-        assert_eq!(paths.len(), 11, "agent-api.yaml describes routes the server does not have");
+        assert_eq!(paths.len(), 15, "agent-api.yaml describes routes the server does not have");
     }
 
     #[tokio::test]

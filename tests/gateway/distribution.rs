@@ -1,0 +1,180 @@
+//! Push distribution end to end: agents report presence through the agent API, the gateway
+//! assigns queued conversations to them by queue membership, skills and free capacity (the
+//! freest first), tells the desk (`conversation.assigned`) and the customer (AgentAssigned),
+//! frees capacity when a conversation is put aside or closed (after its wrap-up), gives a
+//! returning customer their last agent, and puts an Offline agent's conversations back in
+//! their queues for the others.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::harness::{Bed, Provider, line_channel, line_user, workstream};
+
+const WS: &str = "support-line";
+
+/// The workstream: queues general and vip, the AgentAssigned message, `keepSameAgent`, and a
+/// wrap-up of `wrap_up`.
+fn support(desk: &str, wrap_up: Value) -> Value {
+    let mut ws = workstream(WS, line_channel(), desk, &["general", "vip"], None, vec![]);
+    ws["distribution"]["keepSameAgent"] = json!(true);
+    ws["distribution"]["wrapUp"] = wrap_up;
+    ws["automatedMessages"] = json!([{"trigger": "AgentAssigned", "locale": "en", "text": "{AgentName} is here to help you"}]);
+    ws
+}
+
+async fn presence(bed: &Bed, agent: &str, status: &str, capacity: u32, skills: &[&str]) -> Value {
+    let body = json!({"name": agent.to_uppercase(), "status": status, "capacity": capacity, "queues": [{"workstream": WS, "queue": "general"}], "skills": skills});
+    let (status, answer) = bed.agent(Method::PUT, &format!("/v1/agents/{agent}/presence"), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// Waits until the conversation of `user`'s latest message is Active with an agent; returns
+/// the agent's ID and the conversation's.
+async fn assigned_to(bed: &Bed, user: &str) -> (String, String) {
+    let event = bed
+        .desk
+        .wait_for(Duration::from_secs(20), &format!("the assignment of {user}'s conversation"), |events| {
+            events.iter().rev().find(|e| e.kind() == "conversation.assigned" && e.customer() == user).cloned()
+        })
+        .await;
+    let agent = event.body["conversation"]["agent"]["id"].as_str().expect("the assigned agent").to_owned();
+    assert_eq!(event.body["conversation"]["state"], "Active");
+    (agent, event.conversation().to_owned())
+}
+
+async fn agents(bed: &Bed) -> Vec<Value> {
+    let (status, answer) = bed.agent(Method::GET, "/v1/agents", None).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["agents"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversations_go_to_available_agents_by_capacity_and_come_back_when_an_agent_goes_offline() {
+    let started = Instant::now();
+    let mut bed = Bed::new(Provider::Line, &["--presence-ttl", "3s"]).await;
+    bed.start(&bed.config(vec![support(&bed.desk.url(), json!({"type": "None"}))])).await;
+    presence(&bed, "ann", "Available", 2, &[]).await;
+    presence(&bed, "bob", "Busy", 3, &[]).await;
+
+    // Ann takes two; Bob is Busy, so the third waits.
+    for n in 1..=3 {
+        bed.line_text(&line_user(n), &format!("Customer {n}"), "Hello").await;
+    }
+    let (first, _) = assigned_to(&bed, &line_user(1)).await;
+    let (second, _) = assigned_to(&bed, &line_user(2)).await;
+    assert_eq!((first.as_str(), second.as_str()), ("ann", "ann"));
+    bed.wait_sent("AgentAssigned", |m| m["body"] == "ANN is here to help you").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !bed.desk.events().iter().any(|e| e.kind() == "conversation.assigned" && e.customer() == line_user(3)),
+        "Ann is full and Bob is Busy: the third waits"
+    );
+    let listed = agents(&bed).await;
+    let ann = listed.iter().find(|a| a["id"] == "ann").unwrap();
+    assert_eq!((ann["load"].as_u64(), ann["presence"].as_str(), ann["conversations"].as_array().map(Vec::len)), (Some(2), Some("Available"), Some(2)), "{ann}");
+
+    // Bob becomes Available: the third is his.
+    presence(&bed, "bob", "Available", 3, &[]).await;
+    let (third, third_conv) = assigned_to(&bed, &line_user(3)).await;
+    assert_eq!(third, "bob");
+
+    // Bob puts it aside: his capacity is free, the customer writing again reopens it for him
+    // first (keepSameAgent).
+    let (status, answer) = bed.agent(Method::POST, &format!("/v1/conversations/{third_conv}/wait"), None).await;
+    assert_eq!((status.as_u16(), answer["conversation"]["state"].as_str()), (200, Some("Waiting")), "{answer}");
+    let (status, answer) = bed.agent(Method::POST, &format!("/v1/conversations/{third_conv}/wait"), None).await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (409, Some("not_active")), "{answer}");
+    bed.desk.wait_one("conversation.waiting", |e| e.kind() == "conversation.waiting" && e.conversation() == third_conv).await;
+    bed.line_text(&line_user(3), "Customer 3", "One more thing").await;
+    bed.desk
+        .wait_for(Duration::from_secs(20), "the reopened conversation assigned to Bob again", |events| {
+            let again = events.iter().filter(|e| e.kind() == "conversation.assigned" && e.conversation() == third_conv).count();
+            (again == 2).then_some(())
+        })
+        .await;
+
+    // An agent's answer keeps the conversation Active.
+    let (_, ann_conv) = assigned_to(&bed, &line_user(1)).await;
+    bed.send_text(&ann_conv, "a-1", "Let me check").await;
+    bed.desk.wait_outcome("message.accepted", "a-1").await;
+    assert_eq!(bed.conversation(&ann_conv).await["conversation"]["state"], "Active", "an answer does not put it aside");
+
+    // Ann stops sending heartbeats: after the TTL her conversations go back to the queue and
+    // Bob (2 free) takes them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        presence(&bed, "bob", "Available", 3, &[]).await;
+        let unassigned = bed.desk.events().iter().filter(|e| e.kind() == "conversation.unassigned").count();
+        if unassigned == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Ann's conversations were not unassigned");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let unassigned = bed.desk.of_kind("conversation.unassigned");
+    assert!(unassigned.iter().all(|e| e.body["reason"] == "agentOffline" && e.body["conversation"]["state"] == "Open"));
+    for n in [1, 2] {
+        bed.desk
+            .wait_for(Duration::from_secs(20), "Bob takes Ann's conversations", |events| {
+                events.iter().rev().find(|e| e.kind() == "conversation.assigned" && e.customer() == line_user(n)).filter(|e| e.body["conversation"]["agent"]["id"] == "bob").map(|_| ())
+            })
+            .await;
+    }
+    let bob = agents(&bed).await.into_iter().find(|a| a["id"] == "bob").unwrap();
+    assert_eq!(bob["load"], 3, "full, never over: {bob}");
+    let ann = agents(&bed).await.into_iter().find(|a| a["id"] == "ann").unwrap();
+    assert_eq!((ann["presence"].as_str(), ann["load"].as_u64()), (Some("Offline"), Some(0)), "{ann}");
+    bed.desk.check();
+    eprintln!("push distribution: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skills_decide_who_qualifies_and_a_wrap_up_holds_capacity_until_it_is_done() {
+    let mut bed = Bed::new(Provider::Line, &[]).await;
+    let mut ws = support(&bed.desk.url(), json!({"type": "Always"}));
+    ws["rules"]["classification"] = json!([{
+        "name": "turkish", "generation": 1, "order": 1,
+        "match": {"all": [{"field": "message.text", "operator": "Contains", "values": ["merhaba"], "ignoreCase": true}]},
+        "set": {"skills": ["turkish"]},
+    }]);
+    bed.start(&bed.config(vec![ws])).await;
+    presence(&bed, "ann", "Available", 1, &[]).await;
+    presence(&bed, "can", "Available", 1, &["Turkish"]).await;
+
+    bed.line_text(&line_user(1), "Ayşe", "Merhaba").await;
+    let (agent, conv) = assigned_to(&bed, &line_user(1)).await;
+    assert_eq!(agent, "can", "only Can speaks Turkish");
+
+    // Closed with wrapUp Always: Can's capacity stays taken until the wrap-up is done.
+    let (status, _) = bed.agent(Method::POST, &format!("/v1/conversations/{conv}/close"), Some(json!({}))).await;
+    assert_eq!(status, 200);
+    bed.line_text(&line_user(2), "Deniz", "Merhaba again").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!bed.desk.events().iter().any(|e| e.kind() == "conversation.assigned" && e.customer() == line_user(2)), "Can is wrapping up");
+    let can = agents(&bed).await.into_iter().find(|a| a["id"] == "can").unwrap();
+    assert_eq!(can["load"], 1, "{can}");
+    let (status, answer) = bed.agent(Method::POST, &format!("/v1/conversations/{conv}/wrap-up-done"), None).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = bed.agent(Method::POST, &format!("/v1/conversations/{conv}/wrap-up-done"), None).await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (409, Some("no_wrap_up")));
+    let (agent, _) = assigned_to(&bed, &line_user(2)).await;
+    assert_eq!(agent, "can");
+
+    // Presence is checked: a queue of another workstream, a capacity too large.
+    let (status, answer) = bed
+        .agent(Method::PUT, "/v1/agents/x/presence", Some(json!({"status": "Available", "capacity": 1, "queues": [{"workstream": "other", "queue": "general"}]})))
+        .await;
+    assert_eq!((status.as_u16(), answer["field"].as_str()), (400, Some("queues")), "{answer}");
+    let (status, answer) = bed
+        .agent(Method::PUT, "/v1/agents/x/presence", Some(json!({"status": "Available", "capacity": 1, "queues": [{"workstream": WS, "queue": "nope"}]})))
+        .await;
+    assert_eq!((status.as_u16(), answer["field"].as_str()), (400, Some("queues")), "{answer}");
+    let (status, answer) = bed.agent(Method::PUT, "/v1/agents/x/presence", Some(json!({"status": "Available", "capacity": 5000, "queues": []}))).await;
+    assert_eq!((status.as_u16(), answer["field"].as_str()), (400, Some("capacity")), "{answer}");
+    let (status, _) = bed.agent(Method::PUT, "/v1/agents/x/presence", Some(json!({"status": "Sleeping", "capacity": 1, "queues": []}))).await;
+    assert_eq!(status, 400);
+    bed.desk.check();
+}
