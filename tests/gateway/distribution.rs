@@ -178,3 +178,124 @@ async fn skills_decide_who_qualifies_and_a_wrap_up_holds_capacity_until_it_is_do
     assert_eq!(status, 400);
     bed.desk.check();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_pick_mode_agents_take_what_they_qualify_for_within_their_capacity() {
+    let mut bed = Bed::new(Provider::Line, &[]).await;
+    let mut ws = support(&bed.desk.url(), json!({"type": "None"}));
+    ws["distribution"]["mode"] = json!("Pick");
+    ws["rules"]["classification"] = json!([{
+        "name": "turkish", "generation": 1, "order": 1,
+        "match": {"all": [{"field": "message.text", "operator": "Contains", "values": ["merhaba"], "ignoreCase": true}]},
+        "set": {"skills": ["turkish"]},
+    }]);
+    bed.start(&bed.config(vec![ws])).await;
+    presence(&bed, "ann", "Available", 1, &[]).await;
+    presence(&bed, "can", "Available", 2, &["turkish"]).await;
+    bed.line_text(&line_user(1), "Ayşe", "Merhaba").await;
+    bed.line_text(&line_user(2), "Bea", "Hello").await;
+    bed.line_text(&line_user(3), "Cem", "Hello there").await;
+    bed.desk.wait_messages(3, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(bed.desk.of_kind("conversation.assigned").is_empty(), "Pick mode pushes nothing");
+
+    let (status, queue) = bed.agent(Method::GET, &format!("/v1/workstreams/{WS}/queues/general"), None).await;
+    assert_eq!(status, 200, "{queue}");
+    let waiting: Vec<&str> = queue["waiting"].as_array().unwrap().iter().map(|c| c["customer"]["id"].as_str().unwrap()).collect();
+    assert_eq!(waiting, [line_user(1), line_user(2), line_user(3)], "oldest first");
+    let ids: Vec<String> = queue["waiting"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect();
+
+    let pick_next = |agent: &'static str| {
+        let bed = &bed;
+        async move { bed.agent(Method::POST, &format!("/v1/workstreams/{WS}/queues/general/pick"), Some(json!({"agentId": agent}))).await }
+    };
+    // Ann lacks Turkish: her next is the second customer; then she is full.
+    let (status, taken) = pick_next("ann").await;
+    assert_eq!((status.as_u16(), taken["conversation"]["customer"]["id"].as_str()), (200, Some(line_user(2).as_str())), "{taken}");
+    assert_eq!(taken["conversation"]["agent"]["id"], "ann");
+    bed.wait_sent("AgentAssigned", |m| m["body"] == "ANN is here to help you").await;
+    let (status, answer) = pick_next("ann").await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (409, Some("no_capacity")), "{answer}");
+    let (status, answer) = pick_next("zoe").await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (409, Some("agent_unknown")), "{answer}");
+    let pick = |agent: &'static str, conv: String| {
+        let bed = &bed;
+        async move { bed.agent(Method::POST, &format!("/v1/conversations/{conv}/pick"), Some(json!({"agentId": agent}))).await }
+    };
+    let (status, answer) = pick("ann", ids[0].clone()).await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (409, Some("not_qualified")), "{answer}");
+    let (status, answer) = pick("can", ids[1].clone()).await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (409, Some("already_assigned")), "{answer}");
+    let (status, answer) = pick("can", ids[0].clone()).await;
+    assert_eq!((status.as_u16(), answer["conversation"]["agent"]["id"].as_str()), (200, Some("can")), "{answer}");
+
+    // A supervisor's assignment respects capacity unless forced.
+    let (status, answer) = bed.agent(Method::POST, &format!("/v1/conversations/{}/assign", ids[2]), Some(json!({"agentId": "ann"}))).await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (409, Some("no_capacity")), "{answer}");
+    let (status, answer) = bed.agent(Method::POST, &format!("/v1/conversations/{}/assign", ids[2]), Some(json!({"agentId": "ann", "force": true}))).await;
+    assert_eq!((status.as_u16(), answer["conversation"]["agent"]["id"].as_str()), (200, Some("ann")), "{answer}");
+    let (status, answer) = pick_next("can").await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (404, Some("nothing_to_pick")), "{answer}");
+    let (_, queue) = bed.agent(Method::GET, &format!("/v1/workstreams/{WS}/queues/general"), None).await;
+    assert_eq!(queue["waiting"], json!([]));
+    let (status, answer) = bed.agent(Method::GET, &format!("/v1/workstreams/{WS}/queues/nope"), None).await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (404, Some("queue_not_found")), "{answer}");
+    let ann = agents(&bed).await.into_iter().find(|a| a["id"] == "ann").unwrap();
+    assert_eq!(ann["load"], 2, "forced over her capacity of 1: {ann}");
+    bed.desk.check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_a_queue_goes_back_to_distribution_and_one_to_an_agent_is_theirs() {
+    let mut bed = Bed::new(Provider::Line, &[]).await;
+    bed.start(&bed.config(vec![support(&bed.desk.url(), json!({"type": "None"}))])).await;
+    presence(&bed, "ann", "Available", 2, &[]).await;
+    let vip = json!({"name": "VEE", "status": "Available", "capacity": 2, "queues": [{"workstream": WS, "queue": "vip"}]});
+    let (status, _) = bed.agent(Method::PUT, "/v1/agents/vee/presence", Some(vip)).await;
+    assert_eq!(status, 200);
+    bed.line_text(&line_user(1), "Ayşe", "Hello").await;
+    let (agent, conv) = assigned_to(&bed, &line_user(1)).await;
+    assert_eq!(agent, "ann");
+
+    let transfer = |body: Value| {
+        let (bed, conv) = (&bed, conv.clone());
+        async move { bed.agent(Method::POST, &format!("/v1/conversations/{conv}/transfer"), Some(body)).await }
+    };
+    let (status, answer) = transfer(json!({"queue": "vip"})).await;
+    assert_eq!((status.as_u16(), answer["conversation"]["state"].as_str(), answer["conversation"]["routing"]["queue"].as_str()), (200, Some("Open"), Some("vip")), "{answer}");
+    let moved = bed.desk.wait_one("conversation.transferred", |e| e.kind() == "conversation.transferred").await;
+    assert_eq!(moved.body["reason"], "queue");
+    bed.desk
+        .wait_for(Duration::from_secs(20), "Vee takes it in the vip queue", |events| {
+            events.iter().find(|e| e.kind() == "conversation.assigned" && e.body["conversation"]["agent"]["id"] == "vee").map(|_| ())
+        })
+        .await;
+    let (status, answer) = transfer(json!({"agentId": "ann"})).await;
+    assert_eq!((status.as_u16(), answer["conversation"]["agent"]["id"].as_str(), answer["conversation"]["state"].as_str()), (200, Some("ann"), Some("Active")), "{answer}");
+    let to_agent = bed.desk.wait_one("the transfer to Ann", |e| e.kind() == "conversation.transferred" && e.body["reason"] == "agent").await;
+    assert_eq!(to_agent.body["conversation"]["agent"]["id"], "ann");
+    let (status, answer) = transfer(json!({"queue": "nope"})).await;
+    assert_eq!((status.as_u16(), answer["error"].as_str()), (404, Some("queue_not_found")), "{answer}");
+    let (status, answer) = transfer(json!({"queue": "vip", "agentId": "ann"})).await;
+    assert_eq!(status, 400, "{answer}");
+    let loads: Vec<(String, u64)> = agents(&bed).await.iter().map(|a| (a["id"].as_str().unwrap().to_owned(), a["load"].as_u64().unwrap())).collect();
+    assert_eq!(loads, [("ann".to_owned(), 1), ("vee".to_owned(), 0)], "the capacity moved with it");
+
+    // A desk after a restart lists what its agents hold.
+    bed.line_text(&line_user(2), "Bea", "Hello").await;
+    assigned_to(&bed, &line_user(2)).await;
+    let list = |query: String| {
+        let bed = &bed;
+        async move { bed.agent(Method::GET, &format!("/v1/conversations{query}"), None).await }
+    };
+    let (status, answer) = list("?agentId=ann&state=Active".to_owned()).await;
+    let listed: Vec<&str> = answer["conversations"].as_array().unwrap().iter().map(|c| c["customer"]["id"].as_str().unwrap()).collect();
+    assert_eq!((status.as_u16(), listed), (200, vec![line_user(1).as_str(), line_user(2).as_str()]), "{answer}");
+    let (_, answer) = list(format!("?workstream={WS}&queue=vip&limit=1")).await;
+    assert_eq!(answer["conversations"].as_array().map(Vec::len), Some(1), "{answer}");
+    for (query, status, code) in [("?state=Sleeping", 400, "invalid_request"), ("?limit=0", 400, "invalid_request"), ("?workstream=other", 404, "workstream_not_found"), ("?bogus=1", 400, "invalid_request")] {
+        let (got, answer) = list(query.to_owned()).await;
+        assert_eq!((got.as_u16(), answer["error"].as_str()), (status, Some(code)), "{query}: {answer}");
+    }
+    bed.desk.check();
+}

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::attachments::{self, Refusal};
 use super::automated;
 use super::desk_events::{self, Pending};
+use super::distribute::{self, Moment};
 use super::outgoing::{self, Draft};
 use super::route::route_stored;
 use super::templates::{self, TemplateError, window_closes_at};
@@ -23,7 +24,7 @@ use crate::gateway::model::event::Message;
 use crate::gateway::model::history::StoredMessage;
 use crate::gateway::model::outbound::{Author, OutContent, OutboundMessage};
 use crate::gateway::runtime::{Runtime, Workstream};
-use crate::gateway::store::{StoreError, Tx};
+use crate::gateway::store::{ConversationFilter, StoreError, Tx};
 use crate::routing::evaluate::Context;
 
 /// Namespace of the LINE retry keys derived from client message IDs (a fixed random UUID).
@@ -76,6 +77,33 @@ pub enum Refused {
     /// No wrap-up of the conversation is running.
     #[error("the conversation has no wrap-up running")]
     NoWrapUp,
+    /// No such queue in the workstream.
+    #[error("no such queue")]
+    QueueNotFound,
+    /// The desk never reported the agent's presence.
+    #[error("no presence was reported for this agent")]
+    AgentUnknown,
+    /// The agent is Offline (reported so, or not reported for the presence TTL).
+    #[error("the agent is Offline")]
+    AgentOffline,
+    /// The agent does not serve the conversation's queue.
+    #[error("the agent does not serve this queue")]
+    NotAMember,
+    /// The agent lacks a skill the conversation requires.
+    #[error("the agent lacks a skill the conversation requires")]
+    NotQualified,
+    /// The agent's free capacity is less than the conversation takes.
+    #[error("the agent has no free capacity for it")]
+    NoCapacity,
+    /// The conversation is not waiting in a queue: an agent (or the bot) has it.
+    #[error("the conversation is already assigned")]
+    AlreadyAssigned,
+    /// The bot handles the conversation: it escalates before agents get it.
+    #[error("the bot handles the conversation")]
+    WithBot,
+    /// Nothing in the queue the agent qualifies for.
+    #[error("nothing waits in the queue that the agent qualifies for")]
+    NothingToPick,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -272,10 +300,23 @@ fn request_hash(request: &SendRequest) -> Result<String, Refused> {
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// An agent takes the conversation; the customer gets AgentAssigned unless that agent had it.
-pub fn assign(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, agent: AgentRef, now: i64) -> Result<Conversation, Refused> {
+/// A supervisor gives the conversation to an agent; the customer gets AgentAssigned unless that
+/// agent had it. An agent whose presence the desk reports must be not Offline and have free
+/// capacity for it, unless `force`; an agent it never reported is taken as named.
+pub fn assign(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, agent: AgentRef, force: bool, at: Moment) -> Result<Conversation, Refused> {
+    let now = at.now;
     if agent.id.trim().is_empty() {
-        return Err(Refused::Invalid { field: "agent.id", message: "must not be empty".to_owned() });
+        return Err(Refused::Invalid { field: "agentId", message: "must not be empty".to_owned() });
+    }
+    if let Some(reported) = tx.agent(&agent.id)?
+        && !force
+    {
+        let conv = conversation(tx, id, allowed)?;
+        let ws = rt.workstream(&conv.workstream).ok_or(Refused::ConversationNotFound)?;
+        let already = conv.agent.as_ref().is_some_and(|a| a.id == agent.id) && conv.holds(now);
+        if !already {
+            distribute::check_free(tx, rt, ws, &reported, at)?;
+        }
     }
     let (mut conv, ws) = open_conversation(tx, rt, id, allowed)?;
     let announce = conv.assign(agent, ws.wrap_up_ms());
@@ -285,6 +326,58 @@ pub fn assign(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, agent
         automated::send(tx, rt.account_ref(), ws, &conv, &[Trigger::AgentAssigned], &[], now)?;
     }
     Ok(conv)
+}
+
+/// The most conversations one listing returns.
+const MAX_LISTED: usize = 1_000;
+
+/// What a listing asks for (`GET /v1/conversations`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    /// One of the caller's workstreams; all of them when absent.
+    #[serde(default)]
+    pub workstream: Option<String>,
+    /// `Open`, `Active`, `Waiting` or `Closed`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// A queue's name.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// The agent who holds them.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// The most to return (default 100, at most 1,000), oldest first.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// The caller's conversations that match `query`, oldest first per workstream.
+pub fn list(tx: &mut dyn Tx, allowed: &[String], query: &ListQuery) -> Result<Vec<Conversation>, Refused> {
+    let state = query.state.as_deref().map(|s| State::parse(s).ok_or(Refused::Invalid { field: "state", message: "must be Open, Active, Waiting or Closed".to_owned() })).transpose()?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_LISTED {
+        return Err(Refused::Invalid { field: "limit", message: format!("must be 1 to {MAX_LISTED}") });
+    }
+    let workstreams: Vec<&String> = match &query.workstream {
+        Some(ws) => vec![allowed.iter().find(|a| *a == ws).ok_or(Refused::WorkstreamNotFound)?],
+        None => allowed.iter().collect(),
+    };
+    let mut listed = Vec::new();
+    for workstream in workstreams {
+        let filter = ConversationFilter {
+            workstream,
+            state: state.map(State::as_str),
+            queue: query.queue.as_deref(),
+            agent_id: query.agent_id.as_deref(),
+            limit: limit - listed.len(),
+        };
+        listed.extend(tx.list_conversations(&filter)?);
+        if listed.len() >= limit {
+            break;
+        }
+    }
+    Ok(listed)
 }
 
 /// The agent puts the conversation aside until the customer writes: Waiting, its capacity free.

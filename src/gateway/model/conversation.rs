@@ -301,6 +301,16 @@ impl Conversation {
         true
     }
 
+    /// A transfer to `queue`: Open there, without an agent, holding nothing, and without the
+    /// affinity to the agent it was moved away from.
+    pub fn requeue(&mut self, queue: String) {
+        self.routing.queue = Some(queue);
+        self.state = State::Open;
+        self.agent = None;
+        self.held_until_ms = None;
+        self.last_agent = None;
+    }
+
     /// The agent ended the wrap-up of a closed conversation; false when none was running.
     pub fn wrap_up_done(&mut self, now_ms: i64) -> bool {
         let running = self.state == State::Closed && self.held_until_ms.is_some_and(|until| until > now_ms);

@@ -79,6 +79,9 @@ pub enum EventType {
     /// The agent put the conversation aside until the customer writes.
     #[serde(rename = "conversation.waiting")]
     ConversationWaiting,
+    /// The conversation was moved to another queue or agent.
+    #[serde(rename = "conversation.transferred")]
+    ConversationTransferred,
     /// The provider accepted an outgoing message.
     #[serde(rename = "message.accepted")]
     MessageAccepted,
@@ -110,6 +113,7 @@ impl EventType {
             EventType::ConversationAssigned => "conversation.assigned",
             EventType::ConversationUnassigned => "conversation.unassigned",
             EventType::ConversationWaiting => "conversation.waiting",
+            EventType::ConversationTransferred => "conversation.transferred",
             EventType::MessageAccepted => "message.accepted",
             EventType::MessageSent => "message.sent",
             EventType::MessageDelivered => "message.delivered",

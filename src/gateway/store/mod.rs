@@ -130,6 +130,21 @@ impl Wake {
     }
 }
 
+/// Which conversations a listing wants.
+#[derive(Clone, Copy, Debug)]
+pub struct ConversationFilter<'a> {
+    /// Their workstream.
+    pub workstream: &'a str,
+    /// Their state (`Open`, `Active`, `Waiting`, `Closed`), any when None.
+    pub state: Option<&'a str>,
+    /// Their queue, any when None.
+    pub queue: Option<&'a str>,
+    /// The agent who holds them, any when None.
+    pub agent_id: Option<&'a str>,
+    /// The most to return.
+    pub limit: usize,
+}
+
 /// The operations of one transaction.
 pub trait Tx {
     // Recorded webhook events.
@@ -167,6 +182,8 @@ pub trait Tx {
     fn insert_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError>;
     /// Saves a changed conversation.
     fn update_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError>;
+    /// Up to `filter.limit` conversations of a workstream that match the filter, oldest first.
+    fn list_conversations(&mut self, filter: &ConversationFilter<'_>) -> Result<Vec<Conversation>, StoreError>;
     /// The workstream's Open conversations in a queue: those waiting for an agent.
     fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError>;
     /// The conversations that take an agent's capacity at `now_ms` (Active, or in wrap-up).

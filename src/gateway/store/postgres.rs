@@ -34,7 +34,7 @@ use uuid::Uuid;
 pub use target::{PostgresParts, PostgresTarget, SslMode, TargetError, TlsSettings};
 
 use super::migrations::{self, Migration};
-use super::{CommitObserver, StoreError, Tx, Wake};
+use super::{CommitObserver, ConversationFilter, StoreError, Tx, Wake};
 use crate::gateway::model::agent::Agent;
 use crate::gateway::model::conversation::{Conversation, CustomerProfile};
 use crate::gateway::model::event::{InboundEvent, Message};
@@ -689,6 +689,12 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn list_conversations(&mut self, f: &ConversationFilter<'_>) -> Result<Vec<Conversation>, StoreError> {
+        let sql = "SELECT data FROM conversations WHERE workstream = $1 AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR queue = $3)
+                   AND ($4::text IS NULL OR agent_id = $4) ORDER BY created_ms, id LIMIT $5";
+        self.rows(sql, &[&f.workstream, &f.state, &f.queue, &f.agent_id, &(f.limit as i64)])?.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
+    }
+
     fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError> {
         let sql = locking!(self, "SELECT data FROM conversations WHERE workstream = $1 AND state = 'Open' AND queue IS NOT NULL");
         self.rows(sql, &[&workstream])?.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
@@ -720,7 +726,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn agents(&mut self) -> Result<Vec<Agent>, StoreError> {
-        self.rows("SELECT agent FROM agents ORDER BY id", &[])?.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
+        // Locked (on the writer) in ID order, before any conversation: a decision counts loads
+        // no other replica's pick or assignment can change until it commits.
+        let sql = locking!(self, "SELECT agent FROM agents ORDER BY id");
+        self.rows(sql, &[])?.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
     }
 
     fn quiet_conversations(&mut self, workstream: &str, before_ms: i64, limit: usize) -> Result<Vec<Conversation>, StoreError> {

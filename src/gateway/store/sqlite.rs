@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::migrations::{self, Migration};
-use super::{CommitObserver, Durability, StoreError, Tx};
+use super::{CommitObserver, ConversationFilter, Durability, StoreError, Tx};
 use crate::gateway::model::agent::Agent;
 use crate::gateway::model::conversation::{Conversation, CustomerProfile};
 use crate::gateway::model::event::{InboundEvent, Message};
@@ -423,6 +423,15 @@ impl Tx for SqliteTx<'_> {
                 conv.held_until_ms
             ])?;
         Ok(())
+    }
+
+    fn list_conversations(&mut self, f: &ConversationFilter<'_>) -> Result<Vec<Conversation>, StoreError> {
+        let mut stmt = self.c.prepare_cached(
+            "SELECT data FROM conversations WHERE workstream = ?1 AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR queue = ?3) AND (?4 IS NULL OR agent_id = ?4)
+             ORDER BY created_ms, id LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(params![f.workstream, f.state, f.queue, f.agent_id, f.limit as i64], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
     }
 
     fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError> {

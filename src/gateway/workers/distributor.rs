@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use crate::gateway::clock::Clock;
-use crate::gateway::conversations::distribute;
+use crate::gateway::conversations::distribute::{self, Moment};
 use crate::gateway::runtime::Runtime;
 use crate::gateway::store::Store;
 
@@ -41,8 +41,8 @@ impl Distributor {
         loop {
             let rt = self.runtime.borrow().clone();
             if let Some(rt) = rt {
-                let now = self.clock.now_ms();
-                match self.store.run(move |tx| distribute::run(tx, &rt, ttl_ms, now)).await {
+                let at = Moment { now: self.clock.now_ms(), ttl_ms };
+                match self.store.run(move |tx| distribute::run(tx, &rt, at)).await {
                     Ok(round) if round.assigned + round.unassigned > 0 => {
                         tracing::debug!(assigned = round.assigned, unassigned = round.unassigned, "distribution round");
                         self.delivery.notify_one();

@@ -1,7 +1,8 @@
 //! Agents and the conversations they hold: `PUT /v1/agents/{id}/presence` (sign-in, status,
-//! heartbeat), `GET /v1/agents`, and an agent putting a conversation aside
-//! (`POST /v1/conversations/{id}/wait`) or ending a wrap-up (`…/wrap-up-done`). Each change
-//! wakes push distribution.
+//! heartbeat), `GET /v1/agents`, picking (`POST /v1/workstreams/{ws}/queues/{queue}/pick`,
+//! `POST /v1/conversations/{id}/pick`) and what a queue holds, and an agent putting a
+//! conversation aside (`POST /v1/conversations/{id}/wait`), ending a wrap-up
+//! (`…/wrap-up-done`) or moving it (`…/transfer`). Each change wakes push distribution.
 
 use std::sync::Arc;
 
@@ -14,11 +15,21 @@ use super::AgentApiState;
 use super::body::JsonBody;
 use super::caller::Caller;
 use super::error::ApiError;
-use crate::gateway::conversations::actions;
-use crate::gateway::conversations::agents::{self, PresenceRequest};
+use serde::Deserialize;
 
+use crate::gateway::conversations::actions::{self, Refused};
+use crate::gateway::conversations::agents::{self, PresenceRequest};
+use crate::gateway::conversations::distribute::{self, Moment, TransferTo};
+use crate::gateway::model::conversation::AgentRef;
+
+/// The presence TTL in ms.
 fn ttl_ms(state: &AgentApiState) -> i64 {
     i64::try_from(state.presence_ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Now, with the presence TTL.
+pub fn moment(state: &AgentApiState) -> Moment {
+    Moment { now: state.clock.now_ms(), ttl_ms: ttl_ms(state) }
 }
 
 /// Records an agent's presence.
@@ -55,6 +66,66 @@ pub async fn wait(State(state): State<Arc<AgentApiState>>, Path(id): Path<String
 pub async fn wrap_up_done(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller) -> Result<Response, ApiError> {
     let now = state.clock.now_ms();
     let conv = state.act(move |tx| actions::wrap_up_done(tx, &caller.workstreams, &id, now)).await?;
+    state.wakers.distributor.notify_one();
+    Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
+}
+
+/// Body of a pick.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PickRequest {
+    /// The agent who takes it.
+    agent_id: String,
+}
+
+/// The agent takes the next conversation of the queue they qualify for.
+pub async fn pick_next(
+    State(state): State<Arc<AgentApiState>>,
+    Path((workstream, queue)): Path<(String, String)>,
+    caller: Caller,
+    JsonBody(request): JsonBody<PickRequest>,
+) -> Result<Response, ApiError> {
+    let at = moment(&state);
+    let conv = state.act(move |tx| distribute::pick_next(tx, &caller.rt, &caller.workstreams, &workstream, &queue, &request.agent_id, at)).await?;
+    Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
+}
+
+/// The agent takes a conversation they chose.
+pub async fn pick(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller, JsonBody(request): JsonBody<PickRequest>) -> Result<Response, ApiError> {
+    let at = moment(&state);
+    let conv = state.act(move |tx| distribute::pick(tx, &caller.rt, &caller.workstreams, &id, &request.agent_id, at)).await?;
+    Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
+}
+
+/// What waits in a queue, in the order it is served.
+pub async fn queue(State(state): State<Arc<AgentApiState>>, Path((workstream, queue)): Path<(String, String)>, caller: Caller) -> Result<Response, ApiError> {
+    let waiting = state.look(move |tx| distribute::queue(tx, &caller.rt, &caller.workstreams, &workstream, &queue)).await?;
+    Ok((StatusCode::OK, axum::Json(json!({ "waiting": waiting }))).into_response())
+}
+
+/// Body of a transfer: a `queue`, or an `agentId` (with `name`, `force`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransferRequest {
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    agent_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// Moves a conversation to another queue or agent.
+pub async fn transfer(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller, JsonBody(request): JsonBody<TransferRequest>) -> Result<Response, ApiError> {
+    let to = match (request.queue, request.agent_id) {
+        (Some(queue), None) => TransferTo::Queue(queue),
+        (None, Some(id)) if !id.trim().is_empty() => TransferTo::Agent { agent: AgentRef { id, name: request.name }, force: request.force },
+        _ => return Err(Refused::Invalid { field: "queue", message: "give exactly one of queue and agentId".to_owned() }.into()),
+    };
+    let at = moment(&state);
+    let conv = state.act(move |tx| distribute::transfer(tx, &caller.rt, &caller.workstreams, &id, to, at)).await?;
     state.wakers.distributor.notify_one();
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }

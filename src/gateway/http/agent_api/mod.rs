@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -69,6 +70,7 @@ pub fn router(state: Arc<AgentApiState>) -> Router {
     };
     Router::new()
         .route("/openapi.yaml", get(|| async { ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI) }))
+        .route("/v1/conversations", counted("listConversations", get(list_conversations)))
         .route("/v1/conversations/{id}", counted("getConversation", get(get_conversation)))
         .route("/v1/conversations/{id}/messages", counted("sendMessage", post(send_message)))
         .route("/v1/conversations/{id}/attachments", counted("uploadAttachment", post(upload)))
@@ -79,6 +81,10 @@ pub fn router(state: Arc<AgentApiState>) -> Router {
         .route("/v1/conversations/{id}/wait", counted("putConversationAside", post(distribution::wait)))
         .route("/v1/conversations/{id}/wrap-up-done", counted("endWrapUp", post(distribution::wrap_up_done)))
         .route("/v1/agents", counted("listAgents", get(distribution::list)))
+        .route("/v1/conversations/{id}/pick", counted("pickConversation", post(distribution::pick)))
+        .route("/v1/conversations/{id}/transfer", counted("transferConversation", post(distribution::transfer)))
+        .route("/v1/workstreams/{workstream}/queues/{queue}", counted("getQueue", get(distribution::queue)))
+        .route("/v1/workstreams/{workstream}/queues/{queue}/pick", counted("pickNextConversation", post(distribution::pick_next)))
         .route("/v1/agents/{agent_id}/presence", counted("reportPresence", put(distribution::presence)))
         .route("/v1/conversations/{id}/read", counted("markConversationRead", post(indicators::read)))
         .route("/v1/conversations/{id}/typing", counted("showTyping", post(indicators::typing)))
@@ -112,6 +118,16 @@ impl AgentApiState {
     async fn look<R: Send + 'static>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, Refused> + Send + 'static) -> Result<R, ApiError> {
         Ok(self.store.read(move |tx| Ok(f(tx))).await??)
     }
+}
+
+async fn list_conversations(
+    State(state): State<Arc<AgentApiState>>,
+    caller: Caller,
+    query: Result<Query<actions::ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let conversations = state.look(move |tx| actions::list(tx, &caller.workstreams, &query)).await?;
+    Ok((StatusCode::OK, axum::Json(json!({ "conversations": conversations }))).into_response())
 }
 
 async fn get_conversation(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller) -> Result<Response, ApiError> {
@@ -223,15 +239,29 @@ async fn fetch(http: &reqwest::Client, url: &str, limit: u64) -> Result<(Option<
 }
 
 /// Body of an assignment.
+/// Body of an assignment: the agent by `agentId` (and `name`), or as `agent` {id, name}.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AssignRequest {
-    agent: AgentRef,
+    #[serde(default)]
+    agent_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    agent: Option<AgentRef>,
+    /// Assign over the agent's capacity (or while they are Offline).
+    #[serde(default)]
+    force: bool,
 }
 
 async fn assign(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller, JsonBody(request): JsonBody<AssignRequest>) -> Result<Response, ApiError> {
-    let now = state.clock.now_ms();
-    let conv = state.act(move |tx| actions::assign(tx, &caller.rt, &caller.workstreams, &id, request.agent, now)).await?;
+    let at = distribution::moment(&state);
+    let agent = match (request.agent_id, request.agent) {
+        (Some(id), None) => AgentRef { id, name: request.name },
+        (None, Some(agent)) => agent,
+        _ => return Err(Refused::Invalid { field: "agentId", message: "give the agent as agentId (or as agent), once".to_owned() }.into()),
+    };
+    let conv = state.act(move |tx| actions::assign(tx, &caller.rt, &caller.workstreams, &id, agent, request.force, at)).await?;
     state.wakers.distributor.notify_one();
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
@@ -605,6 +635,7 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         for (path, method) in [
             ("/openapi.yaml", "get"),
+            ("/v1/conversations", "get"),
             ("/v1/conversations/{id}", "get"),
             ("/v1/conversations/{id}/messages", "post"),
             ("/v1/conversations/{id}/attachments", "post"),
@@ -617,13 +648,17 @@ mod tests {
             ("/v1/conversations/{id}/wait", "post"),
             ("/v1/conversations/{id}/wrap-up-done", "post"),
             ("/v1/agents", "get"),
+            ("/v1/conversations/{id}/pick", "post"),
+            ("/v1/conversations/{id}/transfer", "post"),
+            ("/v1/workstreams/{workstream}/queues/{queue}", "get"),
+            ("/v1/workstreams/{workstream}/queues/{queue}/pick", "post"),
             ("/v1/agents/{agentId}/presence", "put"),
             ("/v1/workstreams/{workstream}/customers/{customerId}/contact", "put"),
             ("/v1/workstreams/{workstream}/customers/{customerId}/contact", "delete"),
         ] {
             assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not in agent-api.yaml");
         }
-        assert_eq!(paths.len(), 15, "agent-api.yaml describes routes the server does not have");
+        assert_eq!(paths.len(), 20, "agent-api.yaml describes routes the server does not have");
     }
 
     #[tokio::test]
