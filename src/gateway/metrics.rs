@@ -123,6 +123,16 @@ pub struct Metrics {
     /// 1 for a receiver that answered 410 Gone and gets nothing until its settings change; 0
     /// once resumed.
     pub receivers_gone: Family<ReceiverLabels, Gauge>,
+    /// Conversations waiting for an agent, per queue (the leader's view; 0 elsewhere).
+    pub queue_waiting: Family<QueueLabels, Gauge>,
+    /// How long the oldest waiting conversation of each queue has waited, in seconds.
+    pub queue_oldest_wait_seconds: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Conversations given to agents, by workstream and how.
+    pub assignments: Family<AssignmentLabels, Counter>,
+    /// Time from a conversation's start to its assignment.
+    pub assignment_wait_seconds: Histogram,
+    /// Reported agents by the presence in force (the leader's view).
+    pub agents: Family<PresenceLabels, Gauge>,
     /// Configuration loads by outcome.
     pub config_reloads: Family<ReloadLabels, Counter>,
     /// Agent API requests by operation and HTTP status.
@@ -138,6 +148,41 @@ pub struct ReceiverLabels {
     pub workstream: String,
     /// `desk` or `bot`.
     pub receiver: String,
+}
+
+/// Labels of a queue.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// Its workstream.
+    pub workstream: String,
+    /// Its name.
+    pub queue: String,
+}
+
+/// How a conversation came to an agent.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(missing_docs)]
+pub enum AssignedBy {
+    Push,
+    Pick,
+    Assign,
+    Transfer,
+}
+
+/// Labels of assignments.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AssignmentLabels {
+    /// The workstream.
+    pub workstream: String,
+    /// How.
+    pub by: AssignedBy,
+}
+
+/// Labels with a presence.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PresenceLabels {
+    /// Available, Busy, Away or Offline.
+    pub presence: String,
 }
 
 /// Labels of agent API requests.
@@ -176,6 +221,16 @@ impl Default for Metrics {
             "Receivers of desk events that answered 410 Gone and get nothing until their settings change (1), or were resumed (0)",
             receivers_gone.clone(),
         );
+        let queue_waiting = Family::default();
+        registry.register("queue_waiting", "Conversations waiting for an agent, per queue", queue_waiting.clone());
+        let queue_oldest_wait_seconds = Family::default();
+        registry.register("queue_oldest_wait_seconds", "How long the oldest waiting conversation of each queue has waited", queue_oldest_wait_seconds.clone());
+        let assignments = Family::default();
+        registry.register("assignments", "Conversations given to agents, by workstream and how", assignments.clone());
+        let assignment_wait_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register("assignment_wait_seconds", "Time from a conversation's start to its assignment", assignment_wait_seconds.clone());
+        let agents = Family::default();
+        registry.register("agents", "Reported agents by the presence in force", agents.clone());
         let config_reloads = Family::default();
         registry.register("config_loads", "Configuration loads by outcome", config_reloads.clone());
         let agent_requests = Family::default();
@@ -194,6 +249,11 @@ impl Default for Metrics {
             deliveries,
             sends,
             receivers_gone,
+            queue_waiting,
+            queue_oldest_wait_seconds,
+            assignments,
+            assignment_wait_seconds,
+            agents,
             config_reloads,
             agent_requests,
             connections,
@@ -210,6 +270,12 @@ impl Metrics {
     /// Counts a webhook request.
     pub fn request(&self, provider: ProviderLabel, outcome: RequestOutcome) {
         self.requests.get_or_create(&RequestLabels { provider, outcome }).inc();
+    }
+
+    /// Counts an assignment in `workstream` of a conversation that started at `started_ms`.
+    pub fn assigned(&self, workstream: &str, by: AssignedBy, started_ms: i64, now_ms: i64) {
+        self.assignments.get_or_create(&AssignmentLabels { workstream: workstream.to_owned(), by }).inc();
+        self.assignment_wait_seconds.observe(now_ms.saturating_sub(started_ms).max(0) as f64 / 1000.0);
     }
 
     /// Records one store commit.

@@ -328,8 +328,12 @@ impl QueueLoops {
                 return std::future::pending().await;
             }
             drop(running);
-            // Only the leader knows the outbox: summed over the replicas, the gauge stays true.
+            // Only the leader knows the outbox and the queues: summed over the replicas, the
+            // gauges stay true.
             self.metrics.outbox_depth.set(0);
+            self.metrics.queue_waiting.clear();
+            self.metrics.queue_oldest_wait_seconds.clear();
+            self.metrics.agents.clear();
             tracing::info!("no longer leading: the queue loops stopped");
         }
     }
@@ -380,6 +384,7 @@ impl QueueLoops {
                 store: store.clone(),
                 runtime: runtime.clone(),
                 wake: Arc::clone(&wakers.distributor),
+                metrics: Arc::clone(&self.metrics),
                 delivery: Arc::clone(&wakers.delivery),
                 sender: Arc::clone(&wakers.sender),
                 presence_ttl: self.args.presence_ttl,

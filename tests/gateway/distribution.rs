@@ -72,6 +72,10 @@ async fn conversations_go_to_available_agents_by_capacity_and_come_back_when_an_
         !bed.desk.events().iter().any(|e| e.kind() == "conversation.assigned" && e.customer() == line_user(3)),
         "Ann is full and Bob is Busy: the third waits"
     );
+    assert_eq!(bed.metric(r#"switchboard_gateway_queue_waiting{workstream="support-line",queue="general"}"#).await, 1.0);
+    assert!(bed.metric(r#"switchboard_gateway_queue_oldest_wait_seconds{workstream="support-line",queue="general"}"#).await > 0.0);
+    assert_eq!(bed.metric(r#"switchboard_gateway_agents{presence="Busy"}"#).await, 1.0);
+    assert_eq!(bed.metric(r#"switchboard_gateway_assignments_total{workstream="support-line",by="Push"}"#).await, 2.0);
     let listed = agents(&bed).await;
     let ann = listed.iter().find(|a| a["id"] == "ann").unwrap();
     assert_eq!((ann["load"].as_u64(), ann["presence"].as_str(), ann["conversations"].as_array().map(Vec::len)), (Some(2), Some("Available"), Some(2)), "{ann}");
@@ -242,6 +246,8 @@ async fn in_pick_mode_agents_take_what_they_qualify_for_within_their_capacity() 
     assert_eq!((status.as_u16(), answer["error"].as_str()), (404, Some("queue_not_found")), "{answer}");
     let ann = agents(&bed).await.into_iter().find(|a| a["id"] == "ann").unwrap();
     assert_eq!(ann["load"], 2, "forced over her capacity of 1: {ann}");
+    assert_eq!(bed.metric(r#"switchboard_gateway_assignments_total{workstream="support-line",by="Pick"}"#).await, 2.0);
+    assert_eq!(bed.metric(r#"switchboard_gateway_assignments_total{workstream="support-line",by="Assign"}"#).await, 1.0);
     bed.desk.check();
 }
 

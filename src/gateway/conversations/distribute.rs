@@ -22,12 +22,39 @@ use crate::gateway::runtime::{Runtime, Workstream};
 use crate::gateway::store::{StoreError, Tx};
 
 /// What a round did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Round {
-    /// Conversations assigned.
-    pub assigned: usize,
+    /// The conversations assigned: their workstream and when they started.
+    pub assigned: Vec<(String, i64)>,
     /// Conversations back in their queues.
     pub unassigned: usize,
+}
+
+/// What waits and who is there, for the metrics.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Each configured queue: workstream, queue, conversations waiting, the oldest's start.
+    pub queues: Vec<(String, String, i64, Option<i64>)>,
+    /// Reported agents by the presence in force.
+    pub presence: Vec<(Presence, i64)>,
+}
+
+/// The queues' and agents' state at `at`.
+pub fn stats(tx: &mut dyn Tx, rt: &Runtime, at: Moment) -> Result<Stats, StoreError> {
+    let mut stats = Stats::default();
+    for ws in &rt.workstreams {
+        let queued: Vec<Conversation> = tx.queued_conversations(&ws.config.name)?.into_iter().filter(|c| c.handler == Handler::Desk).collect();
+        for q in &ws.config.queues {
+            let waiting = queued.iter().filter(|c| c.routing.queue.as_deref() == Some(q.name.as_str()));
+            let (count, oldest) = waiting.fold((0, None), |(n, oldest): (i64, Option<i64>), c| (n + 1, Some(oldest.map_or(c.created_ms, |o| o.min(c.created_ms)))));
+            stats.queues.push((ws.config.name.clone(), q.name.clone(), count, oldest));
+        }
+    }
+    let agents = tx.agents()?;
+    for presence in [Presence::Available, Presence::Busy, Presence::Away, Presence::Offline] {
+        stats.presence.push((presence, agents.iter().filter(|a| a.presence(at.now, at.ttl_ms) == presence).count() as i64));
+    }
+    Ok(stats)
 }
 
 /// When a decision is made, and how long a reported presence lasts.
@@ -94,7 +121,7 @@ pub fn run(tx: &mut dyn Tx, rt: &Runtime, at: Moment) -> Result<Round, StoreErro
             let Some(mut conv) = queued.remove(&work.conversation_id) else { continue };
             assign(tx, rt, ws, &mut conv, &candidates[i].agent, now)?;
             tx.save_agent(&candidates[i].agent)?;
-            round.assigned += 1;
+            round.assigned.push((conv.workstream.clone(), conv.created_ms));
         }
     }
     Ok(round)

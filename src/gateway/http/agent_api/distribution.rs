@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::gateway::conversations::actions::{self, Refused};
 use crate::gateway::conversations::agents::{self, PresenceRequest};
 use crate::gateway::conversations::distribute::{self, Moment, TransferTo};
+use crate::gateway::metrics::AssignedBy;
 use crate::gateway::model::conversation::AgentRef;
 
 /// The presence TTL in ms.
@@ -87,6 +88,7 @@ pub async fn pick_next(
 ) -> Result<Response, ApiError> {
     let at = moment(&state);
     let conv = state.act(move |tx| distribute::pick_next(tx, &caller.rt, &caller.workstreams, &workstream, &queue, &request.agent_id, at)).await?;
+    state.metrics.assigned(&conv.workstream, AssignedBy::Pick, conv.created_ms, at.now);
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
 
@@ -94,6 +96,7 @@ pub async fn pick_next(
 pub async fn pick(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller, JsonBody(request): JsonBody<PickRequest>) -> Result<Response, ApiError> {
     let at = moment(&state);
     let conv = state.act(move |tx| distribute::pick(tx, &caller.rt, &caller.workstreams, &id, &request.agent_id, at)).await?;
+    state.metrics.assigned(&conv.workstream, AssignedBy::Pick, conv.created_ms, at.now);
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
 
@@ -125,7 +128,11 @@ pub async fn transfer(State(state): State<Arc<AgentApiState>>, Path(id): Path<St
         _ => return Err(Refused::Invalid { field: "queue", message: "give exactly one of queue and agentId".to_owned() }.into()),
     };
     let at = moment(&state);
+    let to_agent = matches!(to, TransferTo::Agent { .. });
     let conv = state.act(move |tx| distribute::transfer(tx, &caller.rt, &caller.workstreams, &id, to, at)).await?;
+    if to_agent {
+        state.metrics.assigned(&conv.workstream, AssignedBy::Transfer, conv.created_ms, at.now);
+    }
     state.wakers.distributor.notify_one();
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }

@@ -34,7 +34,7 @@ use error::ApiError;
 use crate::gateway::clock::Clock;
 use crate::gateway::conversations::actions::{self, Refused, SendRequest, Sent};
 use crate::gateway::conversations::attachments::{self, Refusal};
-use crate::gateway::metrics::Metrics;
+use crate::gateway::metrics::{AssignedBy, Metrics};
 use crate::gateway::model::conversation::AgentRef;
 use crate::gateway::model::upload::{Upload, public_url};
 use crate::gateway::runtime::Runtime;
@@ -262,6 +262,7 @@ async fn assign(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>,
         _ => return Err(Refused::Invalid { field: "agentId", message: "give the agent as agentId (or as agent), once".to_owned() }.into()),
     };
     let conv = state.act(move |tx| actions::assign(tx, &caller.rt, &caller.workstreams, &id, agent, request.force, at)).await?;
+    state.metrics.assigned(&conv.workstream, AssignedBy::Assign, conv.created_ms, at.now);
     state.wakers.distributor.notify_one();
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
