@@ -45,6 +45,11 @@ use store::{CommitObserver, Durability, PostgresParts, PostgresTarget, SslMode, 
 use workers::config_source::{Loader, Source};
 use workers::{Wakers, delivery, distributor, inactivity, processor, prune, sender};
 
+/// How long shutdown waits for a send round in flight to record its outcomes (its provider
+/// calls time out sooner); it runs beside the ports' own drain, within the pod's termination
+/// grace period.
+const SEND_GRACE: Duration = Duration::from_secs(20);
+
 /// Flags of `switchboard gateway`.
 #[derive(Clone, Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["config", "config_map"])))]
@@ -245,7 +250,9 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             Wake::Distributor => woken.distributor.notify_one(),
         }))
         .map_err(|source| GatewayError::Store { path: store_name, source })?;
+    let sending = Arc::new(tokio::sync::Mutex::new(()));
     let loops = QueueLoops {
+        sending: Arc::clone(&sending),
         store: store.clone(),
         runtime: runtime.clone(),
         wakers: wakers.clone(),
@@ -290,10 +297,25 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         tracing::info!("drain delay over: no new connections; finishing the requests in flight");
     }));
     let timeouts = args.timeouts;
-    tokio::join!(
+    // Once stopping, a send round in flight finishes (the provider's answers are recorded) and
+    // no new one starts, while the ports finish their requests; the other loops' work is
+    // transactional and is redone by the next leader.
+    let stop_sending = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.await;
+            let held = tokio::time::timeout(SEND_GRACE, sending.lock_owned()).await;
+            if held.is_err() {
+                tracing::warn!(grace = ?SEND_GRACE, "a send round did not finish in time; its messages may be sent again after the restart");
+            }
+            held.ok()
+        }
+    };
+    let (_, _, _, _no_more_sends) = tokio::join!(
         serve::serve(webhooks, webhook::router(webhook_state).merge(media::router(media_state)), timeouts, &connections, shutdown.clone()),
         serve::serve(agents, agent_api::router(agent_state), timeouts, &connections, shutdown.clone()),
         serve::serve(probes, probes::router(probe_state), timeouts, &connections, shutdown),
+        stop_sending,
     );
     tasks.abort_all();
     tracing::info!("gateway stopped");
@@ -312,6 +334,7 @@ struct QueueLoops {
     args: GatewayArgs,
     clock: Clock,
     events: Option<Publisher>,
+    sending: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl QueueLoops {
@@ -365,6 +388,7 @@ impl QueueLoops {
                 backoff: self.backoff,
                 credentials_retry_for: self.args.credentials_retry_for,
                 clock: clock.clone(),
+                in_flight: Arc::clone(&self.sending),
             }
             .run(),
         );

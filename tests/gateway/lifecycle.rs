@@ -1,11 +1,12 @@
 //! A conversation's life across time and restarts: closed for inactivity, a new one when the
-//! customer comes back, and an open one kept across a graceful restart.
+//! customer comes back, an open one kept across a graceful restart, and a message in flight
+//! when the gateway stops recorded rather than sent twice.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{Bed, Provider, line_channel, line_user, workstream};
+use crate::harness::{Bed, Provider, SALES_NUMBER, TWILIO_SID, line_channel, line_user, whatsapp_channel, workstream};
 use crate::inbound::outline;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,4 +170,32 @@ async fn a_stopping_gateway_is_unready_at_once_and_serves_through_its_drain_dela
     assert!(took >= Duration::from_secs(2), "stopped after {took:?}, before the drain delay was over");
     eprintln!("drain: exit {took:?} after SIGTERM with --drain-delay 2s");
     bed.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_provider_takes_while_the_gateway_stops_is_recorded_and_not_sent_again() {
+    let mut bed = Bed::new(Provider::Twilio, &[]).await;
+    let ws = workstream("sales-whatsapp", whatsapp_channel("sales", SALES_NUMBER), &bed.desk.url(), &["sales"], None, vec![]);
+    bed.start(&bed.config(vec![ws])).await;
+    let customer = "+905551112233";
+    bed.twilio_message(SALES_NUMBER, customer, "Ayşe", "Hello?", vec![], false).await;
+    let id = bed.desk.wait_one("message.received", |e| e.kind() == "message.received").await.conversation().to_owned();
+
+    // Twilio takes the message at once but answers two seconds late (Twilio has no idempotency
+    // key: a message whose answer is lost is sent again); the gateway is stopped meanwhile.
+    let route = format!("POST /2010-04-01/Accounts/{TWILIO_SID}/Messages.json");
+    bed.sim_post("/__sim/faults", json!({"route": route, "kind": "latency", "delay": "2s", "afterHandler": true, "times": 1})).await;
+    bed.send_text(&id, "in-flight", "One moment please").await;
+    bed.wait_sent("the message at Twilio", |m| m["body"] == "One moment please").await;
+    let stopping = Instant::now();
+    let status = bed.gateway.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(stopping.elapsed() >= Duration::from_millis(1000), "the stop waited for Twilio's answer: {:?}", stopping.elapsed());
+
+    bed.restart().await;
+    bed.desk.wait_outcome("message.accepted", "in-flight").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = bed.sim_messages().await.into_iter().filter(|m| m["body"] == "One moment please").count();
+    assert_eq!(sent, 1, "sent once, across the stop");
+    bed.desk.check();
 }

@@ -76,6 +76,10 @@ pub struct Sender {
     pub credentials_retry_for: Duration,
     /// The time attempts are judged by.
     pub clock: Clock,
+    /// Held through each round, from taking messages to recording their outcomes: shutdown
+    /// takes it before stopping the loop, so that a message the provider accepted is never sent
+    /// again because its outcome was not recorded.
+    pub in_flight: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Sender {
@@ -85,10 +89,13 @@ impl Sender {
         loop {
             let rt = self.runtime.borrow().clone();
             let wait = match rt {
-                Some(rt) => self.round(&rt, &mut streak).await.unwrap_or_else(|e| {
-                    tracing::error!(error = %e, "sending queued messages failed; retrying");
-                    Some(self.backoff.min)
-                }),
+                Some(rt) => {
+                    let _round = self.in_flight.lock().await;
+                    self.round(&rt, &mut streak).await.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "sending queued messages failed; retrying");
+                        Some(self.backoff.min)
+                    })
+                }
                 None => Some(self.backoff.min),
             };
             match wait {
