@@ -3,6 +3,7 @@
 //! callers pass the objects their caches hold. The Workstream and RoutingRule reconcilers report
 //! these verdicts; the account's gateway configuration holds exactly the accepted objects.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -86,13 +87,14 @@ impl SpecChecks {
 }
 
 /// The objects of one namespace in precedence order: the oldest holds a contested channel or
-/// name; ties go by name. Only those objects are cloned.
-pub fn in_namespace<K: Resource + Clone>(objects: &[Arc<K>], namespace: &str) -> Vec<K> {
-    let mut sorted: Vec<K> = objects.iter().filter(|o| o.meta().namespace.as_deref() == Some(namespace)).map(|o| (**o).clone()).collect();
-    sorted.sort_by(|a, b| {
-        let key = |o: &K| (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.meta().name.clone());
-        key(a).cmp(&key(b))
-    });
+/// name; ties go by name. The objects are shared with the cache, not copied: reconcilers of
+/// thousands of rules call this for every rule.
+pub fn in_namespace<K: Resource>(objects: &[Arc<K>], namespace: &str) -> Vec<Arc<K>> {
+    let mut sorted: Vec<Arc<K>> = objects.iter().filter(|o| o.meta().namespace.as_deref() == Some(namespace)).cloned().collect();
+    fn key<K: Resource>(o: &K) -> (Option<k8s_openapi::jiff::Timestamp>, Option<&str>) {
+        (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.meta().name.as_deref())
+    }
+    sorted.sort_by(|a, b| key(&**a).cmp(&key(&**b)));
     sorted
 }
 
@@ -111,9 +113,9 @@ fn verdict(spec: &[FieldError], references: Vec<FieldError>) -> Option<Refusal> 
 /// `workstreams` must be in precedence order ([`in_namespace`]).
 pub fn workstream(
     ws: &Workstream,
-    accounts: &[MessagingAccount],
-    workstreams: &[Workstream],
-    templates: &[MessageTemplate],
+    accounts: &[impl Borrow<MessagingAccount>],
+    workstreams: &[impl Borrow<Workstream>],
+    templates: &[impl Borrow<MessageTemplate>],
     checks: &SpecChecks,
 ) -> Option<Refusal> {
     let spec = checks.of(ws, || spec_errors(Kind::Workstream, ws, validation::workstream_errors(&ws.spec)));
@@ -122,32 +124,34 @@ pub fn workstream(
 
 /// Whether a RoutingRule is accepted: a valid spec whose conditions compile, its workstream
 /// exists, and it routes only to that workstream's queues.
-pub fn rule(rule: &RoutingRule, workstreams: &[Workstream], checks: &SpecChecks) -> Option<Refusal> {
+pub fn rule(rule: &RoutingRule, workstreams: &[impl Borrow<Workstream>], checks: &SpecChecks) -> Option<Refusal> {
     let spec = checks.of(rule, || spec_errors(Kind::RoutingRule, rule, validation::routing_rule_errors(&rule.spec)));
     verdict(&spec, references::routing_rule_errors(rule, workstreams, Missing::Report))
 }
 
 /// The accepted workstreams of `account` and the accepted rules of those workstreams, from one
-/// namespace's objects (workstreams in precedence order).
+/// namespace's objects (workstreams in precedence order), copied for rendering.
 pub fn for_account(
     account: &MessagingAccount,
-    accounts: &[MessagingAccount],
-    workstreams: &[Workstream],
-    rules: &[RoutingRule],
-    templates: &[MessageTemplate],
+    accounts: &[impl Borrow<MessagingAccount>],
+    workstreams: &[impl Borrow<Workstream>],
+    rules: &[impl Borrow<RoutingRule>],
+    templates: &[impl Borrow<MessageTemplate>],
     checks: &SpecChecks,
 ) -> (Vec<Workstream>, Vec<RoutingRule>) {
     let namespace = account.namespace();
     let name = account.name_any();
     let accepted: Vec<Workstream> = workstreams
         .iter()
-        .filter(|ws| ws.namespace() == namespace && ws.spec.account_ref.name == name)
+        .map(Borrow::borrow)
+        .filter(|ws: &&Workstream| ws.namespace() == namespace && ws.spec.account_ref.name == name)
         .filter(|ws| workstream(ws, accounts, workstreams, templates, checks).is_none())
         .cloned()
         .collect();
     let accepted_rules = rules
         .iter()
-        .filter(|r| r.namespace() == namespace && accepted.iter().any(|ws| ws.name_any() == r.spec.workstream_ref.name))
+        .map(Borrow::borrow)
+        .filter(|r: &&RoutingRule| r.namespace() == namespace && accepted.iter().any(|ws| ws.name_any() == r.spec.workstream_ref.name))
         .filter(|r| rule(r, workstreams, checks).is_none())
         .cloned()
         .collect();

@@ -64,7 +64,7 @@ pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway,
     let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
     ctx.prune_spec_checks();
     let (accepted, accepted_rules) = acceptance::for_account(account, &accounts, &workstreams, &rules, &templates, &ctx.spec_checks);
-    let own_templates: Vec<MessageTemplate> = templates.into_iter().filter(|t| t.spec.account_ref.name == name).collect();
+    let own_templates: Vec<MessageTemplate> = templates.iter().filter(|t| t.spec.account_ref.name == name).map(|t| (**t).clone()).collect();
 
     let rendered = match config::render(account, &accepted, &accepted_rules, &own_templates) {
         Ok(rendered) => rendered,
