@@ -163,6 +163,9 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
+    const NO_TEMPLATES: [MessageTemplate; 0] = [];
+    const NO_RULES: [RoutingRule; 0] = [];
+
     fn objects(text: &str) -> Vec<Value> {
         serde_yaml::Deserializer::from_str(text).map(|d| serde::Deserialize::deserialize(d).unwrap()).filter(|v: &Value| !v.is_null()).collect()
     }
@@ -205,10 +208,10 @@ mod tests {
     #[test]
     fn the_example_is_accepted_whole() {
         let (accounts, workstreams, rules) = example();
-        let (ws, rs) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[], &SpecChecks::default());
+        let (ws, rs) = for_account(&accounts[0], &accounts, &workstreams, &rules, &NO_TEMPLATES, &SpecChecks::default());
         assert_eq!(ws.len(), 1);
         assert_eq!(rs.len(), rules.len());
-        assert_eq!(workstream(&workstreams[0], &accounts, &workstreams, &[], &SpecChecks::default()), None);
+        assert_eq!(workstream(&workstreams[0], &accounts, &workstreams, &NO_TEMPLATES, &SpecChecks::default()), None);
     }
 
     #[test]
@@ -217,10 +220,10 @@ mod tests {
         let mut second = workstreams[0].clone();
         second.metadata.name = Some("zz-second".into());
         workstreams.push(second.clone());
-        let refusal = workstream(&second, &accounts, &workstreams, &[], &SpecChecks::default()).unwrap();
+        let refusal = workstream(&second, &accounts, &workstreams, &NO_TEMPLATES, &SpecChecks::default()).unwrap();
         assert_eq!(refusal.reason, "InvalidReference");
         assert!(refusal.message().contains("already served by Workstream support-line"), "{}", refusal.message());
-        let (ws, _) = for_account(&accounts[0], &accounts, &workstreams, &[], &[], &SpecChecks::default());
+        let (ws, _) = for_account(&accounts[0], &accounts, &workstreams, &NO_RULES, &NO_TEMPLATES, &SpecChecks::default());
         assert_eq!(ws.iter().map(|w| w.name_any()).collect::<Vec<_>>(), ["support-line"]);
     }
 
@@ -232,7 +235,7 @@ mod tests {
         let refusal = rule(&rules[0], &workstreams, &SpecChecks::default()).unwrap();
         assert_eq!(refusal.reason, "InvalidSpec");
         assert!(refusal.message().starts_with("spec.match.all[0].values"), "{}", refusal.message());
-        let (_, accepted) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[], &SpecChecks::default());
+        let (_, accepted) = for_account(&accounts[0], &accounts, &workstreams, &rules, &NO_TEMPLATES, &SpecChecks::default());
         assert_eq!(accepted.len(), rules.len() - 1);
     }
 
