@@ -130,15 +130,15 @@ pub fn rule(rule: &RoutingRule, workstreams: &[impl Borrow<Workstream>], checks:
 }
 
 /// The accepted workstreams of `account` and the accepted rules of those workstreams, from one
-/// namespace's objects (workstreams in precedence order), copied for rendering.
-pub fn for_account(
+/// namespace's objects (workstreams in precedence order); the rules are not copied.
+pub fn for_account<'a>(
     account: &MessagingAccount,
     accounts: &[impl Borrow<MessagingAccount>],
     workstreams: &[impl Borrow<Workstream>],
-    rules: &[impl Borrow<RoutingRule>],
+    rules: &'a [impl Borrow<RoutingRule>],
     templates: &[impl Borrow<MessageTemplate>],
     checks: &SpecChecks,
-) -> (Vec<Workstream>, Vec<RoutingRule>) {
+) -> (Vec<Workstream>, Vec<&'a RoutingRule>) {
     let namespace = account.namespace();
     let name = account.name_any();
     let accepted: Vec<Workstream> = workstreams
@@ -153,7 +153,6 @@ pub fn for_account(
         .map(Borrow::borrow)
         .filter(|r: &&RoutingRule| r.namespace() == namespace && accepted.iter().any(|ws| ws.name_any() == r.spec.workstream_ref.name))
         .filter(|r| rule(r, workstreams, checks).is_none())
-        .cloned()
         .collect();
     (accepted, accepted_rules)
 }
