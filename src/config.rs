@@ -447,7 +447,7 @@ pub struct Rendered {
 pub fn render(
     account: &MessagingAccount,
     workstreams: &[Workstream],
-    rules: &[RoutingRule],
+    rules: &[impl std::borrow::Borrow<RoutingRule>],
     templates: &[MessageTemplate],
 ) -> Result<Rendered, ConfigError> {
     let mut secrets = SecretNames::default();
@@ -549,7 +549,12 @@ fn render_account(account: &MessagingAccount, secrets: &mut SecretNames) -> Resu
     })
 }
 
-fn render_workstream(ws: &Workstream, provider: &ProviderConfig, rules: &[RoutingRule], secrets: &SecretNames) -> Result<WorkstreamConfig, ConfigError> {
+fn render_workstream(
+    ws: &Workstream,
+    provider: &ProviderConfig,
+    rules: &[impl std::borrow::Borrow<RoutingRule>],
+    secrets: &SecretNames,
+) -> Result<WorkstreamConfig, ConfigError> {
     const KIND: &str = "Workstream";
     let name = ws.name_any();
     let spec = &ws.spec;
@@ -621,9 +626,11 @@ fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-fn render_rules(workstream: &str, rules: &[RoutingRule]) -> RulesConfig {
+/// Rules are passed owned (`check`) or shared (the controller renders from its cache without
+/// copying thousands of rules).
+fn render_rules(workstream: &str, rules: &[impl std::borrow::Borrow<RoutingRule>]) -> RulesConfig {
     let mut config = RulesConfig::default();
-    for rule in rules.iter().filter(|r| r.spec.workstream_ref.name == workstream) {
+    for rule in rules.iter().map(std::borrow::Borrow::borrow).filter(|r: &&RoutingRule| r.spec.workstream_ref.name == workstream) {
         let rendered = RuleConfig {
             name: rule.name_any(),
             generation: rule.metadata.generation.unwrap_or_default(),
@@ -1023,7 +1030,7 @@ mod tests {
         let line = line();
         let render_with = |localizations: Vec<LocalizationStatus>, account: &MessagingAccount| {
             let t = with_status(template.clone(), localizations);
-            render(account, &[], &[], &[t]).expect("renders").config.templates
+            render(account, &[], &[] as &[RoutingRule], &[t]).expect("renders").config.templates
         };
         let not_required = vec![status("en", Approval::NotRequired, None)];
         let approved = vec![status("en", Approval::Approved, Some("HX1"))];
@@ -1139,17 +1146,17 @@ mod tests {
     fn errors_name_the_object_and_field() {
         let mut inputs = whatsapp();
         inputs.workstreams[0].spec.distribution.wrap_up = "soon".into();
-        let e = render(&inputs.account, &inputs.workstreams, &[], &[]).expect_err("wrapUp does not parse").to_string();
+        let e = render(&inputs.account, &inputs.workstreams, &[] as &[RoutingRule], &[]).expect_err("wrapUp does not parse").to_string();
         assert_eq!(e, "Workstream support-whatsapp: spec.distribution.wrapUp: \"soon\" is not a duration such as 90s, 15m or 24h");
 
         let mut inputs = whatsapp();
         inputs.workstreams[1].spec.whatsapp_number = Some("marketing".into());
-        let e = render(&inputs.account, &inputs.workstreams, &[], &[]).expect_err("unknown number").to_string();
+        let e = render(&inputs.account, &inputs.workstreams, &[] as &[RoutingRule], &[]).expect_err("unknown number").to_string();
         assert_eq!(e, "Workstream sales-whatsapp: spec.whatsAppNumber: the account has no number named \"marketing\"");
 
         let mut inputs = line();
         inputs.account.spec.webhook.public_base_url = "not a url".into();
-        let e = render(&inputs.account, &[], &[], &[]).expect_err("no callback URL").to_string();
+        let e = render(&inputs.account, &[], &[] as &[RoutingRule], &[]).expect_err("no callback URL").to_string();
         assert!(e.starts_with("MessagingAccount contoso-line: spec.webhook.publicBaseUrl: no callback URL can be made from it"), "{e}");
     }
 

@@ -3,6 +3,7 @@
 //! controller's caches later), ordered by precedence (the earlier object holds a contested
 //! channel).
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 
 use kube::ResourceExt;
@@ -28,8 +29,10 @@ pub enum Missing<'a> {
     Ignore,
 }
 
-fn same_ns<'a, K: ResourceExt>(objects: &'a [K], namespace: &str, name: &str) -> Option<&'a K> {
-    objects.iter().find(|o| o.namespace().as_deref().unwrap_or_default() == namespace && o.name_any() == name)
+/// Objects are passed owned (a manifest set) or shared (the controller's caches, which are not
+/// copied for each check).
+fn same_ns<'a, K: ResourceExt + 'a>(objects: &'a [impl Borrow<K>], namespace: &str, name: &str) -> Option<&'a K> {
+    objects.iter().map(Borrow::borrow).find(|o| o.namespace().as_deref().unwrap_or_default() == namespace && o.name_any() == name)
 }
 
 fn missing(field: &str, kind: &str, namespace: &str, name: &str, missing: Missing, errors: &mut Vec<FieldError>) {
@@ -56,9 +59,9 @@ fn claim(ws: &Workstream, account: &MessagingAccount) -> Option<String> {
 /// no earlier workstream serves the same channel.
 pub fn workstream_errors(
     ws: &Workstream,
-    accounts: &[MessagingAccount],
-    workstreams: &[Workstream],
-    templates: &[MessageTemplate],
+    accounts: &[impl Borrow<MessagingAccount>],
+    workstreams: &[impl Borrow<Workstream>],
+    templates: &[impl Borrow<MessageTemplate>],
     on_missing: Missing,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -66,7 +69,7 @@ pub fn workstream_errors(
     if let Some(survey) = &ws.spec.post_conversation_survey
         && let Some(t) = &survey.template_ref
     {
-        match same_ns(templates, &ns, &t.name) {
+        match same_ns::<MessageTemplate>(templates, &ns, &t.name) {
             Some(tpl) if tpl.spec.account_ref.name != ws.spec.account_ref.name => errors.push(FieldError::new(
                 "spec.postConversationSurvey.templateRef.name",
                 format!("MessageTemplate {} belongs to account {}, not {}", t.name, tpl.spec.account_ref.name, ws.spec.account_ref.name),
@@ -75,7 +78,7 @@ pub fn workstream_errors(
             None => missing("spec.postConversationSurvey.templateRef.name", "MessageTemplate", &ns, &t.name, on_missing, &mut errors),
         }
     }
-    let Some(account) = same_ns(accounts, &ns, &ws.spec.account_ref.name) else {
+    let Some(account) = same_ns::<MessagingAccount>(accounts, &ns, &ws.spec.account_ref.name) else {
         missing("spec.accountRef.name", "MessagingAccount", &ns, &ws.spec.account_ref.name, on_missing, &mut errors);
         return errors;
     };
@@ -89,7 +92,7 @@ pub fn workstream_errors(
         _ => {}
     }
     if let Some(mine) = claim(ws, account) {
-        let holder = workstreams.iter().find(|other| {
+        let holder = workstreams.iter().map(Borrow::borrow).find(|other: &&Workstream| {
             other.namespace() == ws.namespace()
                 && other.spec.account_ref.name == ws.spec.account_ref.name
                 && claim(other, account).as_ref() == Some(&mine)
@@ -104,10 +107,10 @@ pub fn workstream_errors(
 
 /// Checks a RoutingRule's references: its workstream, and that every queue it routes to is one
 /// of that workstream's queues.
-pub fn routing_rule_errors(rule: &RoutingRule, workstreams: &[Workstream], on_missing: Missing) -> Vec<FieldError> {
+pub fn routing_rule_errors(rule: &RoutingRule, workstreams: &[impl Borrow<Workstream>], on_missing: Missing) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let ns = rule.namespace().unwrap_or_default();
-    let Some(ws) = same_ns(workstreams, &ns, &rule.spec.workstream_ref.name) else {
+    let Some(ws) = same_ns::<Workstream>(workstreams, &ns, &rule.spec.workstream_ref.name) else {
         missing("spec.workstreamRef.name", "Workstream", &ns, &rule.spec.workstream_ref.name, on_missing, &mut errors);
         return errors;
     };
@@ -128,13 +131,18 @@ pub fn routing_rule_errors(rule: &RoutingRule, workstreams: &[Workstream], on_mi
 
 /// Checks a MessageTemplate's references: its account, and that no earlier template of the
 /// same account uses the same templateName.
-pub fn template_errors(tpl: &MessageTemplate, accounts: &[MessagingAccount], templates: &[MessageTemplate], on_missing: Missing) -> Vec<FieldError> {
+pub fn template_errors(
+    tpl: &MessageTemplate,
+    accounts: &[impl Borrow<MessagingAccount>],
+    templates: &[impl Borrow<MessageTemplate>],
+    on_missing: Missing,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let ns = tpl.namespace().unwrap_or_default();
-    if same_ns(accounts, &ns, &tpl.spec.account_ref.name).is_none() {
+    if same_ns::<MessagingAccount>(accounts, &ns, &tpl.spec.account_ref.name).is_none() {
         missing("spec.accountRef.name", "MessagingAccount", &ns, &tpl.spec.account_ref.name, on_missing, &mut errors);
     }
-    let first = templates.iter().find(|o| {
+    let first = templates.iter().map(Borrow::borrow).find(|o: &&MessageTemplate| {
         o.namespace() == tpl.namespace() && o.spec.account_ref.name == tpl.spec.account_ref.name && o.spec.template_name == tpl.spec.template_name
     });
     if let Some(first) = first.filter(|f| f.name_any() != tpl.name_any()) {

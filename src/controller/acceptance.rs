@@ -3,6 +3,7 @@
 //! callers pass the objects their caches hold. The Workstream and RoutingRule reconcilers report
 //! these verdicts; the account's gateway configuration holds exactly the accepted objects.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -86,13 +87,14 @@ impl SpecChecks {
 }
 
 /// The objects of one namespace in precedence order: the oldest holds a contested channel or
-/// name; ties go by name. Only those objects are cloned.
-pub fn in_namespace<K: Resource + Clone>(objects: &[Arc<K>], namespace: &str) -> Vec<K> {
-    let mut sorted: Vec<K> = objects.iter().filter(|o| o.meta().namespace.as_deref() == Some(namespace)).map(|o| (**o).clone()).collect();
-    sorted.sort_by(|a, b| {
-        let key = |o: &K| (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.meta().name.clone());
-        key(a).cmp(&key(b))
-    });
+/// name; ties go by name. The objects are shared with the cache, not copied: reconcilers of
+/// thousands of rules call this for every rule.
+pub fn in_namespace<K: Resource>(objects: &[Arc<K>], namespace: &str) -> Vec<Arc<K>> {
+    let mut sorted: Vec<Arc<K>> = objects.iter().filter(|o| o.meta().namespace.as_deref() == Some(namespace)).cloned().collect();
+    fn key<K: Resource>(o: &K) -> (Option<k8s_openapi::jiff::Timestamp>, Option<&str>) {
+        (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.meta().name.as_deref())
+    }
+    sorted.sort_by(|a, b| key(&**a).cmp(&key(&**b)));
     sorted
 }
 
@@ -111,9 +113,9 @@ fn verdict(spec: &[FieldError], references: Vec<FieldError>) -> Option<Refusal> 
 /// `workstreams` must be in precedence order ([`in_namespace`]).
 pub fn workstream(
     ws: &Workstream,
-    accounts: &[MessagingAccount],
-    workstreams: &[Workstream],
-    templates: &[MessageTemplate],
+    accounts: &[impl Borrow<MessagingAccount>],
+    workstreams: &[impl Borrow<Workstream>],
+    templates: &[impl Borrow<MessageTemplate>],
     checks: &SpecChecks,
 ) -> Option<Refusal> {
     let spec = checks.of(ws, || spec_errors(Kind::Workstream, ws, validation::workstream_errors(&ws.spec)));
@@ -122,34 +124,35 @@ pub fn workstream(
 
 /// Whether a RoutingRule is accepted: a valid spec whose conditions compile, its workstream
 /// exists, and it routes only to that workstream's queues.
-pub fn rule(rule: &RoutingRule, workstreams: &[Workstream], checks: &SpecChecks) -> Option<Refusal> {
+pub fn rule(rule: &RoutingRule, workstreams: &[impl Borrow<Workstream>], checks: &SpecChecks) -> Option<Refusal> {
     let spec = checks.of(rule, || spec_errors(Kind::RoutingRule, rule, validation::routing_rule_errors(&rule.spec)));
     verdict(&spec, references::routing_rule_errors(rule, workstreams, Missing::Report))
 }
 
 /// The accepted workstreams of `account` and the accepted rules of those workstreams, from one
-/// namespace's objects (workstreams in precedence order).
-pub fn for_account(
+/// namespace's objects (workstreams in precedence order); the rules are not copied.
+pub fn for_account<'a>(
     account: &MessagingAccount,
-    accounts: &[MessagingAccount],
-    workstreams: &[Workstream],
-    rules: &[RoutingRule],
-    templates: &[MessageTemplate],
+    accounts: &[impl Borrow<MessagingAccount>],
+    workstreams: &[impl Borrow<Workstream>],
+    rules: &'a [impl Borrow<RoutingRule>],
+    templates: &[impl Borrow<MessageTemplate>],
     checks: &SpecChecks,
-) -> (Vec<Workstream>, Vec<RoutingRule>) {
+) -> (Vec<Workstream>, Vec<&'a RoutingRule>) {
     let namespace = account.namespace();
     let name = account.name_any();
     let accepted: Vec<Workstream> = workstreams
         .iter()
-        .filter(|ws| ws.namespace() == namespace && ws.spec.account_ref.name == name)
+        .map(Borrow::borrow)
+        .filter(|ws: &&Workstream| ws.namespace() == namespace && ws.spec.account_ref.name == name)
         .filter(|ws| workstream(ws, accounts, workstreams, templates, checks).is_none())
         .cloned()
         .collect();
     let accepted_rules = rules
         .iter()
-        .filter(|r| r.namespace() == namespace && accepted.iter().any(|ws| ws.name_any() == r.spec.workstream_ref.name))
+        .map(Borrow::borrow)
+        .filter(|r: &&RoutingRule| r.namespace() == namespace && accepted.iter().any(|ws| ws.name_any() == r.spec.workstream_ref.name))
         .filter(|r| rule(r, workstreams, checks).is_none())
-        .cloned()
         .collect();
     (accepted, accepted_rules)
 }
@@ -158,6 +161,9 @@ pub fn for_account(
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    const NO_TEMPLATES: [MessageTemplate; 0] = [];
+    const NO_RULES: [RoutingRule; 0] = [];
 
     fn objects(text: &str) -> Vec<Value> {
         serde_yaml::Deserializer::from_str(text).map(|d| serde::Deserialize::deserialize(d).unwrap()).filter(|v: &Value| !v.is_null()).collect()
@@ -201,10 +207,10 @@ mod tests {
     #[test]
     fn the_example_is_accepted_whole() {
         let (accounts, workstreams, rules) = example();
-        let (ws, rs) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[], &SpecChecks::default());
+        let (ws, rs) = for_account(&accounts[0], &accounts, &workstreams, &rules, &NO_TEMPLATES, &SpecChecks::default());
         assert_eq!(ws.len(), 1);
         assert_eq!(rs.len(), rules.len());
-        assert_eq!(workstream(&workstreams[0], &accounts, &workstreams, &[], &SpecChecks::default()), None);
+        assert_eq!(workstream(&workstreams[0], &accounts, &workstreams, &NO_TEMPLATES, &SpecChecks::default()), None);
     }
 
     #[test]
@@ -213,10 +219,10 @@ mod tests {
         let mut second = workstreams[0].clone();
         second.metadata.name = Some("zz-second".into());
         workstreams.push(second.clone());
-        let refusal = workstream(&second, &accounts, &workstreams, &[], &SpecChecks::default()).unwrap();
+        let refusal = workstream(&second, &accounts, &workstreams, &NO_TEMPLATES, &SpecChecks::default()).unwrap();
         assert_eq!(refusal.reason, "InvalidReference");
         assert!(refusal.message().contains("already served by Workstream support-line"), "{}", refusal.message());
-        let (ws, _) = for_account(&accounts[0], &accounts, &workstreams, &[], &[], &SpecChecks::default());
+        let (ws, _) = for_account(&accounts[0], &accounts, &workstreams, &NO_RULES, &NO_TEMPLATES, &SpecChecks::default());
         assert_eq!(ws.iter().map(|w| w.name_any()).collect::<Vec<_>>(), ["support-line"]);
     }
 
@@ -228,7 +234,7 @@ mod tests {
         let refusal = rule(&rules[0], &workstreams, &SpecChecks::default()).unwrap();
         assert_eq!(refusal.reason, "InvalidSpec");
         assert!(refusal.message().starts_with("spec.match.all[0].values"), "{}", refusal.message());
-        let (_, accepted) = for_account(&accounts[0], &accounts, &workstreams, &rules, &[], &SpecChecks::default());
+        let (_, accepted) = for_account(&accounts[0], &accounts, &workstreams, &rules, &NO_TEMPLATES, &SpecChecks::default());
         assert_eq!(accepted.len(), rules.len() - 1);
     }
 

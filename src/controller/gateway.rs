@@ -58,29 +58,33 @@ impl Gateway {
 pub async fn apply(account: &MessagingAccount, ctx: &Context) -> Result<Gateway, kube::Error> {
     let namespace = account.namespace().unwrap_or_default();
     let name = account.name_any();
-    let accounts = acceptance::in_namespace(&ctx.accounts.state(), &namespace);
-    let workstreams = acceptance::in_namespace(&ctx.workstreams.state(), &namespace);
-    let rules = acceptance::in_namespace(&ctx.rules.state(), &namespace);
-    let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
-    ctx.prune_spec_checks();
-    let (accepted, accepted_rules) = acceptance::for_account(account, &accounts, &workstreams, &rules, &templates, &ctx.spec_checks);
-    let own_templates: Vec<MessageTemplate> = templates.into_iter().filter(|t| t.spec.account_ref.name == name).collect();
+    // Only the compressed document, its hash and the Secret variables outlive the render: at
+    // 10,000 rules the rendered configuration is tens of MiB, not to be held across the API
+    // calls below.
+    let (document, config_hash, mut secret_env) = {
+        let accounts = acceptance::in_namespace(&ctx.accounts.state(), &namespace);
+        let workstreams = acceptance::in_namespace(&ctx.workstreams.state(), &namespace);
+        let rules = acceptance::in_namespace(&ctx.rules.state(), &namespace);
+        let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
+        ctx.prune_spec_checks();
+        let (accepted, accepted_rules) = acceptance::for_account(account, &accounts, &workstreams, &rules, &templates, &ctx.spec_checks);
+        let own_templates: Vec<MessageTemplate> = templates.iter().filter(|t| t.spec.account_ref.name == name).map(|t| (**t).clone()).collect();
 
-    let rendered = match config::render(account, &accepted, &accepted_rules, &own_templates) {
-        Ok(rendered) => rendered,
-        Err(e) => return Ok(Gateway::invalid(e.to_string())),
+        let rendered = match config::render(account, &accepted, &accepted_rules, &own_templates) {
+            Ok(rendered) => rendered,
+            Err(e) => return Ok(Gateway::invalid(e.to_string())),
+        };
+        let document = rendered.config.to_compressed();
+        if document.len() > MAX_COMPRESSED_BYTES {
+            let rules: usize = rendered.config.workstreams.iter().map(|w| w.rules.classification.len() + w.rules.route_to_queue.len()).sum();
+            return Ok(Gateway::invalid(format!(
+                "the gateway configuration ({} workstreams, {rules} rules) is {} bytes compressed, over the {MAX_COMPRESSED_BYTES} a ConfigMap can hold; the gateway keeps its last configuration",
+                rendered.config.workstreams.len(),
+                document.len()
+            )));
+        }
+        (document, rendered.config.hash(), rendered.secret_env)
     };
-    let document = rendered.config.to_compressed();
-    if document.len() > MAX_COMPRESSED_BYTES {
-        let rules: usize = rendered.config.workstreams.iter().map(|w| w.rules.classification.len() + w.rules.route_to_queue.len()).sum();
-        return Ok(Gateway::invalid(format!(
-            "the gateway configuration ({} workstreams, {rules} rules) is {} bytes compressed, over the {MAX_COMPRESSED_BYTES} a ConfigMap can hold; the gateway keeps its last configuration",
-            rendered.config.workstreams.len(),
-            document.len()
-        )));
-    }
-    let config_hash = rendered.config.hash();
-    let mut secret_env = rendered.secret_env;
     if let Some(store) = gateway_objects::postgres_store(account) {
         match store_env(&ctx.client, &namespace, store).await {
             Ok(env) => secret_env.extend(env),

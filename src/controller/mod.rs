@@ -70,9 +70,10 @@ const DEFAULT_GATEWAY_IMAGE: &str = concat!("ghcr.io/switchboard-dev/switchboard
 /// Selects the objects the controller generates for gateways.
 const GATEWAY_SELECTOR: &str = "app.kubernetes.io/managed-by=switchboard,app.kubernetes.io/name=switchboard-gateway";
 
-/// Reconciles of workstreams or rules at once: each only reports, and a thousand rules waking
-/// together should not hold a thousand copies of their namespace's objects.
-const REPORTER_CONCURRENCY: u16 = 8;
+/// Reconciles of workstreams or rules at once. Each reads the caches without copying them and
+/// makes at most one status write, so the API server's latency is what limits them: a thousand
+/// rules turning Ready together wait for their writes, 32 in flight (8 took 10 s for 1,000).
+const REPORTER_CONCURRENCY: u16 = 32;
 
 /// How long the account controller gathers triggers before rendering a configuration, so that
 /// applying many rules at once renders once, not once per rule.
@@ -382,15 +383,28 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     let (to_workstreams, account_changes_for_workstreams) = unbounded();
     let (to_rules, account_changes_for_rules) = unbounded();
     let (to_claimants, account_changes_for_claimants) = unbounded();
+    // Workstreams, rules and templates are watched once each, into their stores; the other
+    // controllers follow those streams (after the store has each change) instead of watching
+    // the kinds again: 10,000 rules are then decoded and held once, not once per watch.
+    let (ws_to_accounts, ws_changes_for_accounts) = unbounded();
+    let (ws_to_rules, ws_changes_for_rules) = unbounded();
+    let (rules_to_accounts, rule_changes_for_accounts) = unbounded();
+    let (rules_to_workstreams, rule_changes_for_workstreams) = unbounded();
+    let (templates_to_accounts, template_changes_for_accounts) = unbounded::<MessageTemplate>();
     let account_stream = watch_telling::<MessagingAccount>(c, ns, accounts_writer, vec![to_templates, to_workstreams, to_rules, to_claimants]);
     let claimants = accounts.clone();
     let account_controller = Controller::for_stream(account_stream, accounts.clone())
         .with_config(kube::runtime::controller::Config::default().debounce(RENDER_DEBOUNCE))
         .watches_stream(metadata::<Secret>(c, ns, None), move |secret| accounts_using(&lookup, &secret))
         .watches_stream(account_changes_for_claimants.map(Ok::<_, watcher::Error>), move |account| channels::affected(&account, &claimants.state()))
-        .watches_stream(spec_changes::<Workstream>(c, ns), |ws| Some(ObjectRef::new(&ws.spec.account_ref.name).within(&ws.namespace().unwrap_or_default())))
-        .watches_stream(spec_changes::<RoutingRule>(c, ns), by_account)
-        .watches_stream(objects::<MessageTemplate>(c, ns), |t| Some(ObjectRef::new(&t.spec.account_ref.name).within(&t.namespace().unwrap_or_default())))
+        .watches_stream(spec_changes(ws_changes_for_accounts, workstreams.clone()), |ws| {
+            Some(ObjectRef::new(&ws.spec.account_ref.name).within(&ws.namespace().unwrap_or_default()))
+        })
+        .watches_stream(spec_changes(rule_changes_for_accounts, rules.clone()), by_account)
+        // Every template change, status included: an approval changes the configuration.
+        .watches_stream(template_changes_for_accounts.map(Ok::<_, watcher::Error>), |t| {
+            Some(ObjectRef::new(&t.spec.account_ref.name).within(&t.namespace().unwrap_or_default()))
+        })
         .owns_stream(metadata::<Deployment>(c, ns, Some(GATEWAY_SELECTOR)))
         .owns_stream(metadata::<ConfigMap>(c, ns, Some(GATEWAY_SELECTOR)))
         .owns_stream(metadata::<Service>(c, ns, Some(GATEWAY_SELECTOR)))
@@ -404,7 +418,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         .for_each(|_| async {});
 
     let template_lookup = templates.clone();
-    let template_controller = Controller::for_stream(watch::<MessageTemplate>(c, ns, templates_writer), templates.clone())
+    let template_controller = Controller::for_stream(watch_telling(c, ns, templates_writer, vec![templates_to_accounts]), templates.clone())
         .watches_stream(account_changes_for_templates.map(Ok::<_, watcher::Error>), move |account| templates_of(&template_lookup, &account))
         .graceful_shutdown_on(shutdown.clone())
         .run(metered(template::reconcile), error_policy, ctx.clone())
@@ -424,11 +438,15 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         })
         .touched_objects();
     let (ws_for_account, ws_for_config, ws_for_rule) = (workstreams.clone(), (workstreams.clone(), ctx.clone()), workstreams.clone());
-    let workstream_controller = Controller::for_stream(watch::<Workstream>(c, ns, workstreams_writer), workstreams.clone())
+    let workstream_stream = watch_telling::<Workstream>(c, ns, workstreams_writer, vec![ws_to_accounts, ws_to_rules]);
+    let workstream_controller = Controller::for_stream(workstream_stream, workstreams.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
         .watches_stream(readiness_changes(account_changes_for_workstreams), move |account| workstreams_of(&ws_for_account, &account))
         .watches_stream(config_stream, move |cm| stale_workstreams(&ws_for_config.0, &ws_for_config.1, &cm))
-        .watches_stream(objects::<RoutingRule>(c, ns), move |rule| {
+        // A workstream counts its accepted rules: only a rule's spec (or its deletion) changes
+        // that, not the rule's status writes (a thousand rules turning Ready would otherwise
+        // recount every workstream a thousand times).
+        .watches_stream(spec_changes(rule_changes_for_workstreams, rules.clone()), move |rule| {
             ws_for_rule.get(&ObjectRef::new(&rule.spec.workstream_ref.name).within(&rule.namespace().unwrap_or_default())).map(|w| ObjectRef::from_obj(&*w))
         })
         .graceful_shutdown_on(shutdown.clone())
@@ -436,9 +454,10 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
         .for_each(|_| async {});
 
     let (rules_for_ws, rules_for_config, rules_for_account) = (rules.clone(), (rules.clone(), ctx.clone()), (rules.clone(), workstreams.clone()));
-    let rule_controller = Controller::for_stream(watch::<RoutingRule>(c, ns, rules_writer), rules.clone())
+    let rule_stream = watch_telling::<RoutingRule>(c, ns, rules_writer, vec![rules_to_accounts, rules_to_workstreams]);
+    let rule_controller = Controller::for_stream(rule_stream, rules.clone())
         .with_config(kube::runtime::controller::Config::default().concurrency(REPORTER_CONCURRENCY))
-        .watches_stream(metadata::<Workstream>(c, ns, None), move |ws| rules_of(&rules_for_ws, &ws))
+        .watches_stream(changes_by(ws_changes_for_rules, workstreams.clone(), what_rules_see), move |ws| rules_of(&rules_for_ws, &ws))
         .watches_stream(config_changes_for_rules.map(Ok::<_, watcher::Error>), move |cm| stale_rules(&rules_for_config.0, &rules_for_config.1, &cm))
         .watches_stream(readiness_changes(account_changes_for_rules), move |account| rules_of_account(&rules_for_account.0, &rules_for_account.1, &account))
         .graceful_shutdown_on(shutdown.clone())
@@ -469,37 +488,51 @@ fn gateway_watch() -> watcher::Config {
     watcher::Config::default().labels(GATEWAY_SELECTOR)
 }
 
-/// Every change of a kind, as full objects, for mapping to the objects it affects.
-fn objects<K>(client: &Client, namespace: Option<&str>) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+/// The objects of a reflected watch that `followed` hands on whose spec changed (a new
+/// generation), and those that left the store: what changes a gateway configuration or a count
+/// of accepted objects. Status writes, the controller's own included, are left out, or every
+/// Ready written would re-render the account's configuration.
+fn spec_changes<K>(followed: UnboundedReceiver<K>, store: Store<K>) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    watcher(scoped::<K>(client, namespace), watcher::Config::default()).default_backoff().touched_objects()
+    changes_by(followed, store, |object: &K| object.meta().generation.unwrap_or_default().unsigned_abs())
 }
 
-/// Objects of a kind whose spec changed (a new generation), and deleted ones: what changes a
-/// gateway configuration. Their own status writes are left out, or every Ready written would
-/// re-render the account's configuration.
-fn spec_changes<K>(client: &Client, namespace: Option<&str>) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+/// The objects that `followed` hands on whose `key` differs from the last one seen of the same
+/// object (by UID), and those no longer in `store` (deleted; `followed` follows the stream that
+/// fills the store, so the store already knows). An object whose turn comes after it left the
+/// store passes too: one trigger too many, never one too few.
+fn changes_by<K>(
+    followed: UnboundedReceiver<K>,
+    store: Store<K>,
+    key: impl Fn(&K) -> u64 + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    let mut seen: std::collections::HashMap<String, Option<i64>> = std::collections::HashMap::new();
-    watcher(scoped::<K>(client, namespace), watcher::Config::default()).default_backoff().filter_map(move |event| {
-        let changed = match event {
-            Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
-                let generation = object.meta().generation;
-                (seen.insert(object.meta().uid.clone().unwrap_or_default(), generation) != Some(generation)).then_some(Ok(object))
-            }
-            Ok(watcher::Event::Delete(object)) => {
-                seen.remove(object.meta().uid.as_deref().unwrap_or_default());
-                Some(Ok(object))
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-            Err(error) => Some(Err(error)),
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    followed.filter_map(move |object| {
+        let uid = object.meta().uid.clone().unwrap_or_default();
+        let stored = store.get(&ObjectRef::from_obj(&object)).is_some_and(|o| o.meta().uid == object.meta().uid);
+        let changed = if stored {
+            seen.insert(uid, key(&object)) != Some(key(&object))
+        } else {
+            seen.remove(&uid);
+            true
         };
-        futures::future::ready(changed)
+        futures::future::ready(changed.then_some(Ok(object)))
     })
+}
+
+/// What a workstream's rules read of it: its spec (queues), and whether it is accepted (a rule
+/// of a refused workstream is not Ready, and says why).
+fn what_rules_see(ws: &Workstream) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let accepted = ws.status.as_ref().and_then(|s| crate::api::conditions::find(&s.conditions, workstream::ACCEPTED));
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (ws.metadata.generation, accepted.map(|c| (&c.status, &c.reason, &c.message))).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Every change of a kind, metadata only, optionally narrowed by a label selector.
@@ -515,16 +548,8 @@ where
 }
 
 /// The watch stream of a kind, reflected into `writer`'s store and filtered to the changes
-/// worth a reconcile.
-fn watch<K>(client: &Client, namespace: Option<&str>, writer: reflector::store::Writer<K>) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    watch_telling(client, namespace, writer, Vec::new())
-}
-
-/// [`watch`], also handing every object it puts in (or takes out of) the store to `followers`,
-/// after the store has it. Reconcilers that read the store when an object changes follow this
+/// worth a reconcile, also handing every object it puts in (or takes out of) the store to
+/// `followers`, after the store has it. Reconcilers that read the store when an object changes follow this
 /// rather than a watch of their own, which could wake them before the store has the change:
 /// they would judge it by its previous state and not look again.
 fn watch_telling<K>(
@@ -589,7 +614,7 @@ fn workstreams_of(workstreams: &Store<Workstream>, account: &MessagingAccount) -
 }
 
 /// The rules of the workstream.
-fn rules_of(rules: &Store<RoutingRule>, ws: &PartialObjectMeta<Workstream>) -> Vec<ObjectRef<RoutingRule>> {
+fn rules_of(rules: &Store<RoutingRule>, ws: &Workstream) -> Vec<ObjectRef<RoutingRule>> {
     let (namespace, name) = (ws.namespace(), ws.name_any());
     rules.state().iter().filter(|r| r.namespace() == namespace && r.spec.workstream_ref.name == name).map(|r| ObjectRef::from_obj(&**r)).collect()
 }
@@ -637,4 +662,54 @@ fn stale_rules(rules: &Store<RoutingRule>, ctx: &Context, config_map: &ConfigMap
         .filter(|r| !ready_now(r.status.as_ref().map_or(&[][..], |s| &s.conditions), r.metadata.generation))
         .map(|r| ObjectRef::from_obj(&**r))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(uid: &str, generation: i64, ready: &str) -> RoutingRule {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "switchboard.dev/v1alpha1", "kind": "RoutingRule",
+            "metadata": {"name": "r", "namespace": "ns", "uid": uid, "generation": generation},
+            "spec": {"workstreamRef": {"name": "ws"}, "stage": "RouteToQueue", "order": 1, "routeTo": {"queue": "q"}},
+            "status": {"conditions": [{"type": "Ready", "status": ready, "reason": "R", "message": "m",
+                                       "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": generation}]}
+        }))
+        .unwrap()
+    }
+
+    /// Feeds each object to the store as the watch would, then to the follower, which takes it
+    /// at once; what passes.
+    fn passed(steps: Vec<(RoutingRule, bool)>) -> Vec<(Option<i64>, String)> {
+        let (store, mut writer) = reflector::store();
+        let (to_follower, followed) = unbounded();
+        let changes = spec_changes(followed, store);
+        futures::pin_mut!(changes);
+        let ready = |r: &RoutingRule| r.status.as_ref().map(|s| s.conditions[0].status.clone()).unwrap_or_default();
+        let mut passed = Vec::new();
+        for (object, deleted) in steps {
+            let event = if deleted { watcher::Event::Delete(object.clone()) } else { watcher::Event::Apply(object.clone()) };
+            writer.apply_watcher_event(&event);
+            to_follower.unbounded_send(object).unwrap();
+            if let Some(Some(Ok(r))) = changes.next().now_or_never() {
+                passed.push((r.metadata.generation, ready(&r)));
+            }
+        }
+        passed
+    }
+
+    #[test]
+    fn followers_see_spec_changes_and_deletions_but_not_status_writes() {
+        let steps = vec![
+            (rule("u1", 1, "Unknown"), false),
+            (rule("u1", 1, "True"), false),
+            (rule("u1", 2, "True"), false),
+            (rule("u1", 2, "False"), false),
+            (rule("u1", 2, "False"), true),
+            (rule("u2", 1, "Unknown"), false),
+        ];
+        let passed = passed(steps);
+        assert_eq!(passed, [(Some(1), "Unknown".to_owned()), (Some(2), "True".to_owned()), (Some(2), "False".to_owned()), (Some(1), "Unknown".to_owned())]);
+    }
 }

@@ -26,8 +26,8 @@ pub async fn reconcile(rule: Arc<RoutingRule>, ctx: Arc<Context>) -> Result<Acti
     let accounts = acceptance::in_namespace(&ctx.accounts.state(), &namespace);
     let workstreams = acceptance::in_namespace(&ctx.workstreams.state(), &namespace);
 
-    let workstream = workstreams.iter().find(|w| w.name_any() == rule.spec.workstream_ref.name);
-    let account = workstream.and_then(|w| accounts.iter().find(|a| a.name_any() == w.spec.account_ref.name));
+    let workstream = workstreams.iter().find(|w| w.name_any() == rule.spec.workstream_ref.name).map(|w| &**w);
+    let account = workstream.and_then(|w| accounts.iter().find(|a| a.name_any() == w.spec.account_ref.name)).map(|a| &**a);
     let refusal = acceptance::rule(&rule, &workstreams, &ctx.spec_checks);
     let generation = rule.metadata.generation;
     let (ws_name, rule_name) = (&rule.spec.workstream_ref.name, rule.name_any());

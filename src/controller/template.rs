@@ -148,7 +148,8 @@ impl Pass<'_> {
         let template = self.template;
         let mut errors = acceptance::spec_errors(Kind::MessageTemplate, template, validation::template_errors(&template.spec));
         let templates = acceptance::in_namespace(&self.ctx.templates.state(), &template.namespace().unwrap_or_default());
-        errors.extend(references::template_errors(template, &[], &templates, Missing::Ignore));
+        let no_accounts: [MessagingAccount; 0] = [];
+        errors.extend(references::template_errors(template, &no_accounts, &templates, Missing::Ignore));
         errors
     }
 

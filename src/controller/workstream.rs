@@ -29,16 +29,19 @@ pub async fn reconcile(ws: Arc<Workstream>, ctx: Arc<Context>) -> Result<Action,
     let accounts = acceptance::in_namespace(&ctx.accounts.state(), &namespace);
     let workstreams = acceptance::in_namespace(&ctx.workstreams.state(), &namespace);
     let templates = acceptance::in_namespace(&ctx.templates.state(), &namespace);
-    let rules = acceptance::in_namespace(&ctx.rules.state(), &namespace);
 
-    let account = accounts.iter().find(|a| a.name_any() == ws.spec.account_ref.name);
+    let account = accounts.iter().find(|a| a.name_any() == ws.spec.account_ref.name).map(|a| &**a);
     let refusal = acceptance::workstream(&ws, &accounts, &workstreams, &templates, &ctx.spec_checks);
     let old = ws.status.clone().unwrap_or_default();
     let mut new = old.clone();
     new.channel = account.map(|a| if a.spec.line.is_some() { "LINE" } else { "WhatsApp" }.to_owned());
-    let accepted_rules = rules
+    let name = ws.name_any();
+    let accepted_rules = ctx
+        .rules
+        .state()
         .iter()
-        .filter(|r| r.spec.workstream_ref.name == ws.name_any() && acceptance::rule(r, &workstreams, &ctx.spec_checks).is_none())
+        .filter(|r| r.meta().namespace.as_deref() == Some(namespace.as_str()) && r.spec.workstream_ref.name == name)
+        .filter(|r| acceptance::rule(&***r, &workstreams, &ctx.spec_checks).is_none())
         .count();
     new.routing_rules = Some(i32::try_from(accepted_rules).unwrap_or(i32::MAX));
 
