@@ -41,7 +41,7 @@ pub async fn reconcile(ws: Arc<Workstream>, ctx: Arc<Context>) -> Result<Action,
         .state()
         .iter()
         .filter(|r| r.meta().namespace.as_deref() == Some(namespace.as_str()) && r.spec.workstream_ref.name == name)
-        .filter(|r| acceptance::rule(&***r, &workstreams, &ctx.spec_checks).is_none())
+        .filter(|r| acceptance::rule(r, &workstreams, &ctx.spec_checks).is_none())
         .count();
     new.routing_rules = Some(i32::try_from(accepted_rules).unwrap_or(i32::MAX));
 
