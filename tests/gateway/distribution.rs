@@ -3,7 +3,8 @@
 //! freest first), tells the desk (`conversation.assigned`) and the customer (AgentAssigned),
 //! frees capacity when a conversation is put aside or closed (after its wrap-up), gives a
 //! returning customer their last agent, and puts an Offline agent's conversations back in
-//! their queues for the others.
+//! their queues for the others. Pick mode, transfers and listings; and, on PostgreSQL, two
+//! replicas deciding at once (push on the leader, picks on the other) under presence churn.
 
 use std::time::{Duration, Instant};
 
@@ -304,4 +305,137 @@ async fn a_transfer_to_a_queue_goes_back_to_distribution_and_one_to_an_agent_is_
         assert_eq!((got.as_u16(), answer["error"].as_str()), (status, Some(code)), "{query}: {answer}");
     }
     bed.desk.check();
+}
+
+/// The agents of the concurrency test and their capacities (1 to 3 units).
+const CHURN_AGENTS: usize = 20;
+/// Its conversations.
+const CHURN_CONVERSATIONS: usize = 150;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_never_assign_a_conversation_twice_nor_an_agent_over_its_capacity() {
+    let started = Instant::now();
+    let mut bed = Bed::new(Provider::Line, &["--presence-ttl", "30s"]).await;
+    if !crate::replicas::on_postgres(&bed) {
+        return;
+    }
+    bed.start(&bed.config(vec![support(&bed.desk.url(), json!({"type": "None"}))])).await;
+    let mut b = bed.gateway.replica("b");
+    b.spawn();
+    b.wait_ready(&bed.http).await;
+    let agent_urls = [format!("http://127.0.0.1:{}", bed.gateway.agent_port), format!("http://127.0.0.1:{}", b.agent_port)];
+    let webhooks = [bed.webhook_url(), b.webhook_url(&bed.webhook_path())];
+    let call = |replica: usize, method: Method, path: String, body: Option<Value>| {
+        let (http, url) = (bed.http.clone(), format!("{}{path}", agent_urls[replica]));
+        async move {
+            let mut request = http.request(method, url).bearer_auth(crate::harness::AGENT_TOKEN);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let report = |agent: usize, status: &'static str| {
+        let body = json!({"status": status, "capacity": agent % 3 + 1, "queues": [{"workstream": WS, "queue": "general"}]});
+        call(agent % 2, Method::PUT, format!("/v1/agents/agent-{agent}/presence"), Some(body))
+    };
+    for agent in 0..CHURN_AGENTS {
+        assert_eq!(report(agent, "Available").await.0, 200);
+    }
+    let capacity: u64 = (0..CHURN_AGENTS).map(|a| (a % 3 + 1) as u64).sum();
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let customers = async {
+        for n in 0..CHURN_CONVERSATIONS {
+            let body = json!({"type": "text", "text": "Hello", "url": webhooks[n % 2], "userId": line_user(n), "displayName": format!("C{n}")});
+            bed.sim_post("/__sim/customer/line", body).await;
+        }
+    };
+    // Presence changes on both replicas while conversations arrive and close.
+    let churn = async {
+        for round in 0..6 {
+            for agent in (round % 3..CHURN_AGENTS).step_by(3) {
+                let status = ["Busy", "Offline", "Away"][round % 3];
+                report(agent, status).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for agent in (round % 3..CHURN_AGENTS).step_by(3) {
+                report(agent, "Available").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    // Agents finish conversations, so that capacity frees up for the rest, and pick some
+    // themselves on the replica that does not lead, racing its pushes.
+    let closer = async {
+        let mut n = 0usize;
+        let mut picked = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let pick = json!({"agentId": format!("agent-{}", n % CHURN_AGENTS)});
+            let (status, answer) = call(1, Method::POST, format!("/v1/workstreams/{WS}/queues/general/pick"), Some(pick)).await;
+            match status {
+                200 => picked += 1,
+                404 | 409 => assert!(answer["error"].is_string(), "{answer}"),
+                other => panic!("pick answered {other}: {answer}"),
+            }
+            let (_, listed) = call(n % 2, Method::GET, "/v1/conversations?state=Active&limit=5".to_owned(), None).await;
+            for conv in listed["conversations"].as_array().cloned().unwrap_or_default() {
+                call(n % 2, Method::POST, format!("/v1/conversations/{}/close", conv["id"].as_str().unwrap()), Some(json!({}))).await;
+            }
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        picked
+    };
+    // The invariant, sampled from the store through both replicas: nobody over capacity.
+    let checker = async {
+        let mut samples = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let (status, listed) = call(samples % 2, Method::GET, "/v1/agents".to_owned(), None).await;
+            assert_eq!(status, 200);
+            for agent in listed["agents"].as_array().unwrap() {
+                assert!(agent["load"].as_u64() <= agent["capacity"].as_u64(), "over capacity: {agent}");
+            }
+            samples += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        samples
+    };
+    let finished = async {
+        customers.await;
+        churn.await;
+        bed.desk
+            .wait_for(Duration::from_secs(90), "every conversation assigned and closed", |events| {
+                let closed = events.iter().filter(|e| e.kind() == "conversation.closed").count();
+                (closed == CHURN_CONVERSATIONS).then_some(())
+            })
+            .await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (_, picked, samples) = tokio::join!(finished, closer, checker);
+
+    // Per conversation, in the desk's order: assigned and unassigned alternate, starting with an
+    // assignment, and it is closed while assigned: never assigned twice at once.
+    let mut holders = 0;
+    for (id, events) in bed.desk.by_conversation() {
+        let mut held = false;
+        for e in events.iter().filter(|e| matches!(e.kind(), "conversation.assigned" | "conversation.unassigned")) {
+            let assigned = e.kind() == "conversation.assigned";
+            assert_ne!(assigned, held, "{id}: {} while {}", e.kind(), if held { "assigned" } else { "unassigned" });
+            held = assigned;
+        }
+        assert!(held, "{id} was closed by its agent, so it was assigned");
+        holders += 1;
+    }
+    assert_eq!(holders, CHURN_CONVERSATIONS);
+    let unassigned = bed.desk.of_kind("conversation.unassigned").len();
+    eprintln!(
+        "distribution on 2 replicas: {CHURN_CONVERSATIONS} conversations, {CHURN_AGENTS} agents ({capacity} units), {picked} picked on the \
+         other replica, {unassigned} unassigned by Offline, {samples} capacity samples, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    bed.desk.check();
+    b.terminate();
 }

@@ -11,7 +11,7 @@ use crate::harness::{Bed, Gateway, Provider, line_channel, workstream};
 use crate::load::{self, Endpoints, Load, TOTAL};
 
 /// Whether this pass keeps the store in PostgreSQL; says so when it does not.
-fn on_postgres(bed: &Bed) -> bool {
+pub fn on_postgres(bed: &Bed) -> bool {
     let on = bed.gateway.postgres_url.is_some();
     if !on {
         eprintln!("skipped: replicas share a PostgreSQL store; this test runs in the PostgreSQL pass (SWITCHBOARD_TEST_STORE=postgres)");
