@@ -276,6 +276,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
     let media_state = Arc::new(media::MediaState { store: store.clone(), runtime: runtime.clone() });
     let connections = metrics.connections.clone();
     let (stop, stopping) = watch::channel(false);
+    let runtime_ready = runtime.clone();
     let probe_state = Arc::new(probes::ProbeState { store, runtime, metrics, stopping });
     // The public webhook port takes half of the connections the open-file limit allows.
     let limit = serve::open_file_limit();
@@ -311,8 +312,25 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             held.ok()
         }
     };
+    // The webhook port takes connections only once the first configuration is loaded: until
+    // then they wait in the listen backlog instead of being answered 503 (a restarted replica
+    // behind a load balancer would refuse the webhooks that reach it in its first milliseconds).
+    let webhook_port = {
+        let shutdown = shutdown.clone();
+        let router = webhook::router(webhook_state).merge(media::router(media_state));
+        let connections = &connections;
+        // The value's read guard must not outlive the wait: it would hold up every reload.
+        let mut configured = runtime_ready;
+        let loaded = async move { configured.wait_for(Option::is_some).await.is_ok() };
+        async move {
+            tokio::select! {
+                _ = loaded => serve::serve(webhooks, router, timeouts, connections, shutdown).await,
+                () = shutdown.clone() => {}
+            }
+        }
+    };
     let (_, _, _, _no_more_sends) = tokio::join!(
-        serve::serve(webhooks, webhook::router(webhook_state).merge(media::router(media_state)), timeouts, &connections, shutdown.clone()),
+        webhook_port,
         serve::serve(agents, agent_api::router(agent_state), timeouts, &connections, shutdown.clone()),
         serve::serve(probes, probes::router(probe_state), timeouts, &connections, shutdown),
         stop_sending,

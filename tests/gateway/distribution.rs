@@ -377,7 +377,10 @@ async fn two_replicas_never_assign_a_conversation_twice_nor_an_agent_over_its_ca
             let (status, answer) = call(1, Method::POST, format!("/v1/workstreams/{WS}/queues/general/pick"), Some(pick)).await;
             match status {
                 200 => picked += 1,
-                404 | 409 => assert!(answer["error"].is_string(), "{answer}"),
+                // 503: PostgreSQL chose this transaction as a deadlock's victim (the writer's
+                // group commit puts several jobs in one transaction, so two replicas cannot take
+                // their rows in one order); the desk retries, and nothing of it was kept.
+                404 | 409 | 503 => assert!(answer["error"].is_string(), "{answer}"),
                 other => panic!("pick answered {other}: {answer}"),
             }
             let (_, listed) = call(n % 2, Method::GET, "/v1/conversations?state=Active&limit=5".to_owned(), None).await;
