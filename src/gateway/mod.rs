@@ -50,6 +50,9 @@ use workers::{Wakers, delivery, distributor, inactivity, processor, prune, sende
 /// grace period.
 const SEND_GRACE: Duration = Duration::from_secs(20);
 
+/// How long the webhook port waits for the first configuration before it answers without one.
+const FIRST_CONFIG_WAIT: Duration = Duration::from_secs(5);
+
 /// Flags of `switchboard gateway`.
 #[derive(Clone, Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["config", "config_map"])))]
@@ -312,9 +315,10 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             held.ok()
         }
     };
-    // The webhook port takes connections only once the first configuration is loaded: until
-    // then they wait in the listen backlog instead of being answered 503 (a restarted replica
-    // behind a load balancer would refuse the webhooks that reach it in its first milliseconds).
+    // The webhook port takes connections once the first configuration is loaded, or after
+    // FIRST_CONFIG_WAIT without one (then answering 503 until it comes): meanwhile they wait in
+    // the listen backlog, so that a restarted replica behind a load balancer does not refuse the
+    // webhooks that reach it in its first milliseconds.
     let webhook_port = {
         let shutdown = shutdown.clone();
         let router = webhook::router(webhook_state).merge(media::router(media_state));
@@ -324,7 +328,7 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
         let loaded = async move { configured.wait_for(Option::is_some).await.is_ok() };
         async move {
             tokio::select! {
-                _ = loaded => serve::serve(webhooks, router, timeouts, connections, shutdown).await,
+                _ = tokio::time::timeout(FIRST_CONFIG_WAIT, loaded) => serve::serve(webhooks, router, timeouts, connections, shutdown).await,
                 () = shutdown.clone() => {}
             }
         }
