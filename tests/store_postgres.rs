@@ -3,14 +3,17 @@
 //! another takes over when it goes, a replica's queued work wakes the leader, a database that
 //! cannot be reached fails jobs with a reason that holds no password, and the schema's
 //! migrations adopt a database from before them, refuse one a newer build migrated and let
-//! replicas starting together take turns.
+//! replicas starting together take turns. Queue positions and recent waits are checked on both
+//! backends.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+use switchboard::gateway::model::conversation::Conversation;
 use switchboard::gateway::model::outbound::Status;
-use switchboard::gateway::store::{PostgresTarget, Store, StoreError, TlsSettings, Wake};
+use switchboard::gateway::store::{Durability, PostgresTarget, Store, StoreError, TlsSettings, Wake};
 use switchboard::providers::credentials::Secret;
 
 #[path = "postgres/database.rs"]
@@ -154,4 +157,72 @@ async fn stores_opened_at_once_on_an_empty_database_all_migrate_it() {
     let answers = futures::future::join_all(stores.iter().map(|s| s.run(|tx| tx.contact("ws", "x")))).await;
     assert!(answers.iter().all(Result::is_ok), "{answers:?}");
     assert_eq!(number(&url, "SELECT count(*) FROM refinery_schema_history"), 3, "each migration applied once");
+}
+
+/// A conversation of workstream `ws` that started at `created_ms`, in `state` in queue `general`
+/// at `priority`.
+fn waiting(id: &str, state: &str, priority: &str, created_ms: i64) -> Conversation {
+    serde_json::from_value(json!({
+        "id": id, "workstream": "ws", "channel": "LINE", "state": state,
+        "customer": {"id": format!("line:{id}"), "isKnown": false},
+        "routing": {"queue": "general", "priority": priority, "withinOperatingHours": true},
+        "createdMs": created_ms, "lastCustomerMs": created_ms,
+    }))
+    .expect("a conversation")
+}
+
+/// Positions count what is served first (priority, then age) among what waits for an agent in
+/// the same queue; recent waits are averaged over the window and the latest few.
+async fn positions_and_waits(store: &Store) {
+    let conversations = [
+        waiting("a", "Open", "Normal", 1_000),
+        waiting("b", "Open", "Normal", 2_000),
+        waiting("c", "Open", "Urgent", 3_000),
+        waiting("taken", "Active", "Urgent", 500),
+        waiting("d", "Open", "Low", 100),
+    ];
+    let mut bot = waiting("bot", "Open", "Urgent", 10);
+    bot.handler = switchboard::gateway::model::conversation::Handler::Bot;
+    let all: Vec<Conversation> = conversations.iter().cloned().chain([bot.clone()]).collect();
+    store.run(move |tx| all.iter().try_for_each(|c| tx.insert_conversation(c))).await.unwrap();
+    let probe: Vec<Conversation> = conversations.to_vec();
+    let (positions, oldest) = store
+        .run(move |tx| Ok((probe.iter().map(|c| tx.position(c)).collect::<Result<Vec<_>, _>>()?, tx.oldest_waiting("ws", "general")?)))
+        .await
+        .unwrap();
+    assert_eq!(positions, [Some(2), Some(3), Some(1), None, Some(4)], "Urgent first, then Normal by age, then Low; neither the taken one nor the bot's count");
+    assert_eq!(oldest, Some(100));
+
+    // Taking `c` moves the others up.
+    let mut taken = conversations[2].clone();
+    taken.state = switchboard::gateway::model::conversation::State::Active;
+    let a = conversations[0].clone();
+    let position = store.run(move |tx| {
+        tx.update_conversation(&taken)?;
+        tx.position(&a)
+    });
+    assert_eq!(position.await.unwrap(), Some(1));
+
+    let means = store
+        .run(|tx| {
+            for (at, wait) in [(10_000, 600_000), (20_000, 60_000), (30_000, 120_000), (40_000, 180_000)] {
+                tx.record_wait("ws", "general", at, wait, 15_000)?;
+            }
+            // The first was forgotten (before 15 s when the next came); of the rest, the window
+            // from 25 s holds two, the latest two of all are the same, one queue has none.
+            Ok([tx.mean_wait("ws", "general", 0, 100)?, tx.mean_wait("ws", "general", 25_000, 100)?, tx.mean_wait("ws", "general", 0, 2)?, tx.mean_wait("ws", "vip", 0, 100)?])
+        })
+        .await
+        .unwrap();
+    assert_eq!(means, [Some(120_000), Some(150_000), Some(150_000), None]);
+}
+
+#[tokio::test]
+async fn queue_positions_and_recent_waits_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::sqlite(&dir.path().join("store.db"), Durability::Full, Box::new(|_, _| {})).expect("the SQLite store opens");
+    positions_and_waits(&sqlite).await;
+    if let Some(url) = database("queue_positions_and_recent_waits_on_both_backends") {
+        positions_and_waits(&open(&url)).await;
+    }
 }

@@ -245,7 +245,7 @@ fn is_loopback(url: &url::Url) -> bool {
 }
 
 /// The placeholders automated messages and surveys may use.
-pub const PLACEHOLDERS: [&str; 6] = ["CustomerName", "QueueName", "Position", "AgentName", "ConversationId", "SurveyUrl"];
+pub const PLACEHOLDERS: [&str; 7] = ["CustomerName", "QueueName", "Position", "AverageWaitTime", "AgentName", "ConversationId", "SurveyUrl"];
 
 fn placeholder_errors(field: &str, text: &str, allowed: &[&str], errors: &mut Vec<FieldError>) {
     static PLACEHOLDER: OnceLock<Regex> = OnceLock::new();

@@ -199,8 +199,8 @@ pub struct AutomatedMessage {
     /// The customer locale (BCP 47) this text is for; the workstream language is the fallback.
     #[schemars(regex(pattern = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$"))]
     pub locale: String,
-    /// The text. Placeholders: {CustomerName} {QueueName} {Position} {AgentName} {ConversationId}
-    /// {SurveyUrl}.
+    /// The text. Placeholders: {CustomerName} {QueueName} {Position} {AverageWaitTime} (minutes)
+    /// {AgentName} {ConversationId} {SurveyUrl}.
     #[schemars(length(min = 1, max = 1600))]
     pub text: String,
 }

@@ -272,10 +272,10 @@ impl Metrics {
         self.requests.get_or_create(&RequestLabels { provider, outcome }).inc();
     }
 
-    /// Counts an assignment in `workstream` of a conversation that started at `started_ms`.
-    pub fn assigned(&self, workstream: &str, by: AssignedBy, started_ms: i64, now_ms: i64) {
+    /// Counts an assignment in `workstream` that ended a wait of `waited_ms`.
+    pub fn assigned(&self, workstream: &str, by: AssignedBy, waited_ms: i64) {
         self.assignments.get_or_create(&AssignmentLabels { workstream: workstream.to_owned(), by }).inc();
-        self.assignment_wait_seconds.observe(now_ms.saturating_sub(started_ms).max(0) as f64 / 1000.0);
+        self.assignment_wait_seconds.observe(waited_ms.max(0) as f64 / 1000.0);
     }
 
     /// Records one store commit.

@@ -319,6 +319,7 @@ pub fn assign(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, agent
         }
     }
     let (mut conv, ws) = open_conversation(tx, rt, id, allowed)?;
+    distribute::note_wait(tx, &conv, now)?;
     let announce = conv.assign(agent, ws.wrap_up_ms());
     tx.update_conversation(&conv)?;
     if announce {
@@ -433,6 +434,7 @@ pub fn escalate(
     let split = Uuid::parse_str(&conv.id).unwrap_or_default();
     conv.routing = route_stored(tx, ws, &conv.customer, &message, &split, now, Some(&context))?;
     conv.handler = Handler::Desk;
+    conv.queued_ms = Some(now);
     conv.bot = Some(BotHandoff { summary, attributes, escalated_ms: now });
     tx.update_conversation(&conv)?;
     tx.restart_sequence(&conv.id)?;

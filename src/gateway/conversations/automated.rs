@@ -113,13 +113,45 @@ pub fn on_close(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, conv: &Conversat
     Ok(())
 }
 
-/// The automated messages of a conversation that reached the desk's queue, as one message: the
-/// greeting (for a new conversation; not after a bot's escalation), then OutOfOperatingHours
-/// when the queue is closed, else the queue position.
+/// The automated messages of a conversation that reached the desk's queue (stored as it waits
+/// there), as one message: the greeting (for a new conversation; not after a bot's escalation),
+/// then OutOfOperatingHours when the queue is closed, else the queue position with
+/// `{Position}` (its place in the order the queue is served in) and `{AverageWaitTime}`.
 pub fn announce(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, conv: &Conversation, greeting: bool, now: i64) -> Result<bool, StoreError> {
-    let queue = conv.routing.queue.as_deref().unwrap_or("");
-    let position = tx.waiting_in(&ws.config.name, queue)?.to_string();
+    let position = tx.position(conv)?.unwrap_or(1).to_string();
+    let wait = expected_wait(tx, conv, now)?;
     let next = if conv.routing.within_operating_hours { Trigger::QueuePosition } else { Trigger::OutOfOperatingHours };
     let triggers: &[Trigger] = if greeting { &[Trigger::Greeting, next] } else { &[next] };
-    send(tx, rt.account_ref(), ws, conv, triggers, &[("Position", &position)], now)
+    send(tx, rt.account_ref(), ws, conv, triggers, &[("Position", &position), ("AverageWaitTime", &wait)], now)
+}
+
+/// How far back the waits `{AverageWaitTime}` averages go, and how many of the latest.
+pub const RECENT_WAITS: (i64, usize) = (60 * 60 * 1000, 100);
+
+/// `{AverageWaitTime}`: the mean wait of the queue's recent assignments ([`RECENT_WAITS`]); with
+/// none, the longest wait of those in the queue now — in whole minutes, rounded up, at least 1
+/// (a number, so that every language's text can say "minutes" its own way).
+fn expected_wait(tx: &mut dyn Tx, conv: &Conversation, now: i64) -> Result<String, StoreError> {
+    let queue = conv.routing.queue.as_deref().unwrap_or("");
+    let (window, latest) = RECENT_WAITS;
+    let wait_ms = match tx.mean_wait(&conv.workstream, queue, now - window, latest)? {
+        Some(mean) => mean,
+        None => tx.oldest_waiting(&conv.workstream, queue)?.map_or(0, |since| now.saturating_sub(since)),
+    };
+    Ok(minutes_rounded_up(wait_ms).to_string())
+}
+
+fn minutes_rounded_up(ms: i64) -> i64 {
+    (ms.max(0).saturating_add(59_999) / 60_000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::minutes_rounded_up;
+
+    #[test]
+    fn waits_are_whole_minutes_rounded_up_and_never_zero() {
+        assert_eq!([0, 1, 59_999, 60_000, 60_001, 150_000].map(minutes_rounded_up), [1, 1, 1, 1, 2, 3]);
+        assert_eq!(minutes_rounded_up(-5), 1, "a clock step back is not a negative wait");
+    }
 }

@@ -24,7 +24,7 @@ use crate::gateway::store::{StoreError, Tx};
 /// What a round did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Round {
-    /// The conversations assigned: their workstream and when they started.
+    /// The conversations assigned: their workstream and how long they waited (ms).
     pub assigned: Vec<(String, i64)>,
     /// Conversations back in their queues.
     pub unassigned: usize,
@@ -96,7 +96,7 @@ pub fn run(tx: &mut dyn Tx, rt: &Runtime, at: Moment) -> Result<Round, StoreErro
         // Conversations of agents the desk never reported (assigned by a supervisor) are left
         // alone: only a reported agent can go Offline.
         let offline = conv.agent.as_ref().is_some_and(|a| presence.get(a.id.as_str()) == Some(&Presence::Offline));
-        if offline && conv.unassign() {
+        if offline && conv.unassign(now) {
             tx.update_conversation(&conv)?;
             desk_events::enqueue(tx, rt.account_ref(), &conv, Pending { event_type: EventType::ConversationUnassigned, message: None, reason: Some("agentOffline") }, now)?;
             round.unassigned += 1;
@@ -121,7 +121,7 @@ pub fn run(tx: &mut dyn Tx, rt: &Runtime, at: Moment) -> Result<Round, StoreErro
             let Some(mut conv) = queued.remove(&work.conversation_id) else { continue };
             assign(tx, rt, ws, &mut conv, &candidates[i].agent, now)?;
             tx.save_agent(&candidates[i].agent)?;
-            round.assigned.push((conv.workstream.clone(), conv.created_ms));
+            round.assigned.push((conv.workstream.clone(), conv.waited_ms(now)));
         }
     }
     Ok(round)
@@ -146,11 +146,20 @@ fn waiting(ws: &Workstream, conv: &Conversation) -> Option<Waiting> {
 
 /// Gives `conv` to `agent`: Active, told to the desk, announced to the customer.
 fn assign(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, conv: &mut Conversation, agent: &Agent, now: i64) -> Result<(), StoreError> {
+    note_wait(tx, conv, now)?;
     conv.assign(AgentRef { id: agent.id.clone(), name: agent.name.clone() }, ws.wrap_up_ms());
     tx.update_conversation(conv)?;
     desk_events::enqueue(tx, rt.account_ref(), conv, Pending { event_type: EventType::ConversationAssigned, message: None, reason: None }, now)?;
     automated::send(tx, rt.account_ref(), ws, conv, &[Trigger::AgentAssigned], &[], now)?;
     Ok(())
+}
+
+/// Notes the wait an assignment at `now` ends, when the conversation waits in a queue (for
+/// `{AverageWaitTime}`).
+pub fn note_wait(tx: &mut dyn Tx, conv: &Conversation, now: i64) -> Result<(), StoreError> {
+    let (Some(_), Some(queue)) = (conv.waiting_rank(), &conv.routing.queue) else { return Ok(()) };
+    let (window, _) = automated::RECENT_WAITS;
+    tx.record_wait(&conv.workstream, queue, now, conv.waited_ms(now), now.saturating_sub(window))
 }
 
 /// The agent's free capacity is at least what a conversation of `ws` takes, and they are not
@@ -271,7 +280,7 @@ pub fn transfer(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, to:
     let reason = match to {
         TransferTo::Queue(queue) => {
             queue_of(rt, allowed, &conv.workstream, &queue)?;
-            conv.requeue(queue);
+            conv.requeue(queue, now);
             tx.update_conversation(&conv)?;
             "queue"
         }
@@ -281,6 +290,7 @@ pub fn transfer(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], id: &str, to:
             {
                 check_free(tx, rt, ws, &reported, at)?;
             }
+            note_wait(tx, &conv, now)?;
             conv.assign(agent, ws.wrap_up_ms());
             tx.update_conversation(&conv)?;
             automated::send(tx, rt.account_ref(), ws, &conv, &[Trigger::AgentAssigned], &[], now)?;

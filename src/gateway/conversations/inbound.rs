@@ -132,15 +132,17 @@ fn start(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, event: &InboundEvent, m
     let id = uuid::Uuid::new_v4();
     let routing = route_stored(tx, ws, &customer, message, &id, now, None)?;
     let customer_id = customer.id.clone();
+    let handler = if ws.config.bot.is_some() { Handler::Bot } else { Handler::Desk };
+    let created_ms = event.timestamp_ms.min(now);
     let conv = Conversation {
         id: id.to_string(),
         workstream: name.clone(),
         channel: ws.channel_name().to_owned(),
         state: State::Open,
-        handler: if ws.config.bot.is_some() { Handler::Bot } else { Handler::Desk },
+        handler,
         customer,
         routing,
-        created_ms: event.timestamp_ms.min(now),
+        created_ms,
         last_customer_ms: event.timestamp_ms,
         last_activity_ms: event.timestamp_ms,
         agent: None,
@@ -151,6 +153,8 @@ fn start(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, event: &InboundEvent, m
         last_agent: if ws.config.distribution.keep_same_agent { tx.previous_agent(name, &customer_id)? } else { None },
         closed_ms: None,
         close_reason: None,
+        // A bot's conversation joins its queue when the bot escalates.
+        queued_ms: (handler == Handler::Desk).then_some(created_ms),
     };
     tx.insert_conversation(&conv)?;
     enqueue(tx, rt, &conv, EventType::ConversationCreated, None, now)?;

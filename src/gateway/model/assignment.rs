@@ -8,6 +8,7 @@
 use std::cmp::Reverse;
 
 use super::agent::{Agent, Presence};
+use super::conversation::priority_rank;
 use crate::api::routing_rule::Priority;
 
 /// A conversation waiting for an agent.
@@ -45,21 +46,13 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    fn free(&self) -> u32 {
+    /// Units it can still take.
+    pub fn free(&self) -> u32 {
         self.agent.capacity.saturating_sub(self.load)
     }
 
     fn takes(&self, work: &Waiting) -> bool {
         self.presence == Presence::Available && self.free() >= work.units && self.agent.serves(&work.workstream, &work.queue) && self.agent.qualifies(&work.skills)
-    }
-}
-
-fn priority_rank(p: Priority) -> u8 {
-    match p {
-        Priority::Urgent => 0,
-        Priority::High => 1,
-        Priority::Normal => 2,
-        Priority::Low => 3,
     }
 }
 
@@ -81,7 +74,7 @@ pub fn choose(work: &Waiting, agents: &[Candidate]) -> Option<usize> {
         .iter()
         .enumerate()
         .filter(|(_, c)| c.takes(work))
-        .min_by_key(|(_, c)| (Reverse(c.free()), c.agent.idle_since_ms, c.agent.id.clone()))
+        .min_by(|(_, a), (_, b)| (Reverse(a.free()), a.agent.idle_since_ms, &a.agent.id).cmp(&(Reverse(b.free()), b.agent.idle_since_ms, &b.agent.id)))
         .map(|(i, _)| i)
 }
 
@@ -92,10 +85,18 @@ pub fn choose(work: &Waiting, agents: &[Candidate]) -> Option<usize> {
 pub fn plan(mut waiting: Vec<Waiting>, agents: &mut [Candidate], now_ms: i64) -> Vec<(Waiting, usize)> {
     order(&mut waiting);
     let mut planned = Vec::new();
+    // Once no agent has a unit free, nothing more can be taken.
+    let mut open = agents.iter().filter(|c| c.presence == Presence::Available && c.free() > 0).count();
     for work in waiting {
+        if open == 0 {
+            break;
+        }
         if let Some(i) = choose(&work, agents) {
             agents[i].load += work.units;
             agents[i].agent.idle_since_ms = now_ms;
+            if agents[i].free() == 0 {
+                open -= 1;
+            }
             planned.push((work, i));
         }
     }

@@ -224,6 +224,10 @@ pub struct Conversation {
     /// had it when the agent took the conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wrap_up_ms: Option<i64>,
+    /// Since when it waits in its queue for an agent (ms): the wait an assignment ends, for
+    /// `{AverageWaitTime}` and the wait metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_ms: Option<i64>,
     /// The agent who had it last, offered it first when the workstream keeps the same agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_agent: Option<String>,
@@ -253,6 +257,7 @@ impl Conversation {
             State::Waiting => {
                 self.state = State::Open;
                 self.agent = None;
+                self.queued_ms = Some(at_ms);
                 CustomerWrote::Reopened
             }
             State::Open | State::Active | State::Closed => CustomerWrote::Continued,
@@ -289,26 +294,40 @@ impl Conversation {
         true
     }
 
-    /// Its agent went Offline: an Active conversation goes back to its queue. False when it was
-    /// not Active.
-    pub fn unassign(&mut self) -> bool {
+    /// Its agent went Offline at `now_ms`: an Active conversation goes back to its queue (ahead of
+    /// what came after it: its age is kept). False when it was not Active.
+    pub fn unassign(&mut self, now_ms: i64) -> bool {
         if self.state != State::Active {
             return false;
         }
         self.state = State::Open;
         self.agent = None;
         self.held_until_ms = None;
+        self.queued_ms = Some(now_ms);
         true
     }
 
-    /// A transfer to `queue`: Open there, without an agent, holding nothing, and without the
-    /// affinity to the agent it was moved away from.
-    pub fn requeue(&mut self, queue: String) {
+    /// A transfer to `queue` at `now_ms`: Open there, without an agent, holding nothing, and
+    /// without the affinity to the agent it was moved away from.
+    pub fn requeue(&mut self, queue: String, now_ms: i64) {
         self.routing.queue = Some(queue);
         self.state = State::Open;
         self.agent = None;
         self.held_until_ms = None;
         self.last_agent = None;
+        self.queued_ms = Some(now_ms);
+    }
+
+    /// Its place in the order its queue is served in, by its own priority, when it waits there
+    /// for an agent (Open, with the desk, in a queue); None otherwise. Stored beside the
+    /// document so that positions are counted without reading the queue.
+    pub fn waiting_rank(&self) -> Option<i64> {
+        (self.state == State::Open && self.handler == Handler::Desk && self.routing.queue.is_some()).then(|| i64::from(priority_rank(self.routing.priority)))
+    }
+
+    /// How long it has waited in its queue at `now_ms`.
+    pub fn waited_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.queued_ms.unwrap_or(self.created_ms)).max(0)
     }
 
     /// The agent ended the wrap-up of a closed conversation; false when none was running.
@@ -346,6 +365,16 @@ impl Conversation {
     }
 }
 
+/// Rank of a conversation's priority in the order it is served, Urgent (0) first.
+pub fn priority_rank(p: Priority) -> u8 {
+    match p {
+        Priority::Urgent => 0,
+        Priority::High => 1,
+        Priority::Normal => 2,
+        Priority::Low => 3,
+    }
+}
+
 /// A hold without an end: while Active, and a wrap-up that lasts until the agent ends it.
 pub const HELD: i64 = i64::MAX;
 
@@ -372,6 +401,7 @@ mod tests {
             last_agent: None,
             closed_ms: None,
             close_reason: None,
+            queued_ms: None,
         }
     }
 
@@ -380,10 +410,26 @@ mod tests {
         let mut c = conversation(State::Waiting);
         assert_eq!(c.customer_wrote(2_000), CustomerWrote::Reopened);
         assert_eq!(c.state, State::Open, "back in its queue");
-        assert_eq!(c.last_customer_ms, 2_000);
+        assert_eq!((c.last_customer_ms, c.queued_ms, c.waited_ms(2_500)), (2_000, Some(2_000), 500), "it waits again from the customer's message");
         let mut open = conversation(State::Open);
         assert_eq!(open.customer_wrote(500), CustomerWrote::Continued);
         assert_eq!((open.state, open.last_customer_ms), (State::Open, 1_000), "an older event does not move the clock back");
+    }
+
+    #[test]
+    fn only_what_waits_in_a_queue_for_an_agent_has_a_rank() {
+        let mut c = conversation(State::Open);
+        assert_eq!(c.waiting_rank(), None, "no queue");
+        c.routing.queue = Some("general".into());
+        assert_eq!(c.waiting_rank(), Some(2), "Normal");
+        c.routing.priority = Priority::Urgent;
+        assert_eq!(c.waiting_rank(), Some(0));
+        c.handler = Handler::Bot;
+        assert_eq!(c.waiting_rank(), None, "with the bot");
+        c.handler = Handler::Desk;
+        c.state = State::Active;
+        assert_eq!(c.waiting_rank(), None, "taken");
+        assert_eq!(c.waited_ms(1_500), 500, "from its start when it never waited again");
     }
 
     #[test]
@@ -430,7 +476,8 @@ mod tests {
         assert!(!waiting.holds(10_001), "a waiting conversation held nothing to wrap up");
         let mut offline = conversation(State::Open);
         offline.assign(ann(), None);
-        assert!(offline.unassign() && !offline.unassign());
+        assert!(offline.unassign(7_000) && !offline.unassign(7_000));
+        assert_eq!(offline.queued_ms, Some(7_000), "it waits again from then");
         assert_eq!((offline.state, offline.agent.as_ref(), offline.holds(0)), (State::Open, None, false));
     }
 

@@ -57,6 +57,10 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("store: {0}")]
     Database(Arc<dyn std::error::Error + Send + Sync>),
+    /// The database gave this transaction up so that a concurrent one could go on (a deadlock's
+    /// victim, a serialization failure): the same change may be tried again.
+    #[error("store: {0}")]
+    Contended(Arc<dyn std::error::Error + Send + Sync>),
     /// A stored document could not be read or written as JSON.
     #[error("store: stored JSON: {0}")]
     Json(Arc<serde_json::Error>),
@@ -184,7 +188,7 @@ pub trait Tx {
     fn update_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError>;
     /// Up to `filter.limit` conversations of a workstream that match the filter, oldest first.
     fn list_conversations(&mut self, filter: &ConversationFilter<'_>) -> Result<Vec<Conversation>, StoreError>;
-    /// The workstream's Open conversations in a queue: those waiting for an agent.
+    /// The workstream's conversations waiting in a queue for an agent (Open, with the desk).
     fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError>;
     /// The conversations that take an agent's capacity at `now_ms` (Active, or in wrap-up).
     fn holding(&mut self, now_ms: i64) -> Result<Vec<Conversation>, StoreError>;
@@ -195,6 +199,17 @@ pub trait Tx {
     fn quiet_conversations(&mut self, workstream: &str, before_ms: i64, limit: usize) -> Result<Vec<Conversation>, StoreError>;
     /// How many conversations wait in a queue for an agent.
     fn waiting_in(&mut self, workstream: &str, queue: &str) -> Result<i64, StoreError>;
+    /// Where a conversation waiting for an agent stands in its queue, from 1: those of higher
+    /// priority, and then the older ones of its own, are served first. None when it does not
+    /// wait in a queue.
+    fn position(&mut self, conv: &Conversation) -> Result<Option<i64>, StoreError>;
+    /// When the oldest conversation waiting in a queue for an agent started.
+    fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError>;
+    /// Notes that an assignment at `assigned_ms` ended a wait of `wait_ms` in the queue; waits
+    /// noted before `keep_since_ms` are forgotten.
+    fn record_wait(&mut self, workstream: &str, queue: &str, assigned_ms: i64, wait_ms: i64, keep_since_ms: i64) -> Result<(), StoreError>;
+    /// The mean of the `latest` waits noted for the queue since `since_ms`; None when none was.
+    fn mean_wait(&mut self, workstream: &str, queue: &str, since_ms: i64, latest: usize) -> Result<Option<i64>, StoreError>;
     /// Keeps a LINE reply token for the conversation's next message, unless a fresher one is kept.
     fn offer_reply_token(&mut self, conversation_id: &str, token: &str, until_ms: i64) -> Result<(), StoreError>;
     /// Takes the conversation's reply token if it is still fresh at `now_ms`; it works once.

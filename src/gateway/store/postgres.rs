@@ -9,7 +9,8 @@
 //!
 //! Across replicas, the writing jobs lock what they read to change: a conversation, an outgoing
 //! message (`FOR UPDATE`), so two replicas acting on one conversation take turns. A job that a
-//! deadlock picks as its victim fails alone (its savepoint is rolled back), never the batch.
+//! deadlock picks as its victim fails alone (its savepoint is rolled back), never the batch, with
+//! [`StoreError::Contended`]: the agent API tries such an action again.
 //!
 //! The loops that take work from the queues (processing, delivery, sending, the inactivity
 //! sweep, pruning) run on one replica at a time: the one whose lead connection holds the
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use postgres::error::SqlState;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Statement};
@@ -87,7 +89,9 @@ const MIGRATIONS: &[Migration] =
 
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
-        StoreError::Database(Arc::new(ClientError(e)))
+        let contended = e.code().is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE);
+        let e = Arc::new(ClientError(e));
+        if contended { StoreError::Contended(e) } else { StoreError::Database(e) }
     }
 }
 
@@ -650,8 +654,8 @@ impl Tx for PgTx<'_> {
 
     fn insert_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError> {
         self.execute(
-            "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, last_activity_ms, closed_ms, agent_id, held_until_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, last_activity_ms, closed_ms, agent_id, held_until_ms, waiting_rank)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             &[
                 &conv.id,
                 &conv.workstream,
@@ -665,6 +669,7 @@ impl Tx for PgTx<'_> {
                 &conv.closed_ms,
                 &conv.agent.as_ref().map(|a| &a.id),
                 &conv.held_until_ms,
+                &conv.waiting_rank(),
             ],
         )?;
         Ok(())
@@ -672,8 +677,8 @@ impl Tx for PgTx<'_> {
 
     fn update_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError> {
         self.execute(
-            "UPDATE conversations SET state = $2, queue = $3, data = $4, last_customer_ms = $5, last_activity_ms = $6, closed_ms = $7, agent_id = $8, held_until_ms = $9
-             WHERE id = $1",
+            "UPDATE conversations SET state = $2, queue = $3, data = $4, last_customer_ms = $5, last_activity_ms = $6, closed_ms = $7, agent_id = $8, held_until_ms = $9,
+             waiting_rank = $10 WHERE id = $1",
             &[
                 &conv.id,
                 &conv.state.as_str(),
@@ -684,6 +689,7 @@ impl Tx for PgTx<'_> {
                 &conv.closed_ms,
                 &conv.agent.as_ref().map(|a| &a.id),
                 &conv.held_until_ms,
+                &conv.waiting_rank(),
             ],
         )?;
         Ok(())
@@ -696,7 +702,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError> {
-        let sql = locking!(self, "SELECT data FROM conversations WHERE workstream = $1 AND state = 'Open' AND queue IS NOT NULL");
+        let sql = locking!(self, "SELECT data FROM conversations WHERE workstream = $1 AND waiting_rank IS NOT NULL");
         self.rows(sql, &[&workstream])?.iter().map(|r| Ok(serde_json::from_str(r.try_get::<_, &str>(0)?)?)).collect()
     }
 
@@ -742,6 +748,30 @@ impl Tx for PgTx<'_> {
 
     fn waiting_in(&mut self, workstream: &str, queue: &str) -> Result<i64, StoreError> {
         Ok(self.one("SELECT count(*) FROM conversations WHERE workstream = $1 AND queue = $2 AND state = 'Open'", &[&workstream, &queue])?.try_get(0)?)
+    }
+
+    fn position(&mut self, conv: &Conversation) -> Result<Option<i64>, StoreError> {
+        let (Some(rank), Some(queue)) = (conv.waiting_rank(), &conv.routing.queue) else { return Ok(None) };
+        let sql = "SELECT count(*) FROM conversations WHERE workstream = $1 AND queue = $2 AND waiting_rank IS NOT NULL
+                   AND (waiting_rank, created_ms, id) <= ($3, $4, $5)";
+        Ok(Some(self.one(sql, &[&conv.workstream, queue, &rank, &conv.created_ms, &conv.id])?.try_get(0)?))
+    }
+
+    fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError> {
+        let sql = "SELECT min(created_ms) FROM conversations WHERE workstream = $1 AND queue = $2 AND waiting_rank IS NOT NULL";
+        Ok(self.one(sql, &[&workstream, &queue])?.try_get(0)?)
+    }
+
+    fn record_wait(&mut self, workstream: &str, queue: &str, assigned_ms: i64, wait_ms: i64, keep_since_ms: i64) -> Result<(), StoreError> {
+        self.execute("DELETE FROM queue_waits WHERE workstream = $1 AND queue = $2 AND assigned_ms < $3", &[&workstream, &queue, &keep_since_ms])?;
+        self.execute("INSERT INTO queue_waits (workstream, queue, assigned_ms, wait_ms) VALUES ($1, $2, $3, $4)", &[&workstream, &queue, &assigned_ms, &wait_ms])?;
+        Ok(())
+    }
+
+    fn mean_wait(&mut self, workstream: &str, queue: &str, since_ms: i64, latest: usize) -> Result<Option<i64>, StoreError> {
+        let sql = "SELECT round(avg(wait_ms))::bigint FROM (SELECT wait_ms FROM queue_waits WHERE workstream = $1 AND queue = $2 AND assigned_ms >= $3
+                   ORDER BY assigned_ms DESC LIMIT $4) AS latest";
+        Ok(self.one(sql, &[&workstream, &queue, &since_ms, &(latest as i64)])?.try_get(0)?)
     }
 
     fn offer_reply_token(&mut self, conversation_id: &str, token: &str, until_ms: i64) -> Result<(), StoreError> {

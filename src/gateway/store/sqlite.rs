@@ -385,8 +385,8 @@ impl Tx for SqliteTx<'_> {
     fn insert_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError> {
         self.c
             .prepare_cached(
-                "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, last_activity_ms, closed_ms, agent_id, held_until_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO conversations (id, workstream, customer_id, state, queue, data, created_ms, last_customer_ms, last_activity_ms, closed_ms, agent_id, held_until_ms, waiting_rank)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 conv.id,
@@ -400,7 +400,8 @@ impl Tx for SqliteTx<'_> {
                 conv.last_activity_ms,
                 conv.closed_ms,
                 conv.agent.as_ref().map(|a| &a.id),
-                conv.held_until_ms
+                conv.held_until_ms,
+                conv.waiting_rank()
             ])?;
         Ok(())
     }
@@ -408,8 +409,8 @@ impl Tx for SqliteTx<'_> {
     fn update_conversation(&mut self, conv: &Conversation) -> Result<(), StoreError> {
         self.c
             .prepare_cached(
-                "UPDATE conversations SET state = ?2, queue = ?3, data = ?4, last_customer_ms = ?5, last_activity_ms = ?6, closed_ms = ?7, agent_id = ?8, held_until_ms = ?9
-                 WHERE id = ?1",
+                "UPDATE conversations SET state = ?2, queue = ?3, data = ?4, last_customer_ms = ?5, last_activity_ms = ?6, closed_ms = ?7, agent_id = ?8, held_until_ms = ?9,
+                 waiting_rank = ?10 WHERE id = ?1",
             )?
             .execute(params![
                 conv.id,
@@ -420,7 +421,8 @@ impl Tx for SqliteTx<'_> {
                 conv.last_activity_ms,
                 conv.closed_ms,
                 conv.agent.as_ref().map(|a| &a.id),
-                conv.held_until_ms
+                conv.held_until_ms,
+                conv.waiting_rank()
             ])?;
         Ok(())
     }
@@ -435,7 +437,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn queued_conversations(&mut self, workstream: &str) -> Result<Vec<Conversation>, StoreError> {
-        let mut stmt = self.c.prepare_cached("SELECT data FROM conversations WHERE workstream = ?1 AND state = 'Open' AND queue IS NOT NULL")?;
+        let mut stmt = self.c.prepare_cached("SELECT data FROM conversations WHERE workstream = ?1 AND waiting_rank IS NOT NULL")?;
         let rows = stmt.query_map([workstream], |r| r.get::<_, String>(0))?;
         rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
     }
@@ -482,6 +484,46 @@ impl Tx for SqliteTx<'_> {
             .c
             .prepare_cached("SELECT count(*) FROM conversations WHERE workstream = ?1 AND queue = ?2 AND state = 'Open'")?
             .query_row(params![workstream, queue], |r| r.get(0))?)
+    }
+
+    fn position(&mut self, conv: &Conversation) -> Result<Option<i64>, StoreError> {
+        let (Some(rank), Some(queue)) = (conv.waiting_rank(), &conv.routing.queue) else { return Ok(None) };
+        Ok(Some(
+            self.c
+                .prepare_cached(
+                    "SELECT count(*) FROM conversations WHERE workstream = ?1 AND queue = ?2 AND waiting_rank IS NOT NULL
+                     AND (waiting_rank, created_ms, id) <= (?3, ?4, ?5)",
+                )?
+                .query_row(params![conv.workstream, queue, rank, conv.created_ms, conv.id], |r| r.get(0))?,
+        ))
+    }
+
+    fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .c
+            .prepare_cached("SELECT min(created_ms) FROM conversations WHERE workstream = ?1 AND queue = ?2 AND waiting_rank IS NOT NULL")?
+            .query_row(params![workstream, queue], |r| r.get(0))?)
+    }
+
+    fn record_wait(&mut self, workstream: &str, queue: &str, assigned_ms: i64, wait_ms: i64, keep_since_ms: i64) -> Result<(), StoreError> {
+        self.c
+            .prepare_cached("DELETE FROM queue_waits WHERE workstream = ?1 AND queue = ?2 AND assigned_ms < ?3")?
+            .execute(params![workstream, queue, keep_since_ms])?;
+        self.c
+            .prepare_cached("INSERT INTO queue_waits (workstream, queue, assigned_ms, wait_ms) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![workstream, queue, assigned_ms, wait_ms])?;
+        Ok(())
+    }
+
+    fn mean_wait(&mut self, workstream: &str, queue: &str, since_ms: i64, latest: usize) -> Result<Option<i64>, StoreError> {
+        let mean: Option<f64> = self
+            .c
+            .prepare_cached(
+                "SELECT avg(wait_ms) FROM (SELECT wait_ms FROM queue_waits WHERE workstream = ?1 AND queue = ?2 AND assigned_ms >= ?3
+                 ORDER BY assigned_ms DESC LIMIT ?4)",
+            )?
+            .query_row(params![workstream, queue, since_ms, latest as i64], |r| r.get(0))?;
+        Ok(mean.map(|m| m.round() as i64))
     }
 
     fn offer_reply_token(&mut self, conversation_id: &str, token: &str, until_ms: i64) -> Result<(), StoreError> {

@@ -63,8 +63,8 @@ impl Distributor {
                 match self.store.run(move |tx| distribute::run(tx, &round_rt, at)).await {
                     Ok(round) if !round.assigned.is_empty() || round.unassigned > 0 => {
                         tracing::debug!(assigned = round.assigned.len(), unassigned = round.unassigned, "distribution round");
-                        for (workstream, started_ms) in &round.assigned {
-                            self.metrics.assigned(workstream, AssignedBy::Push, *started_ms, at.now);
+                        for (workstream, waited_ms) in &round.assigned {
+                            self.metrics.assigned(workstream, AssignedBy::Push, *waited_ms);
                         }
                         self.delivery.notify_one();
                         self.sender.notify_one();

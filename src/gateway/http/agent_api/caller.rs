@@ -14,6 +14,7 @@ use crate::signing::constant_time_eq;
 
 /// The caller: the configuration it was authenticated against and the workstreams its token is
 /// for.
+#[derive(Clone)]
 pub struct Caller {
     /// The configuration in force when the request came.
     pub rt: Arc<Runtime>,

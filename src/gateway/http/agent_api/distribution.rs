@@ -72,7 +72,7 @@ pub async fn wrap_up_done(State(state): State<Arc<AgentApiState>>, Path(id): Pat
 }
 
 /// Body of a pick.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PickRequest {
     /// The agent who takes it.
@@ -88,7 +88,7 @@ pub async fn pick_next(
 ) -> Result<Response, ApiError> {
     let at = moment(&state);
     let conv = state.act(move |tx| distribute::pick_next(tx, &caller.rt, &caller.workstreams, &workstream, &queue, &request.agent_id, at)).await?;
-    state.metrics.assigned(&conv.workstream, AssignedBy::Pick, conv.created_ms, at.now);
+    state.metrics.assigned(&conv.workstream, AssignedBy::Pick, conv.waited_ms(at.now));
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
 
@@ -96,7 +96,7 @@ pub async fn pick_next(
 pub async fn pick(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller, JsonBody(request): JsonBody<PickRequest>) -> Result<Response, ApiError> {
     let at = moment(&state);
     let conv = state.act(move |tx| distribute::pick(tx, &caller.rt, &caller.workstreams, &id, &request.agent_id, at)).await?;
-    state.metrics.assigned(&conv.workstream, AssignedBy::Pick, conv.created_ms, at.now);
+    state.metrics.assigned(&conv.workstream, AssignedBy::Pick, conv.waited_ms(at.now));
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
 
@@ -131,7 +131,7 @@ pub async fn transfer(State(state): State<Arc<AgentApiState>>, Path(id): Path<St
     let to_agent = matches!(to, TransferTo::Agent { .. });
     let conv = state.act(move |tx| distribute::transfer(tx, &caller.rt, &caller.workstreams, &id, to, at)).await?;
     if to_agent {
-        state.metrics.assigned(&conv.workstream, AssignedBy::Transfer, conv.created_ms, at.now);
+        state.metrics.assigned(&conv.workstream, AssignedBy::Transfer, conv.waited_ms(at.now));
     }
     state.wakers.distributor.notify_one();
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())

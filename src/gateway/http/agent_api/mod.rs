@@ -15,6 +15,7 @@ pub mod indicators;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -38,8 +39,13 @@ use crate::gateway::metrics::{AssignedBy, Metrics};
 use crate::gateway::model::conversation::AgentRef;
 use crate::gateway::model::upload::{Upload, public_url};
 use crate::gateway::runtime::Runtime;
-use crate::gateway::store::{Store, Tx};
+use crate::gateway::store::{Store, StoreError, Tx};
 use crate::gateway::workers::Wakers;
+
+/// Attempts at an action that the database gives up for a concurrent one.
+const CONTENDED_ATTEMPTS: u32 = 5;
+/// Pause before the next attempt, times the attempts so far.
+const CONTENDED_PAUSE: Duration = Duration::from_millis(10);
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("agent-api.yaml");
@@ -105,10 +111,29 @@ async fn count(State((metrics, operation)): State<(Arc<Metrics>, &'static str)>,
 
 impl AgentApiState {
     /// Runs an action in a store job and wakes the workers it may have given work.
-    async fn act<R: Send + 'static>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, Refused> + Send + 'static) -> Result<R, ApiError> {
+    /// An action the database gave up for a concurrent one (a PostgreSQL deadlock's victim: the
+    /// writers' group commit puts several jobs in one transaction, so replicas cannot always take
+    /// rows in one order) is tried again, up to [`CONTENDED_ATTEMPTS`] in all; nothing of a
+    /// given-up attempt was kept.
+    async fn act<R, F>(&self, f: F) -> Result<R, ApiError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<R, Refused> + Clone + Send + 'static,
+    {
+        let mut attempt = 1;
         // The action's own refusals leave the transaction unchanged (they come before any
         // write), so they travel inside Ok and only a store failure rolls back.
-        let r = self.store.run(move |tx| Ok(f(tx))).await??;
+        let r = loop {
+            let f = f.clone();
+            match self.store.run(move |tx| Ok(f(tx))).await {
+                Err(StoreError::Contended(e)) if attempt < CONTENDED_ATTEMPTS => {
+                    tracing::debug!(error = %e, attempt, "agent API: the database gave the action up for a concurrent one; trying again");
+                    tokio::time::sleep(CONTENDED_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+                r => break r,
+            }
+        }??;
         self.wakers.sender.notify_one();
         self.wakers.delivery.notify_one();
         Ok(r)
@@ -240,7 +265,7 @@ async fn fetch(http: &reqwest::Client, url: &str, limit: u64) -> Result<(Option<
 
 /// Body of an assignment.
 /// Body of an assignment: the agent by `agentId` (and `name`), or as `agent` {id, name}.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct AssignRequest {
     #[serde(default)]
@@ -262,7 +287,7 @@ async fn assign(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>,
         _ => return Err(Refused::Invalid { field: "agentId", message: "give the agent as agentId (or as agent), once".to_owned() }.into()),
     };
     let conv = state.act(move |tx| actions::assign(tx, &caller.rt, &caller.workstreams, &id, agent, request.force, at)).await?;
-    state.metrics.assigned(&conv.workstream, AssignedBy::Assign, conv.created_ms, at.now);
+    state.metrics.assigned(&conv.workstream, AssignedBy::Assign, conv.waited_ms(at.now));
     state.wakers.distributor.notify_one();
     Ok((StatusCode::OK, axum::Json(json!({ "conversation": conv }))).into_response())
 }
@@ -286,7 +311,7 @@ async fn close(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, 
 }
 
 /// Body of an escalation.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EscalateRequest {
     #[serde(default)]
@@ -446,6 +471,7 @@ mod tests {
                 bot: None,
                 closed_ms: None,
                 close_reason: None,
+                queued_ms: Some(T0),
             };
             let id = conv.id.clone();
             self.store.run(move |tx| tx.insert_conversation(&conv)).await.unwrap();
