@@ -118,10 +118,12 @@ pub fn on_close(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, conv: &Conversat
 /// then OutOfOperatingHours when the queue is closed, else the queue position with
 /// `{Position}` (its place in the order the queue is served in) and `{AverageWaitTime}`.
 pub fn announce(tx: &mut dyn Tx, rt: &Runtime, ws: &Workstream, conv: &Conversation, greeting: bool, now: i64) -> Result<bool, StoreError> {
-    let position = tx.position(conv)?.unwrap_or(1).to_string();
-    let wait = expected_wait(tx, conv, now)?;
     let next = if conv.routing.within_operating_hours { Trigger::QueuePosition } else { Trigger::OutOfOperatingHours };
     let triggers: &[Trigger] = if greeting { &[Trigger::Greeting, next] } else { &[next] };
+    // The queue is asked only for what the texts say.
+    let uses = |placeholder: &str| triggers.iter().filter_map(|t| ws.automated_message(*t, conv.customer.language.as_deref())).any(|text| text.contains(placeholder));
+    let position = if uses("{Position}") { tx.position(conv)?.unwrap_or(1).to_string() } else { String::new() };
+    let wait = if uses("{AverageWaitTime}") { expected_wait(tx, conv, now)? } else { String::new() };
     send(tx, rt.account_ref(), ws, conv, triggers, &[("Position", &position), ("AverageWaitTime", &wait)], now)
 }
 

@@ -43,10 +43,9 @@ pub struct Stats {
 pub fn stats(tx: &mut dyn Tx, rt: &Runtime, at: Moment) -> Result<Stats, StoreError> {
     let mut stats = Stats::default();
     for ws in &rt.workstreams {
-        let queued: Vec<Conversation> = tx.queued_conversations(&ws.config.name)?.into_iter().filter(|c| c.handler == Handler::Desk).collect();
+        let counted = tx.queue_counts(&ws.config.name)?;
         for q in &ws.config.queues {
-            let waiting = queued.iter().filter(|c| c.routing.queue.as_deref() == Some(q.name.as_str()));
-            let (count, oldest) = waiting.fold((0, None), |(n, oldest): (i64, Option<i64>), c| (n + 1, Some(oldest.map_or(c.created_ms, |o| o.min(c.created_ms)))));
+            let (count, oldest) = counted.iter().find(|(name, _, _)| name == &q.name).map_or((0, None), |(_, n, oldest)| (*n, Some(*oldest)));
             stats.queues.push((ws.config.name.clone(), q.name.clone(), count, oldest));
         }
     }

@@ -203,6 +203,9 @@ pub trait Tx {
     /// priority, and then the older ones of its own, are served first. None when it does not
     /// wait in a queue.
     fn position(&mut self, conv: &Conversation) -> Result<Option<i64>, StoreError>;
+    /// Per queue of the workstream with conversations waiting for an agent: how many, and when
+    /// the oldest started.
+    fn queue_counts(&mut self, workstream: &str) -> Result<Vec<(String, i64, i64)>, StoreError>;
     /// When the oldest conversation waiting in a queue for an agent started.
     fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError>;
     /// Notes that an assignment at `assigned_ms` ended a wait of `wait_ms` in the queue; waits

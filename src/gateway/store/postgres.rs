@@ -757,6 +757,11 @@ impl Tx for PgTx<'_> {
         Ok(Some(self.one(sql, &[&conv.workstream, queue, &rank, &conv.created_ms, &conv.id])?.try_get(0)?))
     }
 
+    fn queue_counts(&mut self, workstream: &str) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let sql = "SELECT queue, count(*), min(created_ms) FROM conversations WHERE workstream = $1 AND waiting_rank IS NOT NULL GROUP BY queue";
+        self.rows(sql, &[&workstream])?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+
     fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError> {
         let sql = "SELECT min(created_ms) FROM conversations WHERE workstream = $1 AND queue = $2 AND waiting_rank IS NOT NULL";
         Ok(self.one(sql, &[&workstream, &queue])?.try_get(0)?)

@@ -498,6 +498,14 @@ impl Tx for SqliteTx<'_> {
         ))
     }
 
+    fn queue_counts(&mut self, workstream: &str) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        let mut stmt = self
+            .c
+            .prepare_cached("SELECT queue, count(*), min(created_ms) FROM conversations WHERE workstream = ?1 AND waiting_rank IS NOT NULL GROUP BY queue")?;
+        let rows = stmt.query_map([workstream], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .c
