@@ -120,6 +120,17 @@ async fn a_whatsapp_conversation_with_texts_templates_and_the_window_closing() {
     assert_eq!((sent["from"].as_str(), sent["to"].as_str()), (Some("whatsapp:+14155550100"), Some("whatsapp:+905551112233")), "{sent}");
     assert_eq!(delivered.body["message"]["providerMessageIds"], json!([sent["id"]]), "{}", delivered.body);
 
+    // The desk lists what it can offer: both templates, their language, text and variables;
+    // another workstream's list is not this token's.
+    let (status, listed) = bed.agent(Method::GET, "/v1/workstreams/sales-whatsapp/templates", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let order = listed["templates"].as_array().unwrap().iter().find(|t| t["name"] == "order-update").cloned().unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!((order["templateName"].as_str(), order["category"].as_str()), (Some("order_update"), Some("Utility")));
+    assert_eq!(order["localizations"], json!([{"language": "en", "body": order_body, "variables": [{"name": "1", "example": "Ann"}, {"name": "2", "example": "A-1"}]}]));
+    assert_eq!(listed["templates"].as_array().map(Vec::len), Some(2));
+    let (status, refused) = bed.agent(Method::GET, "/v1/workstreams/other/templates", None).await;
+    assert_eq!((status.as_u16(), refused["error"].as_str()), (404, Some("workstream_not_found")), "{refused}");
+
     // An approved template with its variables: ContentSid and ContentVariables.
     let request = json!({"clientMessageId": "tpl-1", "template": {"name": "order-update", "variables": {"1": "Ayşe", "2": "A-17"}}});
     let (status, body) = bed.send(&id, request).await;

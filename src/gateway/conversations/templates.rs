@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::gateway::model::outbound::OutContent;
+use crate::api::template::TemplateCategory;
 use crate::config::TemplateConfig;
 
 /// How long after the customer's last message WhatsApp allows free-form messages.
@@ -27,6 +28,69 @@ pub struct Sendable {
     pub template_name: String,
     /// Its sendable languages.
     pub languages: Vec<String>,
+}
+
+/// A template as a desk offers it to an agent (`GET /v1/workstreams/{ws}/templates`): what can
+/// still be sent once the WhatsApp window is closed, each language with its text and variables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Offered<'t> {
+    /// The MessageTemplate object's name (what a send names).
+    pub name: &'t str,
+    /// The template's name at the provider.
+    pub template_name: &'t str,
+    /// The WhatsApp category.
+    pub category: TemplateCategory,
+    /// The language used when the customer's has none.
+    pub default_language: &'t str,
+    /// The sendable languages.
+    pub localizations: Vec<OfferedLocalization<'t>>,
+}
+
+/// One sendable language of an [`Offered`] template.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfferedLocalization<'t> {
+    /// The language.
+    pub language: &'t str,
+    /// The text, with its variables as `{{name}}`.
+    pub body: &'t str,
+    /// The variables a send must fill, in order, each with the sample the template was
+    /// approved with.
+    pub variables: Vec<Variable<'t>>,
+}
+
+/// A template variable and its sample value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Variable<'t> {
+    /// Its name (`1`, `2`, … on WhatsApp).
+    pub name: &'t str,
+    /// The sample the template was approved with.
+    pub example: &'t str,
+}
+
+/// The templates that can be sent, as a desk offers them; those with no sendable language are
+/// left out.
+pub fn offered(templates: &[TemplateConfig]) -> Vec<Offered<'_>> {
+    templates
+        .iter()
+        .filter(|t| !t.localizations.is_empty())
+        .map(|t| Offered {
+            name: &t.name,
+            template_name: &t.template_name,
+            category: t.category,
+            default_language: &t.default_language,
+            localizations: t
+                .localizations
+                .iter()
+                .map(|l| OfferedLocalization {
+                    language: &l.language,
+                    body: &l.body,
+                    variables: l.variables.iter().map(|(name, example)| Variable { name, example }).collect(),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Why a template cannot be sent.
@@ -168,6 +232,22 @@ mod tests {
         two.push(other);
         let OutContent::Template { name, content_sid, .. } = resolve(&two, "order_update", Some("en"), None, &v).unwrap() else { panic!() };
         assert_eq!((name.as_str(), content_sid.as_deref()), ("order_update", Some("HXv2")));
+    }
+
+    #[test]
+    fn a_desk_is_offered_every_sendable_language_with_its_variables_and_nothing_unsendable() {
+        let mut all = templates();
+        let mut pending = all[0].clone();
+        pending.name = "pending".into();
+        pending.localizations.clear();
+        all.push(pending);
+        let offered = offered(&all);
+        assert_eq!(offered.len(), 1, "a template with no sendable language is not offered");
+        let json = serde_json::to_value(&offered[0]).unwrap();
+        assert_eq!(json["templateName"], "order_update");
+        assert_eq!(json["localizations"][1]["language"], "tr");
+        assert_eq!(json["localizations"][0]["variables"], serde_json::json!([{"name": "1", "example": "sample"}, {"name": "2", "example": "sample"}]));
+        assert!(json["localizations"][0].get("contentSid").is_none(), "the provider's content ID is the gateway's business");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use error::ApiError;
 use crate::gateway::clock::Clock;
 use crate::gateway::conversations::actions::{self, Refused, SendRequest, Sent};
 use crate::gateway::conversations::attachments::{self, Refusal};
+use crate::gateway::conversations::templates;
 use crate::gateway::metrics::{AssignedBy, Metrics};
 use crate::gateway::model::conversation::AgentRef;
 use crate::gateway::model::upload::{Upload, public_url};
@@ -89,6 +90,7 @@ pub fn router(state: Arc<AgentApiState>) -> Router {
         .route("/v1/agents", counted("listAgents", get(distribution::list)))
         .route("/v1/conversations/{id}/pick", counted("pickConversation", post(distribution::pick)))
         .route("/v1/conversations/{id}/transfer", counted("transferConversation", post(distribution::transfer)))
+        .route("/v1/workstreams/{workstream}/templates", counted("listTemplates", get(list_templates)))
         .route("/v1/workstreams/{workstream}/queues/{queue}", counted("getQueue", get(distribution::queue)))
         .route("/v1/workstreams/{workstream}/queues/{queue}/pick", counted("pickNextConversation", post(distribution::pick_next)))
         .route("/v1/agents/{agent_id}/presence", counted("reportPresence", put(distribution::presence)))
@@ -153,6 +155,14 @@ async fn list_conversations(
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let conversations = state.look(move |tx| actions::list(tx, &caller.workstreams, &query)).await?;
     Ok((StatusCode::OK, axum::Json(json!({ "conversations": conversations }))).into_response())
+}
+
+/// The templates the workstream can send, for a desk to offer once the WhatsApp window closed.
+async fn list_templates(Path(workstream): Path<String>, caller: Caller) -> Result<Response, ApiError> {
+    if !caller.workstreams.contains(&workstream) {
+        return Err(Refused::WorkstreamNotFound.into());
+    }
+    Ok((StatusCode::OK, axum::Json(json!({ "templates": templates::offered(&caller.rt.config.templates) }))).into_response())
 }
 
 async fn get_conversation(State(state): State<Arc<AgentApiState>>, Path(id): Path<String>, caller: Caller) -> Result<Response, ApiError> {
@@ -677,6 +687,7 @@ mod tests {
             ("/v1/agents", "get"),
             ("/v1/conversations/{id}/pick", "post"),
             ("/v1/conversations/{id}/transfer", "post"),
+            ("/v1/workstreams/{workstream}/templates", "get"),
             ("/v1/workstreams/{workstream}/queues/{queue}", "get"),
             ("/v1/workstreams/{workstream}/queues/{queue}/pick", "post"),
             ("/v1/agents/{agentId}/presence", "put"),
@@ -685,7 +696,7 @@ mod tests {
         ] {
             assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not in agent-api.yaml");
         }
-        assert_eq!(paths.len(), 20, "agent-api.yaml describes routes the server does not have");
+        assert_eq!(paths.len(), 21, "agent-api.yaml describes routes the server does not have");
     }
 
     #[tokio::test]
