@@ -4,16 +4,30 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Milliseconds since the Unix epoch, from the system or from a test.
+/// Milliseconds since the Unix epoch: the system's, a test's, or the system's moved ahead (the
+/// local demo's development clock).
 #[derive(Clone, Default)]
 pub struct Clock {
-    /// Set in tests: the time, instead of the system's.
-    fixed: Option<Arc<AtomicI64>>,
+    source: Source,
+}
+
+#[derive(Clone, Default)]
+enum Source {
+    #[default]
+    System,
+    /// A test's: the time itself.
+    Fixed(Arc<AtomicI64>),
+    /// The system's plus this many ms.
+    Ahead(Arc<AtomicI64>),
 }
 
 impl std::fmt::Debug for Clock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Clock").field("fixed", &self.fixed.as_ref().map(|t| t.load(Ordering::Relaxed))).finish()
+        match &self.source {
+            Source::System => f.write_str("Clock(system)"),
+            Source::Fixed(t) => write!(f, "Clock(fixed at {})", t.load(Ordering::Relaxed)),
+            Source::Ahead(by) => write!(f, "Clock(system + {} ms)", by.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -25,19 +39,41 @@ pub fn rfc3339(ms: i64) -> String {
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Self { fixed: None }
+        Self { source: Source::System }
     }
 
     /// A clock showing whatever `time` holds.
     pub fn fixed(time: Arc<AtomicI64>) -> Self {
-        Self { fixed: Some(time) }
+        Self { source: Source::Fixed(time) }
+    }
+
+    /// The system clock moved ahead by whatever `offset` holds (ms).
+    pub fn ahead(offset: Arc<AtomicI64>) -> Self {
+        Self { source: Source::Ahead(offset) }
     }
 
     /// The time now.
     pub fn now_ms(&self) -> i64 {
-        match &self.fixed {
-            Some(t) => t.load(Ordering::Relaxed),
-            None => jiff::Timestamp::now().as_millisecond(),
+        match &self.source {
+            Source::System => jiff::Timestamp::now().as_millisecond(),
+            Source::Fixed(t) => t.load(Ordering::Relaxed),
+            Source::Ahead(by) => jiff::Timestamp::now().as_millisecond().saturating_add(by.load(Ordering::Relaxed)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_ahead_is_the_system_clock_plus_its_offset() {
+        let offset = Arc::new(AtomicI64::new(0));
+        let (clock, system) = (Clock::ahead(Arc::clone(&offset)), Clock::system());
+        assert!((clock.now_ms() - system.now_ms()).abs() < 1_000);
+        offset.store(25 * 3_600_000, Ordering::Relaxed);
+        let ahead = clock.now_ms() - system.now_ms();
+        assert!((25 * 3_600_000 - 1_000..=25 * 3_600_000 + 1_000).contains(&ahead), "{ahead}");
+        assert_eq!(format!("{clock:?}"), "Clock(system + 90000000 ms)");
     }
 }

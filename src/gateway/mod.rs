@@ -37,7 +37,7 @@ use kube_events::Publisher;
 use crate::providers::{ClientBuildError, ClientConfig, ProviderEndpoints, Providers};
 use crate::serve::{self, Port};
 use clock::Clock;
-use http::{agent_api, media, probes, webhook};
+use http::{agent_api, dev_clock, media, probes, webhook};
 use metrics::Metrics;
 use crate::providers::credentials::Secret;
 use runtime::Runtime;
@@ -161,6 +161,11 @@ pub struct GatewayArgs {
     /// their active conversations go back to their queues.
     #[arg(long, value_parser = duration::parse_flag, default_value = "60s")]
     pub presence_ttl: Duration,
+    /// Development only, for the local demo: `POST /__dev/clock {"advance": "25h"}` on the agent
+    /// API port moves the gateway's clock ahead (to age a WhatsApp window). Refused unless the
+    /// configuration is a file and every port listens on loopback.
+    #[arg(long)]
+    pub dev_clock: bool,
 }
 
 /// Why the gateway could not start or stopped.
@@ -191,13 +196,23 @@ pub enum GatewayError {
     /// `--config-map` without a namespace.
     #[error("--config-map needs --namespace or POD_NAMESPACE")]
     NoNamespace,
+    /// `--dev-clock` outside the local demo.
+    #[error(transparent)]
+    DevClock(#[from] dev_clock::Refused),
 }
 
 /// Runs the gateway until `shutdown` completes; requests in flight are finished first.
 pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), GatewayError> {
     let metrics = Arc::new(Metrics::default());
     let observer = Arc::clone(&metrics);
-    let clock = Clock::system();
+    let dev = if args.dev_clock {
+        dev_clock::allowed(args.config.is_some(), &[args.webhook_addr, args.agent_api_addr, args.metrics_addr])?;
+        tracing::warn!("the development clock is on (--dev-clock): POST /__dev/clock on the agent API port moves it ahead");
+        Some(dev_clock::DevClock::new())
+    } else {
+        None
+    };
+    let clock = dev.as_ref().map_or_else(Clock::system, dev_clock::DevClock::clock);
     let observe: CommitObserver = Box::new(move |jobs, took| observer.commit(jobs, took));
     let postgres = args.postgres_target();
     let store_name: PathBuf = if postgres.is_some() { "PostgreSQL".into() } else { args.store.clone() };
@@ -333,9 +348,13 @@ pub async fn run(args: GatewayArgs, shutdown: impl std::future::Future<Output = 
             }
         }
     };
+    let agent_router = match dev {
+        Some(dev) => agent_api::router(agent_state).merge(dev_clock::router(dev)),
+        None => agent_api::router(agent_state),
+    };
     let (_, _, _, _no_more_sends) = tokio::join!(
         webhook_port,
-        serve::serve(agents, agent_api::router(agent_state), timeouts, &connections, shutdown.clone()),
+        serve::serve(agents, agent_router, timeouts, &connections, shutdown.clone()),
         serve::serve(probes, probes::router(probe_state), timeouts, &connections, shutdown),
         stop_sending,
     );

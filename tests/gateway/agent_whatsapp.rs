@@ -287,3 +287,41 @@ async fn twilio_refusals_503_is_retried_and_delivered_once_63016_fails_for_good(
     eprintln!("twilio_refusals_503_is_retried_and_delivered_once_63016_fails_for_good: {:.1} s", started.elapsed().as_secs_f64());
     bed.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_clock_ages_the_window_only_when_asked_for_and_only_locally() {
+    let sales = |bed: &Bed| bed.config(vec![workstream("sales-whatsapp", whatsapp_channel("sales", SALES_NUMBER), &bed.desk.url(), &["sales"], None, vec![])]);
+    let mut bed = Bed::new(Provider::Twilio, &["--dev-clock"]).await;
+    bed.start(&sales(&bed)).await;
+    let id = customer_writes(&bed, "Hello").await;
+    bed.send_text(&id, "before", "Within the window").await;
+    let (status, clock) = bed.agent(Method::GET, "/__dev/clock", None).await;
+    assert_eq!((status.as_u16(), clock["offsetMs"].as_i64()), (200, Some(0)), "{clock}");
+
+    // A day and an hour later by the gateway's clock, the window is closed.
+    let (status, clock) = bed.agent(Method::POST, "/__dev/clock", Some(json!({"advance": "25h"}))).await;
+    assert_eq!((status.as_u16(), clock["offsetMs"].as_i64()), (200, Some(90_000_000)), "{clock}");
+    let (status, body) = bed.send(&id, json!({"clientMessageId": "after", "text": "Too late"})).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (422, Some("session_window_closed")), "{body}");
+    let (status, body) = bed.agent(Method::POST, "/__dev/clock", Some(json!({"advance": "soon"}))).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, clock) = bed.agent(Method::DELETE, "/__dev/clock", None).await;
+    assert_eq!((status.as_u16(), clock["offsetMs"].as_i64()), (200, Some(0)), "{clock}");
+    bed.send_text(&id, "again", "Back in the window").await;
+    assert!(bed.gateway.log().contains("development clock moved ahead"), "the operator is told");
+    bed.finish().await;
+
+    // Without the flag there is no such endpoint.
+    let mut plain = Bed::new(Provider::Twilio, &[]).await;
+    plain.start(&sales(&plain)).await;
+    let (status, body) = plain.agent(Method::POST, "/__dev/clock", Some(json!({"advance": "25h"}))).await;
+    assert_eq!((status.as_u16(), body["error"].as_str()), (404, Some("not_found")), "{body}");
+    plain.finish().await;
+
+    // Anywhere but the local demo the flag is refused before anything starts.
+    for args in [&["--config-map", "gateway", "--namespace", "support"][..], &["--config", "/nonexistent/gateway.json"][..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard")).arg("gateway").args(args).arg("--dev-clock").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains("is for the local demo only"), "{args:?}: {stderr}");
+    }
+}
