@@ -60,6 +60,16 @@ impl Clock {
             Source::Ahead(by) => jiff::Timestamp::now().as_millisecond().saturating_add(by.load(Ordering::Relaxed)),
         }
     }
+
+    /// The time another party checks against its own clock (a delivery's signature timestamp,
+    /// which a receiver refuses when it is far off): the development clock's offset is left
+    /// out, a test's fixed time is not.
+    pub fn wall_ms(&self) -> i64 {
+        match &self.source {
+            Source::Ahead(_) => Clock::system().now_ms(),
+            Source::System | Source::Fixed(_) => self.now_ms(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +85,8 @@ mod tests {
         let ahead = clock.now_ms() - system.now_ms();
         assert!((25 * 3_600_000 - 1_000..=25 * 3_600_000 + 1_000).contains(&ahead), "{ahead}");
         assert_eq!(format!("{clock:?}"), "Clock(system + 90000000 ms)");
+        assert!((clock.wall_ms() - system.now_ms()).abs() < 1_000, "the wall time is the system's");
+        let fixed = Clock::fixed(Arc::new(AtomicI64::new(5)));
+        assert_eq!((fixed.now_ms(), fixed.wall_ms()), (5, 5));
     }
 }

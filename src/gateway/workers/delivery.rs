@@ -318,7 +318,7 @@ impl Delivery {
             // A bot removed from the configuration leaves its conversations' events to the desk.
             _ => (&ws.config.delivery.url, None),
         };
-        let timestamp = self.clock.now_ms().div_euclid(1000);
+        let timestamp = self.clock.wall_ms().div_euclid(1000);
         let mut request = self.http.post(url);
         if let Some(token) = token {
             request = request.bearer_auth(token.expose());
