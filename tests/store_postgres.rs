@@ -187,7 +187,7 @@ async fn positions_and_waits(store: &Store) {
     store.run(move |tx| all.iter().try_for_each(|c| tx.insert_conversation(c))).await.unwrap();
     let probe: Vec<Conversation> = conversations.to_vec();
     let (positions, oldest) = store
-        .run(move |tx| Ok((probe.iter().map(|c| tx.position(c)).collect::<Result<Vec<_>, _>>()?, tx.oldest_waiting("ws", "general")?)))
+        .run(move |tx| Ok((probe.iter().map(|c| tx.position(c)).collect::<Result<Vec<_>, _>>()?, tx.queue_counts("ws")?.into_iter().find(|(q, _, _)| q == "general").map(|(_, _, oldest)| oldest))))
         .await
         .unwrap();
     assert_eq!(positions, [Some(2), Some(3), Some(1), None, Some(4)], "Urgent first, then Normal by age, then Low; neither the taken one nor the bot's count");

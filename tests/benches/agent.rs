@@ -33,7 +33,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use common::{
-    AGENT_TOKEN, Customers, Gateway, NAMESPACE, Provider, Result, TWILIO_SID, TWILIO_TOKEN, WHATSAPP_NUMBER, cores, latency_text,
+    AGENT_TOKEN, Customers, Gateway, Provider, Result, TWILIO_SID, TWILIO_TOKEN, WHATSAPP_NUMBER, cores, latency_text,
     machine_busy, note_others, thousands, thread_cpu,
 };
 use serde_json::{Value, json};
@@ -104,8 +104,7 @@ fn start_services() -> Result<Services> {
 /// The configuration the controller would render: one workstream, no automated messages (so
 /// that only the agents' sends go out), and on WhatsApp the approved template.
 fn gateway_config(provider: Provider, desk_url: &str, webhook_url: &str, content_sid: Option<&str>) -> Result<String> {
-    let account = provider.account();
-    let (provider_config, channel) = provider.config();
+    let channel = provider.config().1;
     let templates: Vec<Value> = content_sid
         .map(|sid| {
             json!({
@@ -117,17 +116,12 @@ fn gateway_config(provider: Provider, desk_url: &str, webhook_url: &str, content
         .collect();
     let config = json!({
         "version": 1,
-        "account": {
-            "namespace": NAMESPACE, "name": account, "callbackPath": common::callback_path(account), "callbackUrl": webhook_url,
-            "provider": provider_config,
-        },
+        "account": common::account_json(provider, webhook_url),
         "workstreams": [{
             "name": "support", "generation": 1, "channel": channel, "language": "en",
             "distribution": {"mode": "Push", "fallbackQueue": "general", "capacityPerConversation": 1, "wrapUp": {"type": "None"}},
             "queues": [{"name": "general"}],
-            "delivery": {
-                "url": desk_url, "signingSecret": {"env": "SWITCHBOARD_SECRET_1"}, "agentApiToken": {"env": "SWITCHBOARD_SECRET_2"},
-            },
+            "delivery": common::delivery_json(desk_url),
             "rules": {"classification": [], "routeToQueue": []},
         }],
         "templates": templates,

@@ -101,6 +101,21 @@ pub fn callback_path(account: &str) -> String {
     format!("/switchboard/{NAMESPACE}/{account}/webhook")
 }
 
+/// The `account` of a gateway configuration for `provider`, with its webhooks at `webhook_url`.
+pub fn account_json(provider: Provider, webhook_url: &str) -> Value {
+    let account = provider.account();
+    json!({
+        "namespace": NAMESPACE, "name": account, "callbackPath": callback_path(account), "callbackUrl": webhook_url,
+        "provider": provider.config().0,
+    })
+}
+
+/// A workstream's `delivery`: events to `desk_url`, signed with [`DESK_SIGNING_SECRET`], the agent API guarded by
+/// [`AGENT_TOKEN`] (the variables [`Gateway::start`] sets).
+pub fn delivery_json(desk_url: &str) -> Value {
+    json!({"url": desk_url, "signingSecret": {"env": "SWITCHBOARD_SECRET_1"}, "agentApiToken": {"env": "SWITCHBOARD_SECRET_2"}})
+}
+
 /// The simulated providers: one LINE channel and one Twilio account with the workstream's number.
 pub fn simulator_json() -> Value {
     json!({

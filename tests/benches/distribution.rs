@@ -32,7 +32,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use common::{AGENT_TOKEN, Customers, Gateway, NAMESPACE, Provider, Result, cores, machine_busy, note_others, thousands, thread_cpu};
+use common::{AGENT_TOKEN, Customers, Gateway, Provider, Result, cores, machine_busy, note_others, thousands, thread_cpu};
 use serde_json::{Value, json};
 use switchboard::api::routing_rule::Priority;
 use switchboard::config::GatewayConfig;
@@ -180,8 +180,7 @@ async fn desk_event(State(log): State<Arc<Mutex<DeskLog>>>, body: Bytes) -> Stat
 /// One LINE workstream in Push mode with QUEUES queues; routing by a rule per queue on the
 /// message text, no automated messages (only assignment is measured).
 fn gateway_config(desk_url: &str, webhook_url: &str) -> Result<String> {
-    let account = Provider::Line.account();
-    let (provider_config, channel) = Provider::Line.config();
+    let channel = Provider::Line.config().1;
     let rules: Vec<Value> = (0..QUEUES)
         .map(|q| {
             json!({
@@ -193,17 +192,12 @@ fn gateway_config(desk_url: &str, webhook_url: &str) -> Result<String> {
         .collect();
     let config = json!({
         "version": 1,
-        "account": {
-            "namespace": NAMESPACE, "name": account, "callbackPath": common::callback_path(account), "callbackUrl": webhook_url,
-            "provider": provider_config,
-        },
+        "account": common::account_json(Provider::Line, webhook_url),
         "workstreams": [{
             "name": "support", "generation": 1, "channel": channel, "language": "en",
             "distribution": {"mode": "Push", "fallbackQueue": queue_name(0), "capacityPerConversation": 1, "wrapUp": {"type": "None"}},
             "queues": (0..QUEUES).map(|q| json!({"name": queue_name(q), "priority": q / 4})).collect::<Vec<_>>(),
-            "delivery": {
-                "url": desk_url, "signingSecret": {"env": "SWITCHBOARD_SECRET_1"}, "agentApiToken": {"env": "SWITCHBOARD_SECRET_2"},
-            },
+            "delivery": common::delivery_json(desk_url),
             "rules": {"classification": [], "routeToQueue": rules},
         }],
         "templates": [],

@@ -62,7 +62,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use common::{
-    Customers, Gateway, LINE_SECRET, NAMESPACE, Provider, Result, STORE_FILE, TWILIO_ACCOUNT, TWILIO_SID, TWILIO_TOKEN, WHATSAPP_NUMBER,
+    Customers, Gateway, LINE_SECRET, Provider, Result, STORE_FILE, TWILIO_ACCOUNT, TWILIO_SID, TWILIO_TOKEN, WHATSAPP_NUMBER,
     cores, cpu_seconds, machine_busy, ms, note_others, stat_fields, thousands, thread_cpu,
 };
 use postgres::NoTls;
@@ -214,17 +214,10 @@ fn callback_url(account: &str) -> String {
 
 /// The compiled configuration the controller would render for a one-workstream account.
 fn gateway_config(provider: Provider, desk_url: &str) -> Result<String> {
-    let account = provider.account();
-    let (provider_config, channel) = provider.config();
+    let channel = provider.config().1;
     let config = json!({
         "version": 1,
-        "account": {
-            "namespace": NAMESPACE,
-            "name": account,
-            "callbackPath": common::callback_path(account),
-            "callbackUrl": callback_url(account),
-            "provider": provider_config,
-        },
+        "account": common::account_json(provider, &callback_url(provider.account())),
         "workstreams": [{
             "name": "support",
             "generation": 1,
@@ -246,11 +239,7 @@ fn gateway_config(provider: Provider, desk_url: &str) -> Result<String> {
                 {"trigger": "Greeting", "locale": "en-US", "text": "Thanks for writing to Contoso, {CustomerName}. An agent will answer."},
                 {"trigger": "Greeting", "locale": "tr-TR", "text": "Contoso'ya yazdığınız için teşekkürler."},
             ],
-            "delivery": {
-                "url": desk_url,
-                "signingSecret": {"env": "SWITCHBOARD_SECRET_1"},
-                "agentApiToken": {"env": "SWITCHBOARD_SECRET_2"},
-            },
+            "delivery": common::delivery_json(desk_url),
             "rules": {
                 "classification": [{
                     "name": "refunds-are-billing", "generation": 1, "order": 10,

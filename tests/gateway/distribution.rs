@@ -25,6 +25,15 @@ fn support(desk: &str, wrap_up: Value) -> Value {
     ws
 }
 
+/// A classification rule: a message with "merhaba" needs an agent who speaks Turkish.
+fn turkish_rule() -> Value {
+    json!({
+        "name": "turkish", "generation": 1, "order": 1,
+        "match": {"all": [{"field": "message.text", "operator": "Contains", "values": ["merhaba"], "ignoreCase": true}]},
+        "set": {"skills": ["turkish"]},
+    })
+}
+
 async fn presence(bed: &Bed, agent: &str, status: &str, capacity: u32, skills: &[&str]) -> Value {
     let body = json!({"name": agent.to_uppercase(), "status": status, "capacity": capacity, "queues": [{"workstream": WS, "queue": "general"}], "skills": skills});
     let (status, answer) = bed.agent(Method::PUT, &format!("/v1/agents/{agent}/presence"), Some(body)).await;
@@ -140,11 +149,7 @@ async fn conversations_go_to_available_agents_by_capacity_and_come_back_when_an_
 async fn skills_decide_who_qualifies_and_a_wrap_up_holds_capacity_until_it_is_done() {
     let mut bed = Bed::new(Provider::Line, &[]).await;
     let mut ws = support(&bed.desk.url(), json!({"type": "Always"}));
-    ws["rules"]["classification"] = json!([{
-        "name": "turkish", "generation": 1, "order": 1,
-        "match": {"all": [{"field": "message.text", "operator": "Contains", "values": ["merhaba"], "ignoreCase": true}]},
-        "set": {"skills": ["turkish"]},
-    }]);
+    ws["rules"]["classification"] = json!([turkish_rule()]);
     bed.start(&bed.config(vec![ws])).await;
     presence(&bed, "ann", "Available", 1, &[]).await;
     presence(&bed, "can", "Available", 1, &["Turkish"]).await;
@@ -229,11 +234,7 @@ async fn in_pick_mode_agents_take_what_they_qualify_for_within_their_capacity() 
     let mut bed = Bed::new(Provider::Line, &[]).await;
     let mut ws = support(&bed.desk.url(), json!({"type": "None"}));
     ws["distribution"]["mode"] = json!("Pick");
-    ws["rules"]["classification"] = json!([{
-        "name": "turkish", "generation": 1, "order": 1,
-        "match": {"all": [{"field": "message.text", "operator": "Contains", "values": ["merhaba"], "ignoreCase": true}]},
-        "set": {"skills": ["turkish"]},
-    }]);
+    ws["rules"]["classification"] = json!([turkish_rule()]);
     bed.start(&bed.config(vec![ws])).await;
     presence(&bed, "ann", "Available", 1, &[]).await;
     presence(&bed, "can", "Available", 2, &["turkish"]).await;
@@ -362,11 +363,7 @@ async fn two_replicas_never_assign_a_conversation_twice_nor_an_agent_over_its_ca
         return;
     }
     let mut ws = support(&bed.desk.url(), json!({"type": "None"}));
-    ws["rules"]["classification"] = json!([{
-        "name": "turkish", "generation": 1, "order": 1,
-        "match": {"all": [{"field": "message.text", "operator": "Contains", "values": ["merhaba"], "ignoreCase": true}]},
-        "set": {"skills": ["turkish"]},
-    }]);
+    ws["rules"]["classification"] = json!([turkish_rule()]);
     bed.start(&bed.config(vec![ws])).await;
     let mut b = bed.gateway.replica("b");
     b.spawn();

@@ -138,7 +138,7 @@ fn expected_wait(tx: &mut dyn Tx, conv: &Conversation, now: i64) -> Result<Strin
     let (window, latest) = RECENT_WAITS;
     let wait_ms = match tx.mean_wait(&conv.workstream, queue, now - window, latest)? {
         Some(mean) => mean,
-        None => tx.oldest_waiting(&conv.workstream, queue)?.map_or(0, |since| now.saturating_sub(since)),
+        None => tx.queue_counts(&conv.workstream)?.iter().find(|(name, _, _)| name == queue).map_or(0, |(_, _, since)| now.saturating_sub(*since)),
     };
     Ok(minutes_rounded_up(wait_ms).to_string())
 }

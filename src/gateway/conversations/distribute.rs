@@ -114,7 +114,7 @@ pub fn run(tx: &mut dyn Tx, rt: &Runtime, at: Moment) -> Result<Round, StoreErro
             break;
         }
         let mut queued: HashMap<String, Conversation> =
-            tx.queued_conversations(&ws.config.name)?.into_iter().filter(|c| c.handler == Handler::Desk).map(|c| (c.id.clone(), c)).collect();
+            tx.queued_conversations(&ws.config.name)?.into_iter().map(|c| (c.id.clone(), c)).collect();
         let waiting: Vec<Waiting> = queued.values().filter_map(|c| waiting(ws, c)).collect();
         for (work, i) in plan(waiting, &mut candidates, now) {
             let Some(mut conv) = queued.remove(&work.conversation_id) else { continue };
@@ -198,7 +198,7 @@ pub fn queue(tx: &mut dyn Tx, rt: &Runtime, allowed: &[String], workstream: &str
     let mut queued: HashMap<String, Conversation> = tx
         .queued_conversations(workstream)?
         .into_iter()
-        .filter(|c| c.handler == Handler::Desk && c.routing.queue.as_deref() == Some(queue))
+        .filter(|c| c.routing.queue.as_deref() == Some(queue))
         .map(|c| (c.id.clone(), c))
         .collect();
     let mut waiting: Vec<Waiting> = queued.values().filter_map(|c| self::waiting(ws, c)).collect();

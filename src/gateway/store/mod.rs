@@ -206,8 +206,6 @@ pub trait Tx {
     /// Per queue of the workstream with conversations waiting for an agent: how many, and when
     /// the oldest started.
     fn queue_counts(&mut self, workstream: &str) -> Result<Vec<(String, i64, i64)>, StoreError>;
-    /// When the oldest conversation waiting in a queue for an agent started.
-    fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError>;
     /// Notes that an assignment at `assigned_ms` ended a wait of `wait_ms` in the queue; waits
     /// noted before `keep_since_ms` are forgotten.
     fn record_wait(&mut self, workstream: &str, queue: &str, assigned_ms: i64, wait_ms: i64, keep_since_ms: i64) -> Result<(), StoreError>;

@@ -762,11 +762,6 @@ impl Tx for PgTx<'_> {
         self.rows(sql, &[&workstream])?.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
     }
 
-    fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError> {
-        let sql = "SELECT min(created_ms) FROM conversations WHERE workstream = $1 AND queue = $2 AND waiting_rank IS NOT NULL";
-        Ok(self.one(sql, &[&workstream, &queue])?.try_get(0)?)
-    }
-
     fn record_wait(&mut self, workstream: &str, queue: &str, assigned_ms: i64, wait_ms: i64, keep_since_ms: i64) -> Result<(), StoreError> {
         self.execute("DELETE FROM queue_waits WHERE workstream = $1 AND queue = $2 AND assigned_ms < $3", &[&workstream, &queue, &keep_since_ms])?;
         self.execute("INSERT INTO queue_waits (workstream, queue, assigned_ms, wait_ms) VALUES ($1, $2, $3, $4)", &[&workstream, &queue, &assigned_ms, &wait_ms])?;

@@ -506,13 +506,6 @@ impl Tx for SqliteTx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn oldest_waiting(&mut self, workstream: &str, queue: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .c
-            .prepare_cached("SELECT min(created_ms) FROM conversations WHERE workstream = ?1 AND queue = ?2 AND waiting_rank IS NOT NULL")?
-            .query_row(params![workstream, queue], |r| r.get(0))?)
-    }
-
     fn record_wait(&mut self, workstream: &str, queue: &str, assigned_ms: i64, wait_ms: i64, keep_since_ms: i64) -> Result<(), StoreError> {
         self.c
             .prepare_cached("DELETE FROM queue_waits WHERE workstream = ?1 AND queue = ?2 AND assigned_ms < ?3")?
